@@ -1,0 +1,336 @@
+//! `scale-diffusion inspect`: load every bundle under a path and report it, for people or as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use sd_core::{Ignored, Limits, SessionReport, TimelineConfig};
+use serde::Serialize;
+
+use crate::args::InspectArgs;
+
+/// The whole `inspect --json` document.
+#[derive(Debug, Serialize)]
+struct InspectOutput<'a> {
+    root: &'a Path,
+    summary: Summary,
+    sessions: Vec<SessionReport>,
+    ignored: Vec<Ignored>,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    sessions: usize,
+    usable: usize,
+    rejected: usize,
+    /// Rejected sessions per reject code.
+    rejected_by_code: BTreeMap<String, usize>,
+}
+
+pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.stall_ms.is_finite() && args.stall_ms > 0.0,
+        "--stall-ms must be a positive number of milliseconds"
+    );
+    let discovery = sd_core::discover(&args.path)
+        .with_context(|| format!("cannot inspect {}", args.path.display()))?;
+    let limits = Limits::default();
+    let timeline = TimelineConfig {
+        stall_ms: args.stall_ms,
+    };
+    let sessions: Vec<SessionReport> = discovery
+        .bundles
+        .iter()
+        .map(|source| {
+            tracing::info!(session = %source.session_id, "loading");
+            sd_core::report(&sd_core::load_bundle(source, &limits), &timeline)
+        })
+        .collect();
+
+    let mut rejected_by_code = BTreeMap::new();
+    for reason in sessions.iter().filter_map(|s| s.reject_reason.as_ref()) {
+        *rejected_by_code
+            .entry(reason.code().to_owned())
+            .or_default() += 1;
+    }
+    let usable = sessions.iter().filter(|s| s.usable).count();
+    let output = InspectOutput {
+        root: &args.path,
+        summary: Summary {
+            sessions: sessions.len(),
+            usable,
+            rejected: sessions.len() - usable,
+            rejected_by_code,
+        },
+        sessions,
+        ignored: discovery.ignored,
+    };
+
+    let text = if args.json {
+        serde_json::to_string_pretty(&output)? + "\n"
+    } else {
+        render(&output, &timeline)
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // `inspect ... | head` closing the pipe early is not an error.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}
+
+fn render(output: &InspectOutput<'_>, timeline: &TimelineConfig) -> String {
+    let mut out = String::new();
+    if output.sessions.is_empty() {
+        let _ = writeln!(
+            out,
+            "no bundles under {} (parts are named {{sid}}.webm, {{sid}}_meta.json, ... optionally prefixed by {{upload_epoch_ms}}_)",
+            output.root.display()
+        );
+    }
+    for session in &output.sessions {
+        render_session(&mut out, session, timeline);
+        out.push('\n');
+    }
+    for ignored in &output.ignored {
+        let _ = writeln!(out, "ignored  {} ({})", ignored.path.display(), ignored.why);
+    }
+    let summary = &output.summary;
+    let _ = write!(
+        out,
+        "{} session{}: {} usable, {} rejected",
+        summary.sessions,
+        plural(summary.sessions),
+        summary.usable,
+        summary.rejected
+    );
+    if !summary.rejected_by_code.is_empty() {
+        let codes: Vec<String> = summary
+            .rejected_by_code
+            .iter()
+            .map(|(code, n)| format!("{code}: {n}"))
+            .collect();
+        let _ = write!(out, " ({})", codes.join(", "));
+    }
+    out.push('\n');
+    out
+}
+
+fn render_session(out: &mut String, s: &SessionReport, timeline: &TimelineConfig) {
+    match &s.reject_message {
+        None => {
+            let _ = writeln!(out, "{}  usable", s.session_id);
+        }
+        Some(message) => {
+            let _ = writeln!(out, "{}  REJECTED: {message}", s.session_id);
+        }
+    }
+    for problem in &s.other_problems {
+        let _ = writeln!(out, "  also     {problem}");
+    }
+    let _ = writeln!(
+        out,
+        "  wallet   {}",
+        s.wallet.as_deref().unwrap_or("(unknown)")
+    );
+
+    let mut parts: Vec<String> = s
+        .parts
+        .iter()
+        .map(|p| format!("{} {}", p.part, human_bytes(p.size_bytes)))
+        .collect();
+    parts.extend(s.missing_parts.iter().map(|p| format!("{p} MISSING")));
+    let _ = write!(out, "  parts    {}", parts.join(" · "));
+    let epochs: Vec<u64> = s.parts.iter().filter_map(|p| p.upload_epoch_ms).collect();
+    if let (Some(first), Some(last)) = (epochs.iter().min(), epochs.iter().max()) {
+        let _ = write!(
+            out,
+            "  (uploaded {} → {})",
+            epoch(*first as f64),
+            epoch(*last as f64)
+        );
+    }
+    out.push('\n');
+    for part in s.parts.iter().filter(|p| !p.superseded.is_empty()) {
+        let _ = writeln!(
+            out,
+            "           {} replaces earlier upload(s): {}",
+            part.file_name,
+            part.superseded.join(", ")
+        );
+    }
+
+    if let Some(meta) = &s.meta {
+        let mut fields = Vec::new();
+        if let Some(prompt) = &meta.prompt {
+            fields.push(format!("{prompt:?}"));
+        }
+        if let Some(scenario) = &meta.scenario_id {
+            fields.push(format!("scenario {scenario}"));
+        }
+        if let Some(duration) = meta.duration_ms {
+            fields.push(format!("duration {}", seconds(duration)));
+        }
+        fields.push(match meta.start_time_epoch_ms {
+            Some(start) => format!("started {}", epoch(start)),
+            None => "startTime null".to_owned(),
+        });
+        if let Some(r) = meta.recording_start_t_ms {
+            fields.push(format!("recordingStartT {}", seconds(r)));
+        }
+        let _ = writeln!(out, "  meta     {}", fields.join(" · "));
+    }
+
+    if let Some(video) = &s.video {
+        let h = &video.health;
+        let mut line = format!(
+            "  video    {} {}x{} · {} frames",
+            video.codec, video.width, video.height, h.frames
+        );
+        if h.distinct_timestamps < h.frames {
+            let _ = write!(line, " ({} distinct timestamps)", h.distinct_timestamps);
+        }
+        let _ = write!(line, " over {}", seconds(h.span_ms));
+        if let Some(fps) = h.effective_fps {
+            let _ = write!(line, " · {fps:.1} fps effective");
+        }
+        if let Some(step) = h.median_frame_interval_ms {
+            let _ = write!(line, " (median step {step:.0} ms between distinct timestamps)");
+        }
+        if video.decode_errors > 0 {
+            let _ = write!(line, " · {} decode errors", video.decode_errors);
+        }
+        let _ = writeln!(out, "{line}");
+        match h.stalls.iter().max_by(|a, b| a.gap_ms.total_cmp(&b.gap_ms)) {
+            Some(longest) => {
+                let _ = writeln!(
+                    out,
+                    "           {} stall{} > {}, longest {} ({} → {})",
+                    h.stalls.len(),
+                    plural(h.stalls.len()),
+                    seconds(timeline.stall_ms),
+                    seconds(longest.gap_ms),
+                    seconds(longest.from_pts_ms),
+                    seconds(longest.to_pts_ms)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "           no stall > {}", seconds(timeline.stall_ms));
+            }
+        }
+        match h.bursts.iter().max_by_key(|b| b.frames) {
+            Some(longest) => {
+                let _ = writeln!(
+                    out,
+                    "           {} repeated-timestamp burst{}, {} frames in all, longest {} frames at {}",
+                    h.bursts.len(),
+                    plural(h.bursts.len()),
+                    h.burst_frames,
+                    longest.frames,
+                    seconds(longest.pts_ms)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "           no repeated timestamps");
+            }
+        }
+        if h.frames_without_pts > 0 || h.backwards_steps > 0 {
+            let _ = writeln!(
+                out,
+                "           {} frames without a timestamp, {} backwards steps",
+                h.frames_without_pts, h.backwards_steps
+            );
+        }
+    }
+
+    if s.inputs.is_some() || s.camera.is_some() || s.latency.is_some() {
+        let _ = writeln!(out, "  page clock (performance.now)");
+    }
+    if let Some(inputs) = &s.inputs {
+        let keys: Vec<&str> = inputs.keys.keys().map(String::as_str).collect();
+        let _ = writeln!(
+            out,
+            "    inputs   {}  {} events: {} keydown, {} keyup, {} mouse{} · keys {} · {} driving keydowns · {} keyup{} without keydown",
+            span(&inputs.span),
+            inputs.span.count,
+            inputs.keydowns,
+            inputs.keyups,
+            inputs.mouse_events,
+            if inputs.other_events > 0 { format!(", {} other", inputs.other_events) } else { String::new() },
+            if keys.is_empty() { "none".to_owned() } else { keys.join(" ") },
+            inputs.driving_keydowns,
+            inputs.keyups_without_keydown,
+            plural(inputs.keyups_without_keydown),
+        );
+    }
+    if let Some(camera) = &s.camera {
+        let _ = writeln!(
+            out,
+            "    camera   {}  {} samples, longest gap {}, {} moving, path {:.1} units",
+            span(&camera.span),
+            camera.span.count,
+            camera.span.longest_gap_ms.map_or("-".to_owned(), seconds),
+            camera.moving_samples,
+            camera.path_length
+        );
+    }
+    if let Some(latency) = &s.latency {
+        let rtt = match (latency.min_rtt_ms, latency.max_rtt_ms) {
+            (Some(min), Some(max)) => format!("RTT {min:.0}-{max:.0} ms"),
+            _ => "no RTT".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "    latency  {}  {} samples, {rtt}, avgRtt {}, initialLatency {}",
+            span(&latency.span),
+            latency.span.count,
+            latency
+                .avg_rtt_ms
+                .map_or("null".to_owned(), |v| format!("{v:.1} ms")),
+            latency
+                .initial_latency_ms
+                .map_or("null".to_owned(), |v| format!("{v:.1} ms")),
+        );
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn seconds(ms: f64) -> String {
+    format!("{:.2} s", ms / 1000.0)
+}
+
+fn span(span: &sd_core::LogSpan) -> String {
+    match (span.first_t_ms, span.last_t_ms) {
+        (Some(first), Some(last)) => format!("{:>7.2} → {:>7.2} s", first / 1000.0, last / 1000.0),
+        _ => format!("{:>19}", "(empty)"),
+    }
+}
+
+fn epoch(ms: f64) -> String {
+    if !(0.0..4.0e12).contains(&ms) {
+        return format!("{ms} (epoch ms)");
+    }
+    let time = UNIX_EPOCH + Duration::from_millis(ms as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        0..=999 => format!("{bytes} B"),
+        1_000..=999_999 => format!("{:.1} KB", bytes as f64 / 1e3),
+        _ => format!("{:.2} MB", bytes as f64 / 1e6),
+    }
+}

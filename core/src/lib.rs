@@ -1,0 +1,41 @@
+//! The core of Scale Diffusion's data pipeline: everything that turns a raw session bundle into
+//! facts, with no network and no async.
+//!
+//! - [`discover`] lists the bundles in a folder or a raw-bucket-shaped tree ([`BundleSource`]).
+//! - [`load_bundle`] reads and checks every part; a bundle that cannot be used carries one
+//!   [`RejectReason`]; a usable one becomes a [`Bundle`].
+//! - [`probe_video`] decodes the video for its real frame timestamps; [`VideoHealth`] reads stalls
+//!   and repeated-timestamp bursts from them.
+//! - [`report`] summarises a loaded bundle as plain data ([`SessionReport`]).
+//!
+//! ```
+//! use sd_core::{PartName, PartKind, SessionId};
+//!
+//! let name = PartName::parse("1769936467514_session_1769936388223_tp5owb_meta.json").unwrap();
+//! assert_eq!(name.kind, PartKind::Meta);
+//! assert_eq!(name.upload_epoch_ms, Some(1769936467514));
+//! assert!(SessionId::parse(&name.session_id).is_ok());
+//! ```
+
+mod bundle;
+mod discover;
+mod ids;
+mod inspect;
+mod model;
+mod parse;
+mod reject;
+mod timeline;
+mod video;
+
+pub use bundle::{load_bundle, Bundle, LoadedBundle};
+pub use discover::{discover, BundleSource, DiscoverError, Discovery, Ignored, PartFile};
+pub use ids::{PartKind, PartName, SessionId, WalletAddress};
+pub use inspect::{
+    report, CameraSummary, InputSummary, LatencySummary, LogSpan, MetaSummary, PartReport,
+    SessionReport, VideoReport, DRIVING_KEYS,
+};
+pub use model::{CameraSample, InputEvent, InputKind, LatencyLog, Meta, RttSample, Scenario};
+pub use parse::{parse_json_bytes, parse_json_part, Limits};
+pub use reject::{RejectReason, WalletFoundIn};
+pub use timeline::{Burst, Stall, TimelineConfig, VideoHealth};
+pub use video::{decode_video, probe_video, DecodedFrame, VideoProbe};

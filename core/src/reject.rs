@@ -1,0 +1,158 @@
+//! Why a bundle cannot be used: one typed reason, worded for the person who reads it.
+
+use serde::Serialize;
+
+use crate::ids::PartKind;
+
+/// Where a wallet address was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalletFoundIn {
+    /// The `{wallet}/` folder or key prefix the parts are stored under.
+    Key,
+    /// `walletAddress` in the meta part.
+    Meta,
+}
+
+impl std::fmt::Display for WalletFoundIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WalletFoundIn::Key => "storage key",
+            WalletFoundIn::Meta => "meta part",
+        })
+    }
+}
+
+/// The reason a bundle is rejected. Rejected bundles are findings, never crashes, and never pay.
+///
+/// Serialised with a stable snake_case `code` beside the variant's fields.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum RejectReason {
+    #[error("the {part} part is missing")]
+    MissingPart { part: PartKind },
+
+    #[error("the {part} part `{file}` {why}")]
+    UnsafePath {
+        part: PartKind,
+        file: String,
+        why: String,
+    },
+
+    #[error("session id {session_id:?} is not of the form session_<digits>_<alnum>: {why}")]
+    InvalidSessionId { session_id: String, why: String },
+
+    #[error("wallet {wallet:?} in the {found_in} is not a base58 32-byte Solana key: {why}")]
+    InvalidWallet {
+        wallet: String,
+        found_in: WalletFoundIn,
+        why: String,
+    },
+
+    #[error("meta names wallet {meta_wallet} but the bundle is stored under wallet {key_wallet}")]
+    WalletMismatch {
+        key_wallet: String,
+        meta_wallet: String,
+    },
+
+    #[error("meta names session {meta_session_id:?} but its parts are named {key_session_id}")]
+    SessionIdMismatch {
+        key_session_id: String,
+        meta_session_id: String,
+    },
+
+    #[error("the {part} part is {size_bytes} bytes, over the {limit_bytes}-byte limit")]
+    PartTooLarge {
+        part: PartKind,
+        size_bytes: u64,
+        limit_bytes: u64,
+    },
+
+    #[error("the {part} part nests deeper than {limit} levels")]
+    TooDeep { part: PartKind, limit: usize },
+
+    #[error("the {part} part has an array of more than {limit} items")]
+    TooManyItems { part: PartKind, limit: usize },
+
+    #[error("the {part} part is not valid JSON at line {line}, column {column} (at `{path}`): {message}")]
+    MalformedJson {
+        part: PartKind,
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
+    #[error("the {part} part has a non-finite number (null, NaN or Infinity) at `{path}` (line {line}, column {column})")]
+    NonFiniteNumber {
+        part: PartKind,
+        path: String,
+        line: usize,
+        column: usize,
+    },
+
+    #[error("the {part} part has an absurd value at `{path}`: {value} ({why})")]
+    AbsurdNumber {
+        part: PartKind,
+        path: String,
+        value: f64,
+        why: String,
+    },
+
+    #[error("the video part is empty (0 bytes)")]
+    EmptyVideo,
+
+    #[error("the video cannot be decoded: {detail}")]
+    UndecodableVideo { detail: String },
+
+    #[error("the {part} part cannot be read: {detail}")]
+    Unreadable { part: PartKind, detail: String },
+}
+
+impl RejectReason {
+    /// The stable machine-readable code (the same string as the JSON `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::MissingPart { .. } => "missing_part",
+            RejectReason::UnsafePath { .. } => "unsafe_path",
+            RejectReason::InvalidSessionId { .. } => "invalid_session_id",
+            RejectReason::InvalidWallet { .. } => "invalid_wallet",
+            RejectReason::WalletMismatch { .. } => "wallet_mismatch",
+            RejectReason::SessionIdMismatch { .. } => "session_id_mismatch",
+            RejectReason::PartTooLarge { .. } => "part_too_large",
+            RejectReason::TooDeep { .. } => "too_deep",
+            RejectReason::TooManyItems { .. } => "too_many_items",
+            RejectReason::MalformedJson { .. } => "malformed_json",
+            RejectReason::NonFiniteNumber { .. } => "non_finite_number",
+            RejectReason::AbsurdNumber { .. } => "absurd_number",
+            RejectReason::EmptyVideo => "empty_video",
+            RejectReason::UndecodableVideo { .. } => "undecodable_video",
+            RejectReason::Unreadable { .. } => "unreadable",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_matches_serialised_code() {
+        let reasons = [
+            RejectReason::MissingPart {
+                part: PartKind::Meta,
+            },
+            RejectReason::EmptyVideo,
+            RejectReason::AbsurdNumber {
+                part: PartKind::Camera,
+                path: "[0].speed".into(),
+                value: 1e12,
+                why: "too fast".into(),
+            },
+        ];
+        for reason in reasons {
+            let json = serde_json::to_value(&reason).unwrap();
+            assert_eq!(json["code"], reason.code());
+        }
+    }
+}

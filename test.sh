@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then format, lints, layering, and every test.
+# Tests that need ../shared/real-sessions print SKIPPED when it is absent; set
+# SD_REQUIRE_REAL_SESSIONS=1 to make absence a failure (CI does).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+scripts/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/check-deps.sh
+cargo test --workspace --locked
