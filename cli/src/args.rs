@@ -20,6 +20,40 @@ pub enum Command {
     /// folders. A bundle that cannot be used is a finding, not a failure: the exit status is
     /// non-zero only when PATH itself cannot be read.
     Inspect(InspectArgs),
+
+    /// Align one bundle: estimate its clock and write the frame table (one row per decoded frame,
+    /// with its video PTS, the page time it shows, keys held, mouse, camera pose and controls).
+    ///
+    /// Exits 1, writing nothing, when the bundle is rejected (the reason is printed).
+    Align(AlignArgs),
+
+    /// Print (or write) the JSON Schema of a file the system reads or writes.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlignArgs {
+    /// Folder holding the bundle's parts (in either key form).
+    pub bundle: PathBuf,
+
+    /// Where to write the frame table (JSON; see `scale-diffusion schema aligned`).
+    #[arg(long, short, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Which session, when the folder holds several.
+    #[arg(long, value_name = "SESSION_ID")]
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// aligned, meta, inputs, camera or latency; all of them with --out-dir.
+    #[arg(required_unless_present = "out_dir")]
+    pub name: Option<String>,
+
+    /// Write every schema as `<name>.schema.json` into this folder.
+    #[arg(long, value_name = "DIR", conflicts_with = "name")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use sd_core::{Ignored, Limits, SessionReport, TimelineConfig};
+use sd_core::{AlignConfig, Ignored, Limits, SessionReport, TimelineConfig};
 use serde::Serialize;
 
 use crate::args::InspectArgs;
@@ -30,7 +29,7 @@ struct Summary {
     rejected_by_code: BTreeMap<String, usize>,
 }
 
-pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+pub fn run(args: &InspectArgs) -> anyhow::Result<std::process::ExitCode> {
     anyhow::ensure!(
         args.stall_ms.is_finite() && args.stall_ms > 0.0,
         "--stall-ms must be a positive number of milliseconds"
@@ -38,15 +37,19 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let discovery = sd_core::discover(&args.path)
         .with_context(|| format!("cannot inspect {}", args.path.display()))?;
     let limits = Limits::default();
-    let timeline = TimelineConfig {
-        stall_ms: args.stall_ms,
+    let config = AlignConfig {
+        timeline: TimelineConfig {
+            stall_ms: args.stall_ms,
+        },
+        ..AlignConfig::default()
     };
+    let timeline = &config.timeline;
     let sessions: Vec<SessionReport> = discovery
         .bundles
         .iter()
         .map(|source| {
             tracing::info!(session = %source.session_id, "loading");
-            sd_core::report(&sd_core::load_bundle(source, &limits), &timeline)
+            sd_core::report(&sd_core::load_bundle(source, &limits), &config)
         })
         .collect();
 
@@ -72,17 +75,10 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let text = if args.json {
         serde_json::to_string_pretty(&output)? + "\n"
     } else {
-        render(&output, &timeline)
+        render(&output, timeline)
     };
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        // `inspect ... | head` closing the pipe early is not an error.
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write to stdout"),
-    }
+    crate::output::print(&text)?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn render(output: &InspectOutput<'_>, timeline: &TimelineConfig) -> String {
@@ -201,7 +197,10 @@ fn render_session(out: &mut String, s: &SessionReport, timeline: &TimelineConfig
             let _ = write!(line, " · {fps:.1} fps effective");
         }
         if let Some(step) = h.median_frame_interval_ms {
-            let _ = write!(line, " (median step {step:.0} ms between distinct timestamps)");
+            let _ = write!(
+                line,
+                " (median step {step:.0} ms between distinct timestamps)"
+            );
         }
         if video.decode_errors > 0 {
             let _ = write!(line, " · {} decode errors", video.decode_errors);
@@ -247,6 +246,10 @@ fn render_session(out: &mut String, s: &SessionReport, timeline: &TimelineConfig
                 h.frames_without_pts, h.backwards_steps
             );
         }
+    }
+
+    if let Some(alignment) = &s.alignment {
+        render_alignment(out, alignment);
     }
 
     if s.inputs.is_some() || s.camera.is_some() || s.latency.is_some() {
@@ -300,6 +303,83 @@ fn render_session(out: &mut String, s: &SessionReport, timeline: &TimelineConfig
     }
 }
 
+fn render_alignment(out: &mut String, a: &sd_core::AlignmentOverview) {
+    let _ = writeln!(
+        out,
+        "  clock    latency model {} (mean {:.1} ms){}",
+        name(&a.latency_source),
+        a.latency_mean_ms,
+        a.recording_start_t_ms.map_or(String::new(), |r| format!(
+            " · recordingStartT {}",
+            seconds(r)
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "           prior from {} (confidence {:.2}): S = {} ± {}",
+        name(&a.prior.basis),
+        a.prior.confidence,
+        seconds(a.prior.offset_ms),
+        seconds(a.prior.uncertainty_ms),
+    );
+    for run in &a.runs {
+        let mut line = format!(
+            "           run {} (frames {}-{}, video {} → {}): S = {} from {}, confidence {:.2}",
+            run.run,
+            run.first_frame,
+            run.last_frame,
+            seconds(run.first_pts_ms),
+            seconds(run.last_pts_ms),
+            seconds(run.offset_ms),
+            name(&run.source),
+            run.confidence
+        );
+        match (
+            run.motion_offset_ms,
+            run.motion_confidence,
+            run.motion_pairs,
+        ) {
+            (Some(offset), Some(confidence), Some(pairs)) => {
+                let _ = write!(
+                    line,
+                    " (motion fit {} over {pairs} frame pairs, confidence {confidence:.2})",
+                    seconds(offset)
+                );
+            }
+            _ => line.push_str(" (too little motion to fit)"),
+        }
+        if let Some(lag) = run.measured_lag_ms {
+            let _ = write!(line, " · measured lag {lag:.0} ms");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let x = &a.actions;
+    let _ = writeln!(
+        out,
+        "  actions  {} of {} frames timed ({} in bursts{}) · W {} A {} S {} D {} · mouse {} · pose {} ({} from camera gaps) · moving {}",
+        x.measured_frames,
+        x.frames,
+        x.burst_frames,
+        if x.frames_without_pts > 0 { format!(", {} without PTS", x.frames_without_pts) } else { String::new() },
+        x.frames_with_w,
+        x.frames_with_a,
+        x.frames_with_s,
+        x.frames_with_d,
+        x.frames_with_mouse,
+        x.frames_with_pose,
+        x.frames_with_pose_from_gap,
+        x.frames_moving
+    );
+}
+
+/// The name a value has in the JSON output (`rtt_samples`, `motion_correlation`...).
+pub(crate) fn name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        _ => "?".to_owned(),
+    }
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -308,7 +388,7 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn seconds(ms: f64) -> String {
+pub(crate) fn seconds(ms: f64) -> String {
     format!("{:.2} s", ms / 1000.0)
 }
 

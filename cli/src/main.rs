@@ -1,7 +1,10 @@
 //! `scale-diffusion`: the headless command over `sd-core` (see docs/ARCHITECTURE.md).
 
+mod align;
 mod args;
 mod inspect;
+mod output;
+mod schema;
 
 use std::process::ExitCode;
 
@@ -21,9 +24,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Align(args) => align::run(&args),
+        Command::Schema(args) => schema::run(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             // Same status clap uses for a bad invocation: the user asked for something unreadable.

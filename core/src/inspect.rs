@@ -5,11 +5,14 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::align::{align, ActionSummary, AlignConfig};
 use crate::bundle::LoadedBundle;
+use crate::clock::{ClockEstimate, OffsetSource, Prior};
 use crate::ids::PartKind;
+use crate::latency::LatencySource;
 use crate::model::{CameraSample, InputEvent, InputKind, LatencyLog, Meta};
 use crate::reject::RejectReason;
-use crate::timeline::{TimelineConfig, VideoHealth};
+use crate::timeline::VideoHealth;
 
 /// The keys that drive the car; every other key is kept but is not a driving input.
 pub const DRIVING_KEYS: [&str; 4] = ["w", "a", "s", "d"];
@@ -33,6 +36,69 @@ pub struct SessionReport {
     pub camera: Option<CameraSummary>,
     pub latency: Option<LatencySummary>,
     pub video: Option<VideoReport>,
+    /// The clock join and frame-level action counts, for a usable bundle.
+    pub alignment: Option<AlignmentOverview>,
+}
+
+/// ALIGN's result without the frame table: what `inspect` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlignmentOverview {
+    pub latency_source: LatencySource,
+    pub latency_mean_ms: f64,
+    pub recording_start_t_ms: Option<f64>,
+    pub prior: Prior,
+    pub runs: Vec<RunOverview>,
+    pub actions: ActionSummary,
+}
+
+/// One run's clock, without the correlation curve.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOverview {
+    pub run: usize,
+    pub first_frame: usize,
+    pub last_frame: usize,
+    pub first_pts_ms: f64,
+    pub last_pts_ms: f64,
+    pub offset_ms: f64,
+    pub source: OffsetSource,
+    pub confidence: f64,
+    /// The motion fit's own offset, score and confidence, when one was tried.
+    pub motion_offset_ms: Option<f64>,
+    pub motion_score: Option<f64>,
+    pub motion_confidence: Option<f64>,
+    pub motion_pairs: Option<usize>,
+    pub measured_lag_ms: Option<f64>,
+}
+
+impl AlignmentOverview {
+    pub fn new(clock: &ClockEstimate, actions: ActionSummary) -> Self {
+        Self {
+            latency_source: clock.latency.source,
+            latency_mean_ms: clock.latency.mean_ms,
+            recording_start_t_ms: clock.recording_start_t_ms,
+            prior: clock.prior.clone(),
+            runs: clock
+                .runs
+                .iter()
+                .map(|run| RunOverview {
+                    run: run.run,
+                    first_frame: run.first_frame,
+                    last_frame: run.last_frame,
+                    first_pts_ms: run.first_pts_ms,
+                    last_pts_ms: run.last_pts_ms,
+                    offset_ms: run.offset_ms,
+                    source: run.source,
+                    confidence: run.confidence,
+                    motion_offset_ms: run.motion.as_ref().map(|m| m.offset_ms),
+                    motion_score: run.motion.as_ref().map(|m| m.score),
+                    motion_confidence: run.motion.as_ref().map(|m| m.confidence),
+                    motion_pairs: run.motion.as_ref().map(|m| m.pairs),
+                    measured_lag_ms: run.measured_lag_ms,
+                })
+                .collect(),
+            actions,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -137,8 +203,10 @@ pub struct VideoReport {
     pub health: VideoHealth,
 }
 
-/// Summarises everything that could be read from a bundle, usable or not.
-pub fn report(loaded: &LoadedBundle, timeline: &TimelineConfig) -> SessionReport {
+/// Summarises everything that could be read from a bundle, usable or not, and aligns it when it
+/// is usable.
+pub fn report(loaded: &LoadedBundle, config: &AlignConfig) -> SessionReport {
+    let timeline = &config.timeline;
     let source = &loaded.source;
     let parts = source
         .parts
@@ -186,6 +254,10 @@ pub fn report(loaded: &LoadedBundle, timeline: &TimelineConfig) -> SessionReport
             decode_errors: video.decode_errors,
             container_duration_ms: video.container_duration_ms,
             health: VideoHealth::from_pts(&video.frame_pts_ms, timeline),
+        }),
+        alignment: loaded.clone().into_bundle().ok().map(|bundle| {
+            let alignment = align(&bundle, config);
+            AlignmentOverview::new(&alignment.clock, alignment.summary)
         }),
     }
 }

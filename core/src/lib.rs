@@ -17,25 +17,46 @@
 //! assert!(SessionId::parse(&name.session_id).is_ok());
 //! ```
 
+mod actions;
+mod align;
 mod bundle;
+mod clock;
 mod discover;
 mod ids;
 mod inspect;
+mod latency;
 mod model;
+mod motion;
 mod parse;
 mod reject;
+mod schema;
 mod timeline;
 mod video;
 
+pub use actions::{
+    frame_actions, frame_timing, ActionConfig, Controls, DrivingKeys, FrameAction, FrameTiming,
+    Pose,
+};
+pub use align::{
+    align, timing_facts, ActionSummary, AlignConfig, AlignedFile, AlignedVideo, Alignment,
+    ALIGNED_SCHEMA_VERSION,
+};
 pub use bundle::{load_bundle, Bundle, LoadedBundle};
+pub use clock::{
+    estimate_clock, split_runs, timing_prior, ChannelFit, ClockConfig, ClockEstimate, MotionFit,
+    OffsetSource, Prior, PriorBasis, RunClock, TimingFacts, VideoMotion,
+};
 pub use discover::{discover, BundleSource, DiscoverError, Discovery, Ignored, PartFile};
 pub use ids::{PartKind, PartName, SessionId, WalletAddress};
 pub use inspect::{
-    report, CameraSummary, InputSummary, LatencySummary, LogSpan, MetaSummary, PartReport,
-    SessionReport, VideoReport, DRIVING_KEYS,
+    report, AlignmentOverview, CameraSummary, InputSummary, LatencySummary, LogSpan, MetaSummary,
+    PartReport, RunOverview, SessionReport, VideoReport, DRIVING_KEYS,
 };
+pub use latency::{LatencyModel, LatencySource};
 pub use model::{CameraSample, InputEvent, InputKind, LatencyLog, Meta, RttSample, Scenario};
+pub use motion::{GrayThumb, PhaseCorrelator, Shift, Spectrum, THUMB_HEIGHT, THUMB_WIDTH};
 pub use parse::{parse_json_bytes, parse_json_part, Limits};
 pub use reject::{RejectReason, WalletFoundIn};
+pub use schema::{schema, SCHEMA_NAMES};
 pub use timeline::{Burst, Stall, TimelineConfig, VideoHealth};
 pub use video::{decode_video, probe_video, DecodedFrame, VideoProbe};

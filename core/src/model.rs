@@ -5,6 +5,7 @@
 //! A required number that arrives as `null` is what `JSON.stringify` makes of `NaN`/`Infinity`,
 //! so it is reported as a non-finite number rather than a type error.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -31,7 +32,7 @@ fn finite_xyz<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[f64; 3], D:
 }
 
 /// One entry of `{sid}_inputs.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InputEvent {
     /// `performance.now()` of the page, ms.
     #[serde(deserialize_with = "finite")]
@@ -71,12 +72,13 @@ impl InputEvent {
 }
 
 /// One entry of `{sid}_camera.json`, logged every 10th animation frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CameraSample {
     /// `performance.now()` of the page, ms.
     #[serde(deserialize_with = "finite")]
     pub t: f64,
     #[serde(deserialize_with = "finite_xyz")]
+    #[schemars(with = "[f64; 3]")]
     pub pos: [f64; 3],
     /// Radians.
     #[serde(deserialize_with = "finite")]
@@ -103,7 +105,7 @@ pub struct CameraSample {
 }
 
 /// `{sid}_latency.json`: ICE candidate-pair round-trip times, not the model's delay.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencyLog {
     #[serde(default)]
@@ -117,7 +119,7 @@ pub struct LatencyLog {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RttSample {
     #[serde(deserialize_with = "finite")]
     pub t: f64,
@@ -128,7 +130,7 @@ pub struct RttSample {
 }
 
 /// `{sid}_meta.json`, written last.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Meta {
     pub session_id: String,
@@ -146,7 +148,9 @@ pub struct Meta {
     /// Epoch ms.
     #[serde(default)]
     pub end_time: Option<f64>,
-    /// `performance.now()` when `MediaRecorder.start()` ran. Not written by any client yet.
+    /// `performance.now()` of the page when `MediaRecorder.start()` ran (ms). Capture clients
+    /// should write it: with it the pipeline knows the recorder start `R` instead of estimating
+    /// it. No client writes it yet.
     #[serde(
         default,
         rename = "recordingStartT",
@@ -163,7 +167,7 @@ pub struct Meta {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Scenario {
     #[serde(default)]
     pub id: Option<String>,

@@ -10,6 +10,7 @@ use std::sync::Once;
 use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
+use crate::motion::{GrayThumb, PhaseCorrelator, Shift, Spectrum, THUMB_HEIGHT, THUMB_WIDTH};
 use crate::parse::Limits;
 use crate::reject::RejectReason;
 
@@ -25,6 +26,13 @@ pub struct VideoProbe {
     /// Presentation time of each decoded frame, in decode output order, ms from the recorder's
     /// start. `None` for a frame that carried no timestamp at all.
     pub frame_pts_ms: Vec<Option<f64>>,
+    /// Global shift from the previous decoded frame to this one (`None` for the first frame, or a
+    /// frame too small to measure). Measured on a grey thumbnail, see [`crate::PhaseCorrelator`].
+    pub frame_motion: Vec<Option<Shift>>,
+    /// Mean luma of each frame, 0-255.
+    pub frame_mean_luma: Vec<f32>,
+    /// Mean absolute difference from the previous frame's thumbnail, 0-255 (`None` for the first).
+    pub frame_change: Vec<Option<f32>>,
     /// Packets the demuxer or decoder refused (a healthy file has none).
     pub decode_errors: usize,
     /// Duration the container claims, if any (the real recordings claim none).
@@ -132,6 +140,9 @@ pub fn decode_video(
         width: decoder.width(),
         height: decoder.height(),
         frame_pts_ms: Vec::new(),
+        frame_motion: Vec::new(),
+        frame_mean_luma: Vec::new(),
+        frame_change: Vec::new(),
         decode_errors: 0,
         container_duration_ms,
     };
@@ -204,7 +215,39 @@ pub fn decode_video(
     Ok(probe)
 }
 
-/// Decodes every frame and keeps only the timestamps.
+/// Decodes every frame, keeping its timestamp, its mean luma and its global motion.
 pub fn probe_video(path: &Path, limits: &Limits) -> Result<VideoProbe, RejectReason> {
-    decode_video(path, limits, |_| {})
+    let correlator = PhaseCorrelator::new(THUMB_WIDTH, THUMB_HEIGHT);
+    let mut previous: Option<Spectrum> = None;
+    let mut previous_thumb: Option<GrayThumb> = None;
+    let mut motion = Vec::new();
+    let mut mean_luma = Vec::new();
+    let mut change = Vec::new();
+    let mut probe = decode_video(path, limits, |frame| {
+        let (plane, stride) = frame.luma();
+        let thumb = GrayThumb::from_luma(
+            plane,
+            stride,
+            frame.width() as usize,
+            frame.height() as usize,
+            THUMB_WIDTH,
+            THUMB_HEIGHT,
+        );
+        mean_luma.push(thumb.as_ref().map_or(f32::NAN, GrayThumb::mean));
+        change.push(match (&previous_thumb, &thumb) {
+            (Some(a), Some(b)) => Some(a.mean_abs_diff(b)),
+            _ => None,
+        });
+        let spectrum = thumb.as_ref().and_then(|thumb| correlator.spectrum(thumb));
+        previous_thumb = thumb;
+        motion.push(match (&previous, &spectrum) {
+            (Some(a), Some(b)) => Some(correlator.shift(a, b)),
+            _ => None,
+        });
+        previous = spectrum;
+    })?;
+    probe.frame_motion = motion;
+    probe.frame_mean_luma = mean_luma;
+    probe.frame_change = change;
+    Ok(probe)
 }

@@ -118,3 +118,34 @@ fn unknown_subcommand_is_a_usage_error() {
     stdout_with_status(&run(&["frobnicate"]), 2);
     stdout_with_status(&run(&["inspect"]), 2);
 }
+
+#[test]
+fn synthetic_messy_bundle_is_read_frame_by_frame() {
+    // Needs no shared data: the generator makes a bundle with a known timeline.
+    let dir = Dir::new("inspect_synthetic");
+    let spec = sd_fixtures::SyntheticSpec::messy(12.0);
+    let written = sd_fixtures::write_bundle(dir.path(), &spec, sd_fixtures::Naming::UploadEpoch)
+        .expect("write bundle");
+    let truth = sd_fixtures::Truth::read(&written.truth).expect("truth");
+
+    let output = run(&["inspect", "--json", &dir.path().to_string_lossy()]);
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout_with_status(&output, 0)).expect("JSON");
+    let session = &report["sessions"][0];
+    assert_eq!(session["usable"], true, "{session}");
+    let health = &session["video"]["health"];
+    assert_eq!(health["frames"], truth.frame_pts_ms.len());
+    assert_eq!(
+        health["stalls"].as_array().map(Vec::len),
+        Some(truth.stalls.len())
+    );
+    assert_eq!(
+        health["bursts"].as_array().map(Vec::len),
+        Some(truth.bursts.len())
+    );
+    assert_eq!(health["longest_burst_frames"], truth.bursts[0].frame_count);
+    // The truth file sits beside the parts but is not one of them.
+    assert!(report["ignored"][0]["path"]
+        .as_str()
+        .is_some_and(|path| path.ends_with("_truth.json")));
+}

@@ -11,3 +11,5 @@ use std::process::Output;
 fn run(args: &[&str]) -> Output {
     sd_tests::run(Path::new(env!("CARGO_BIN_EXE_scale-diffusion")), args)
 }
+
+mod align;

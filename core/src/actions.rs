@@ -1,0 +1,426 @@
+//! Dense per-frame action state: for every decoded frame, what the player was doing at the page
+//! time the frame shows. Pure: frame times and a clock in, rows out.
+
+use std::collections::BTreeSet;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::inspect::DRIVING_KEYS;
+use crate::model::{CameraSample, InputEvent, InputKind};
+
+/// How a frame's time is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameTiming {
+    /// The frame's own presentation timestamp.
+    Measured,
+    /// One of several consecutive frames sharing a timestamp: its true time is unknown.
+    Burst,
+    /// The frame carried no timestamp.
+    Missing,
+}
+
+/// Classifies every frame: a frame whose timestamp equals its neighbour's is in a burst.
+pub fn frame_timing(frame_pts_ms: &[Option<f64>]) -> Vec<FrameTiming> {
+    (0..frame_pts_ms.len())
+        .map(|i| {
+            let Some(pts) = frame_pts_ms[i] else {
+                return FrameTiming::Missing;
+            };
+            let same = |j: Option<usize>| {
+                j.and_then(|j| frame_pts_ms.get(j).copied().flatten()) == Some(pts)
+            };
+            if same(i.checked_sub(1)) || same(Some(i + 1)) {
+                FrameTiming::Burst
+            } else {
+                FrameTiming::Measured
+            }
+        })
+        .collect()
+}
+
+/// The W/A/S/D keys held, flagged one by one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct DrivingKeys {
+    pub w: bool,
+    pub a: bool,
+    pub s: bool,
+    pub d: bool,
+}
+
+/// The camera log interpolated at a frame's page time.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Pose {
+    pub pos: [f64; 3],
+    /// Radians, interpolated on the shortest arc.
+    pub yaw: f64,
+    pub speed: f64,
+    /// Step between the two camera samples the pose lies between (ms).
+    pub sample_gap_ms: f64,
+    /// The bracketing samples are further apart than the configured limit.
+    pub from_gap: bool,
+}
+
+/// The driving controls of the latest camera sample at or before the frame.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Controls {
+    pub throttle: Option<f64>,
+    pub brake: Option<f64>,
+    pub steer: Option<f64>,
+    pub command: Option<f64>,
+}
+
+/// One row of the aligned frame table.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct FrameAction {
+    pub frame: usize,
+    pub pts_ms: Option<f64>,
+    pub timing: FrameTiming,
+    /// The continuous run (between stalls) the frame belongs to.
+    pub run: usize,
+    /// Page time (`performance.now()`) of the input whose effect this frame shows; `None` unless
+    /// `timing` is `measured`.
+    pub page_t_ms: Option<f64>,
+    /// Every key held (lower-case `KeyboardEvent.key`), sorted; `None` when the time is unknown.
+    pub keys_held: Option<Vec<String>>,
+    pub driving_keys: Option<DrivingKeys>,
+    /// Mouse movement summed over the events since the previous measured frame.
+    pub mouse_dx: Option<f64>,
+    pub mouse_dy: Option<f64>,
+    /// Indices into the inputs log of the events since the previous measured frame.
+    pub events: Vec<usize>,
+    pub pose: Option<Pose>,
+    pub controls: Option<Controls>,
+}
+
+/// Knobs for building action rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionConfig {
+    /// A pose interpolated between camera samples further apart than this is flagged `from_gap`.
+    pub camera_gap_ms: f64,
+}
+
+impl Default for ActionConfig {
+    fn default() -> Self {
+        // Real camera samples are 0.2-0.55 s apart (median); a hidden tab makes gaps of tens of s.
+        Self {
+            camera_gap_ms: 2000.0,
+        }
+    }
+}
+
+/// Key state after each input event, for lookups by time.
+#[derive(Debug)]
+struct KeyTimeline {
+    /// Event times, sorted; `held[i]` is the state after the first `i` events.
+    times: Vec<f64>,
+    held: Vec<BTreeSet<String>>,
+    /// Indices into the original log, in time order.
+    order: Vec<usize>,
+    mouse_dx_prefix: Vec<f64>,
+    mouse_dy_prefix: Vec<f64>,
+}
+
+impl KeyTimeline {
+    fn new(inputs: &[InputEvent]) -> Self {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by(|&a, &b| inputs[a].t.total_cmp(&inputs[b].t));
+        let mut held = vec![BTreeSet::new()];
+        let mut mouse_dx_prefix = vec![0.0];
+        let mut mouse_dy_prefix = vec![0.0];
+        for &i in &order {
+            let event = &inputs[i];
+            let mut state = held.last().cloned().unwrap_or_default();
+            match (event.input_kind(), event.key.as_deref()) {
+                (InputKind::KeyDown, Some(key)) => {
+                    state.insert(key.to_owned());
+                }
+                // A keyup without its keydown (`p`, focus changes) leaves the state as it is.
+                (InputKind::KeyUp, Some(key)) => {
+                    state.remove(key);
+                }
+                _ => {}
+            }
+            held.push(state);
+            let (dx, dy) = match event.input_kind() {
+                InputKind::Mouse => (event.dx.unwrap_or(0.0), event.dy.unwrap_or(0.0)),
+                _ => (0.0, 0.0),
+            };
+            mouse_dx_prefix.push(mouse_dx_prefix.last().copied().unwrap_or(0.0) + dx);
+            mouse_dy_prefix.push(mouse_dy_prefix.last().copied().unwrap_or(0.0) + dy);
+        }
+        Self {
+            times: order.iter().map(|&i| inputs[i].t).collect(),
+            held,
+            order,
+            mouse_dx_prefix,
+            mouse_dy_prefix,
+        }
+    }
+
+    /// Number of events at or before `t`.
+    fn count_until(&self, t: f64) -> usize {
+        self.times.partition_point(|&time| time <= t)
+    }
+}
+
+/// Builds one row per frame. `page_time(frame, pts_ms)` maps a measured frame to the page time
+/// it shows, and `run_of[frame]` gives its continuous run.
+pub fn frame_actions(
+    frame_pts_ms: &[Option<f64>],
+    run_of: &[usize],
+    page_time: impl Fn(usize, f64) -> f64,
+    inputs: &[InputEvent],
+    camera: &[CameraSample],
+    config: &ActionConfig,
+) -> Vec<FrameAction> {
+    let keys = KeyTimeline::new(inputs);
+    let mut camera_order: Vec<&CameraSample> = camera.iter().collect();
+    camera_order.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let timing = frame_timing(frame_pts_ms);
+
+    let mut previous_count: Option<usize> = None;
+    let mut previous_run = usize::MAX;
+    let mut rows = Vec::with_capacity(frame_pts_ms.len());
+    for (frame, (&pts_ms, &timing)) in frame_pts_ms.iter().zip(&timing).enumerate() {
+        let run = run_of.get(frame).copied().unwrap_or(0);
+        let mut row = FrameAction {
+            frame,
+            pts_ms,
+            timing,
+            run,
+            page_t_ms: None,
+            keys_held: None,
+            driving_keys: None,
+            mouse_dx: None,
+            mouse_dy: None,
+            events: Vec::new(),
+            pose: None,
+            controls: None,
+        };
+        if let (FrameTiming::Measured, Some(pts)) = (timing, pts_ms) {
+            let t = page_time(frame, pts);
+            let count = keys.count_until(t);
+            let held = &keys.held[count];
+            // Events since the previous measured frame of the same run; none for a run's first
+            // frame (what came before belongs to a stretch of video that is not there).
+            let since = match previous_count {
+                Some(previous) if previous_run == run && previous <= count => previous,
+                _ => count,
+            };
+            row.page_t_ms = Some(t);
+            row.driving_keys = Some(DrivingKeys {
+                w: held.contains(DRIVING_KEYS[0]),
+                a: held.contains(DRIVING_KEYS[1]),
+                s: held.contains(DRIVING_KEYS[2]),
+                d: held.contains(DRIVING_KEYS[3]),
+            });
+            row.keys_held = Some(held.iter().cloned().collect());
+            row.mouse_dx = Some(keys.mouse_dx_prefix[count] - keys.mouse_dx_prefix[since]);
+            row.mouse_dy = Some(keys.mouse_dy_prefix[count] - keys.mouse_dy_prefix[since]);
+            row.events = keys.order[since..count].to_vec();
+            row.pose = pose_at(&camera_order, t, config);
+            row.controls = controls_at(&camera_order, t);
+            previous_count = Some(count);
+            previous_run = run;
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Wraps an angle difference into (-pi, pi].
+fn shortest_arc(delta: f64) -> f64 {
+    let tau = std::f64::consts::TAU;
+    let wrapped = delta.rem_euclid(tau);
+    if wrapped > std::f64::consts::PI {
+        wrapped - tau
+    } else {
+        wrapped
+    }
+}
+
+fn pose_at(camera: &[&CameraSample], t: f64, config: &ActionConfig) -> Option<Pose> {
+    let after = camera.partition_point(|sample| sample.t <= t);
+    if after == 0 || after == camera.len() {
+        // Before the first sample or after the last: nothing to interpolate between. A frame
+        // exactly on the last sample still gets that sample.
+        let last = camera.last()?;
+        return (last.t == t).then_some(Pose {
+            pos: last.pos,
+            yaw: last.yaw,
+            speed: last.speed,
+            sample_gap_ms: 0.0,
+            from_gap: false,
+        });
+    }
+    let (a, b) = (camera[after - 1], camera[after]);
+    let gap = b.t - a.t;
+    let f = if gap > 0.0 { (t - a.t) / gap } else { 0.0 };
+    let lerp = |x: f64, y: f64| x + (y - x) * f;
+    Some(Pose {
+        pos: [
+            lerp(a.pos[0], b.pos[0]),
+            lerp(a.pos[1], b.pos[1]),
+            lerp(a.pos[2], b.pos[2]),
+        ],
+        yaw: a.yaw + shortest_arc(b.yaw - a.yaw) * f,
+        speed: lerp(a.speed, b.speed),
+        sample_gap_ms: gap,
+        from_gap: gap > config.camera_gap_ms,
+    })
+}
+
+fn controls_at(camera: &[&CameraSample], t: f64) -> Option<Controls> {
+    let after = camera.partition_point(|sample| sample.t <= t);
+    let sample = camera.get(after.checked_sub(1)?)?;
+    Some(Controls {
+        throttle: sample.throttle,
+        brake: sample.brake,
+        steer: sample.steer,
+        command: sample.command,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(t: f64, kind: &str, key: Option<&str>, dx: Option<f64>) -> InputEvent {
+        InputEvent {
+            t,
+            kind: kind.to_owned(),
+            key: key.map(str::to_owned),
+            dx,
+            dy: dx.map(|_| 0.0),
+            extra: Default::default(),
+        }
+    }
+
+    fn sample(t: f64, x: f64, yaw: f64, command: f64) -> CameraSample {
+        CameraSample {
+            t,
+            pos: [x, 0.0, 0.0],
+            yaw,
+            speed: x,
+            kind: Some("camera".to_owned()),
+            throttle: Some(1.0),
+            brake: Some(0.0),
+            steer: Some(0.0),
+            command: Some(command),
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn timing_marks_bursts_and_missing() {
+        let pts = [
+            Some(0.0),
+            Some(10.0),
+            Some(10.0),
+            Some(10.0),
+            Some(20.0),
+            None,
+        ];
+        use FrameTiming::*;
+        assert_eq!(
+            frame_timing(&pts),
+            vec![Measured, Burst, Burst, Burst, Measured, Missing]
+        );
+    }
+
+    #[test]
+    fn keys_mouse_and_events_per_frame() {
+        let inputs = vec![
+            event(105.0, "keydown", Some("w"), None),
+            event(90.0, "keyup", Some("p"), None), // out of order, and without keydown
+            event(150.0, "mouse", None, Some(3.0)),
+            event(160.0, "mouse", None, Some(-1.0)),
+            event(210.0, "keyup", Some("w"), None),
+            event(215.0, "keydown", Some("a"), None),
+        ];
+        let pts = [Some(0.0), Some(100.0), Some(200.0), Some(300.0)];
+        // Page time = pts + 100 (an offset of 100 ms).
+        let rows = frame_actions(
+            &pts,
+            &[0; 4],
+            |_, pts| pts + 100.0,
+            &inputs,
+            &[],
+            &ActionConfig::default(),
+        );
+        let held: Vec<Vec<String>> = rows.iter().map(|r| r.keys_held.clone().unwrap()).collect();
+        let a = || vec!["a".to_owned()];
+        assert_eq!(held, vec![vec![], vec!["w".to_owned()], a(), a()]);
+        assert!(rows[1].driving_keys.unwrap().w);
+        // The first frame of a run gets no events; later frames get those since the previous one.
+        assert_eq!(rows[0].events, Vec::<usize>::new());
+        assert_eq!(rows[1].events, vec![0, 2, 3]);
+        assert_eq!(rows[1].mouse_dx, Some(2.0));
+        assert_eq!(rows[2].events, vec![4, 5]);
+        assert_eq!(rows[2].mouse_dx, Some(0.0));
+        assert!(rows[3].events.is_empty());
+    }
+
+    #[test]
+    fn unknown_times_get_no_action() {
+        let pts = [Some(0.0), Some(50.0), Some(50.0), None];
+        let rows = frame_actions(
+            &pts,
+            &[0; 4],
+            |_, pts| pts,
+            &[],
+            &[],
+            &ActionConfig::default(),
+        );
+        assert!(rows[0].keys_held.is_some());
+        for row in &rows[1..] {
+            assert_eq!(row.page_t_ms, None);
+            assert_eq!(row.keys_held, None);
+        }
+    }
+
+    #[test]
+    fn pose_interpolates_yaw_on_the_shortest_arc_and_flags_gaps() {
+        let pi = std::f64::consts::PI;
+        let camera = vec![
+            sample(0.0, 0.0, pi - 0.1, 3.0),
+            sample(100.0, 10.0, -pi + 0.1, 4.0),
+            sample(5000.0, 20.0, 0.0, 1.0),
+        ];
+        let pts = [Some(50.0), Some(2000.0), Some(6000.0)];
+        let rows = frame_actions(
+            &pts,
+            &[0; 3],
+            |_, pts| pts,
+            &[],
+            &camera,
+            &ActionConfig::default(),
+        );
+        let pose = rows[0].pose.clone().unwrap();
+        assert_eq!(pose.pos[0], 5.0);
+        assert!((pose.yaw - pi).abs() < 1e-9, "{}", pose.yaw);
+        assert!(!pose.from_gap);
+        assert_eq!(rows[0].controls.clone().unwrap().command, Some(3.0));
+        assert!(rows[1].pose.clone().unwrap().from_gap);
+        assert_eq!(rows[2].pose, None);
+        assert_eq!(rows[2].controls.clone().unwrap().command, Some(1.0));
+    }
+
+    #[test]
+    fn events_do_not_leak_across_runs() {
+        let inputs = vec![event(50.0, "mouse", None, Some(5.0))];
+        let pts = [Some(0.0), Some(100.0)];
+        let rows = frame_actions(
+            &pts,
+            &[0, 1],
+            |_, pts| pts,
+            &inputs,
+            &[],
+            &ActionConfig::default(),
+        );
+        assert_eq!(rows[1].mouse_dx, Some(0.0));
+        assert!(rows[1].events.is_empty());
+    }
+}

@@ -1,0 +1,844 @@
+//! The clock join: which page time (`performance.now()`) each video frame shows.
+//!
+//! An event at page time `T` shows at video time `v = T - S + (L(T) - mean L)`, where `S` is the
+//! page time whose input shows at video time 0 (the recorder start `R` net of the mean lag) and
+//! `L` the latency model. Only `S` is observable. Sources, best first:
+//!
+//! 1. `recordingStartT` in meta: `S = R - mean L`.
+//! 2. Motion correlation: the shift and change measured between decoded frames against the motion
+//!    the logs predict (camera yaw and distance, keys held), over a bounded window of candidate
+//!    offsets, at real frame times; sub-frame refinement around the peak.
+//! 3. A prior from meta timing (`startTime`, the latency part's upload epoch and last RTT sample,
+//!    the session id's epoch), with a low confidence.
+//!
+//! Each continuous run of frames between long stalls gets its own offset: a long stall can break
+//! the recorder's clock (SPEC section 8).
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::actions::{frame_timing, FrameTiming};
+use crate::latency::LatencyModel;
+use crate::model::{CameraSample, InputEvent, InputKind};
+
+/// Knobs of the clock estimate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockConfig {
+    /// A gap between frames longer than this starts a new run with its own offset.
+    pub run_break_ms: f64,
+    /// Lag through the diffusion model beyond the network RTT that the search allows for.
+    pub lag_allowance_ms: f64,
+    pub coarse_step_ms: f64,
+    pub fine_step_ms: f64,
+    /// A motion fit below this confidence is not used; the prior is.
+    pub min_confidence: f64,
+    /// Frame pairs a run needs before a motion fit is tried.
+    pub min_pairs: usize,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        Self {
+            run_break_ms: 5000.0,
+            lag_allowance_ms: 3000.0,
+            coarse_step_ms: 5.0,
+            fine_step_ms: 0.25,
+            min_confidence: 0.2,
+            min_pairs: 8,
+        }
+    }
+}
+
+/// Where a run's offset came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetSource {
+    RecordingStartT,
+    MotionCorrelation,
+    MetaTiming,
+}
+
+/// What the prior was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorBasis {
+    /// The latency part's upload epoch minus its last RTT sample bounds the page clock's epoch
+    /// origin; `startTime` (or `endTime`) then places the recorder start.
+    LatencyUpload,
+    /// The session id's epoch bounds the page clock's origin from one side only.
+    SessionId,
+    /// Nothing on the epoch clock: the first camera sample.
+    LogSpan,
+}
+
+/// The best guess from meta timing alone.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct Prior {
+    pub basis: PriorBasis,
+    /// Estimated `R`, page time of the recorder start.
+    pub recording_start_ms: f64,
+    /// `R - mean L`.
+    pub offset_ms: f64,
+    /// Half-width of the range the truth is believed to lie in (before the lag allowance).
+    pub uncertainty_ms: f64,
+    pub confidence: f64,
+    /// Epoch ms at page time 0, when it could be bounded.
+    pub page_epoch_origin_ms: Option<f64>,
+    /// The steps of the reasoning, for people.
+    pub detail: String,
+}
+
+/// Correlation of one measured signal with one predicted signal at the chosen offset.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ChannelFit {
+    /// `measured~predicted`, e.g. `shift_x~camera_yaw`.
+    pub channel: String,
+    pub r: f64,
+}
+
+/// The motion-correlation fit of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct MotionFit {
+    pub offset_ms: f64,
+    /// Mean squared correlation over the active channels at the peak, 0-1.
+    pub score: f64,
+    /// Best score further than `exclusion_ms` from the peak.
+    pub second_score: f64,
+    pub exclusion_ms: f64,
+    pub pairs: usize,
+    pub moving_pairs: usize,
+    pub confidence: f64,
+    pub channels: Vec<ChannelFit>,
+    /// Score against candidate offsets, `search_start_ms + i * search_step_ms`.
+    pub search_start_ms: f64,
+    pub search_step_ms: f64,
+    pub scores: Vec<f32>,
+}
+
+/// The clock of one continuous run of frames.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct RunClock {
+    pub run: usize,
+    pub first_frame: usize,
+    pub last_frame: usize,
+    pub first_pts_ms: f64,
+    pub last_pts_ms: f64,
+    /// `S` for this run: page time of video time 0, net of the mean lag.
+    pub offset_ms: f64,
+    pub source: OffsetSource,
+    pub confidence: f64,
+    pub motion: Option<MotionFit>,
+    /// With `recordingStartT`, the lag the motion fit measures (`R - S_motion`), when confident.
+    pub measured_lag_ms: Option<f64>,
+}
+
+/// The whole clock join of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ClockEstimate {
+    pub latency: LatencyModel,
+    pub recording_start_t_ms: Option<f64>,
+    pub prior: Prior,
+    pub runs: Vec<RunClock>,
+    /// Run of every frame (frames without a timestamp join the run before them).
+    #[serde(skip)]
+    pub run_of: Vec<usize>,
+}
+
+impl ClockEstimate {
+    /// Page time shown by `frame` at `pts_ms`: `pts + S - (L(T) - mean L)`.
+    pub fn page_time(&self, frame: usize, pts_ms: f64) -> f64 {
+        let run = self.run_of.get(frame).copied().unwrap_or(0);
+        let offset = self
+            .runs
+            .get(run)
+            .map_or(self.prior.offset_ms, |r| r.offset_ms);
+        let first = pts_ms + offset;
+        pts_ms + offset - self.latency.variation_at(first)
+    }
+
+    /// The least confident run's confidence (what a segment spanning them all can claim).
+    pub fn min_confidence(&self) -> f64 {
+        self.runs
+            .iter()
+            .map(|r| r.confidence)
+            .reduce(f64::min)
+            .unwrap_or(0.0)
+    }
+}
+
+/// Meta timing the prior is built from, gathered by the caller from the bundle.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TimingFacts {
+    pub start_time_epoch_ms: Option<f64>,
+    pub end_time_epoch_ms: Option<f64>,
+    pub session_epoch_ms: Option<f64>,
+    pub latency_upload_epoch_ms: Option<f64>,
+    /// `t` of the last RTT sample, and the median step between samples.
+    pub last_rtt_t_ms: Option<f64>,
+    pub rtt_median_step_ms: Option<f64>,
+    pub first_camera_t_ms: Option<f64>,
+    pub video_span_ms: f64,
+}
+
+/// Builds the prior from meta timing. See [`PriorBasis`] for the reasoning at each level.
+pub fn timing_prior(facts: &TimingFacts, latency: &LatencyModel) -> Prior {
+    // Samples run every ~2 s until the part is serialised just before its upload; the last one
+    // is 0-2 s before the upload epoch when they ran regularly.
+    let regular = facts.rtt_median_step_ms.is_some_and(|step| step <= 3000.0);
+    let origin = match (facts.latency_upload_epoch_ms, facts.last_rtt_t_ms) {
+        (Some(upload), Some(last)) if regular => Some(upload - last - 1000.0),
+        _ => None,
+    };
+    // The session id is `Date.now()` when the session was made, at page time >= 0.
+    let origin = origin.filter(|origin| facts.session_epoch_ms.is_none_or(|sid| *origin <= sid));
+    let place = |origin: f64| match (facts.start_time_epoch_ms, facts.end_time_epoch_ms) {
+        (Some(start), _) => Some((start - origin, "startTime")),
+        (None, Some(end)) => Some((end - origin - facts.video_span_ms, "endTime - video span")),
+        _ => None,
+    };
+    let mean = latency.mean_ms;
+    let build = |basis, r: f64, uncertainty_ms, confidence, origin, detail: String| Prior {
+        basis,
+        recording_start_ms: r,
+        offset_ms: r - mean,
+        uncertainty_ms,
+        confidence,
+        page_epoch_origin_ms: origin,
+        detail,
+    };
+    if let Some((origin, (r, from))) = origin.and_then(|o| place(o).map(|placed| (o, placed))) {
+        return build(
+            PriorBasis::LatencyUpload,
+            r,
+            1500.0,
+            0.15,
+            Some(origin),
+            format!(
+                "page clock origin ~ latency upload epoch - last RTT sample t - 1 s = {origin:.0}; R = {from} - origin = {r:.0} ms; S = R - mean RTT {mean:.1} ms"
+            ),
+        );
+    }
+    if let (Some(start), Some(sid), Some(first)) = (
+        facts.start_time_epoch_ms,
+        facts.session_epoch_ms,
+        facts.first_camera_t_ms,
+    ) {
+        let r = start - sid + first;
+        return build(
+            PriorBasis::SessionId,
+            r,
+            6000.0,
+            0.05,
+            None,
+            format!(
+                "no usable latency bound; R ~ startTime - session id epoch + first camera t = {r:.0} ms (the session began near the first log entry)"
+            ),
+        );
+    }
+    let r = facts.first_camera_t_ms.unwrap_or(0.0);
+    build(
+        PriorBasis::LogSpan,
+        r,
+        10_000.0,
+        0.02,
+        None,
+        format!("no epoch anchor; R ~ first camera sample t = {r:.0} ms"),
+    )
+}
+
+/// A piecewise-linear function of page time, flat beyond its ends.
+#[derive(Debug, Clone)]
+struct Cumulative {
+    t: Vec<f64>,
+    v: Vec<f64>,
+}
+
+impl Cumulative {
+    fn at(&self, t: f64) -> f64 {
+        let (Some(&t0), Some(&tn)) = (self.t.first(), self.t.last()) else {
+            return 0.0;
+        };
+        if t <= t0 {
+            return self.v[0];
+        }
+        if t >= tn {
+            return self.v[self.v.len() - 1];
+        }
+        let i = self.t.partition_point(|&x| x <= t);
+        let (ta, tb, va, vb) = (self.t[i - 1], self.t[i], self.v[i - 1], self.v[i]);
+        if tb > ta {
+            va + (vb - va) * (t - ta) / (tb - ta)
+        } else {
+            vb
+        }
+    }
+
+    /// Total change between `a` and `b`: whether the signal has anything to say there.
+    fn variation(&self, a: f64, b: f64) -> f64 {
+        let mut total = 0.0;
+        let mut last = self.at(a);
+        for (&t, _) in self.t.iter().zip(&self.v).filter(|(&t, _)| t > a && t < b) {
+            let value = self.at(t);
+            total += (value - last).abs();
+            last = value;
+        }
+        total + (self.at(b) - last).abs()
+    }
+}
+
+fn sorted_camera(camera: &[CameraSample]) -> Vec<&CameraSample> {
+    let mut sorted: Vec<&CameraSample> = camera.iter().collect();
+    sorted.sort_by(|a, b| a.t.total_cmp(&b.t));
+    sorted.dedup_by(|b, a| b.t == a.t);
+    sorted
+}
+
+/// Camera yaw, unwrapped.
+fn yaw_signal(camera: &[&CameraSample]) -> Cumulative {
+    let mut v = Vec::with_capacity(camera.len());
+    for (i, sample) in camera.iter().enumerate() {
+        let value = match i {
+            0 => sample.yaw,
+            _ => {
+                let delta = (sample.yaw - camera[i - 1].yaw + std::f64::consts::PI)
+                    .rem_euclid(std::f64::consts::TAU)
+                    - std::f64::consts::PI;
+                v[i - 1] + delta
+            }
+        };
+        v.push(value);
+    }
+    Cumulative {
+        t: camera.iter().map(|s| s.t).collect(),
+        v,
+    }
+}
+
+/// Distance travelled on the ground plane (x, z).
+fn distance_signal(camera: &[&CameraSample]) -> Cumulative {
+    let mut v = Vec::with_capacity(camera.len());
+    for (i, sample) in camera.iter().enumerate() {
+        let step = match i {
+            0 => 0.0,
+            _ => {
+                let a = camera[i - 1].pos;
+                ((sample.pos[0] - a[0]).powi(2) + (sample.pos[2] - a[2]).powi(2)).sqrt()
+            }
+        };
+        v.push(v.last().copied().unwrap_or(0.0) + step);
+    }
+    Cumulative {
+        t: camera.iter().map(|s| s.t).collect(),
+        v,
+    }
+}
+
+/// Integral over page time of `held(plus) - held(minus)`.
+fn key_signal(inputs: &[InputEvent], plus: &str, minus: &str) -> Cumulative {
+    let mut events: Vec<&InputEvent> = inputs
+        .iter()
+        .filter(|e| matches!(e.key.as_deref(), Some(k) if k == plus || k == minus))
+        .filter(|e| matches!(e.input_kind(), InputKind::KeyDown | InputKind::KeyUp))
+        .collect();
+    events.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let (mut held_plus, mut held_minus) = (false, false);
+    let mut t = Vec::new();
+    let mut v: Vec<f64> = Vec::new();
+    let mut rate = 0.0;
+    for event in events {
+        let value = match (t.last(), v.last()) {
+            (Some(&t0), Some(&v0)) => v0 + rate * (event.t - t0),
+            _ => 0.0,
+        };
+        t.push(event.t);
+        v.push(value);
+        let down = event.input_kind() == InputKind::KeyDown;
+        if event.key.as_deref() == Some(plus) {
+            held_plus = down;
+        } else {
+            held_minus = down;
+        }
+        rate = f64::from(u8::from(held_plus)) - f64::from(u8::from(held_minus));
+    }
+    if let (Some(&t0), Some(&v0)) = (t.last(), v.last()) {
+        // Keys still held at the end of the log keep counting.
+        t.push(t0 + 1.0e7);
+        v.push(v0 + rate * 1.0e7);
+    }
+    Cumulative { t, v }
+}
+
+/// A pair of consecutive measured frames and what the video says happened between them.
+#[derive(Debug, Clone)]
+struct Pair {
+    previous: usize,
+    frame: usize,
+    dt_ms: f64,
+    /// Measured rates per ms: [shift_x, shift_y, change]; `None` when unreliable.
+    measured: [Option<f64>; 3],
+}
+
+const MEASURED: [&str; 3] = ["shift_x", "shift_y", "change"];
+const PREDICTED: [&str; 4] = ["camera_yaw", "camera_distance", "keys_turn", "keys_forward"];
+/// Which measured signal each predicted one is compared with.
+const CHANNELS: [(usize, usize); 6] = [(0, 0), (0, 2), (1, 1), (1, 3), (2, 1), (2, 3)];
+
+/// Per-frame video measurements the fit uses (from [`crate::VideoProbe`]).
+#[derive(Debug, Clone, Copy)]
+pub struct VideoMotion<'a> {
+    pub frame_pts_ms: &'a [Option<f64>],
+    pub shift: &'a [Option<crate::motion::Shift>],
+    pub change: &'a [Option<f32>],
+}
+
+/// Splits frames into runs at gaps above `run_break_ms`.
+pub fn split_runs(frame_pts_ms: &[Option<f64>], run_break_ms: f64) -> Vec<usize> {
+    let mut run = 0;
+    let mut last: Option<f64> = None;
+    frame_pts_ms
+        .iter()
+        .map(|pts| {
+            if let (Some(pts), Some(previous)) = (pts, last) {
+                if pts - previous > run_break_ms {
+                    run += 1;
+                }
+            }
+            if pts.is_some() {
+                last = *pts;
+            }
+            run
+        })
+        .collect()
+}
+
+/// Estimates the clock of every run.
+pub fn estimate_clock(
+    video: VideoMotion<'_>,
+    inputs: &[InputEvent],
+    camera: &[CameraSample],
+    latency: LatencyModel,
+    recording_start_t_ms: Option<f64>,
+    facts: &TimingFacts,
+    config: &ClockConfig,
+) -> ClockEstimate {
+    let prior = timing_prior(facts, &latency);
+    let run_of = split_runs(video.frame_pts_ms, config.run_break_ms);
+    let timing = frame_timing(video.frame_pts_ms);
+    let camera = sorted_camera(camera);
+    let signals = [
+        yaw_signal(&camera),
+        distance_signal(&camera),
+        key_signal(inputs, "a", "d"),
+        key_signal(inputs, "w", "s"),
+    ];
+    let anchor = recording_start_t_ms.map(|r| r - latency.mean_ms);
+    let center = anchor.unwrap_or(prior.offset_ms);
+    let half_window = match anchor {
+        Some(_) => config.lag_allowance_ms,
+        None => prior.uncertainty_ms + config.lag_allowance_ms,
+    };
+
+    let run_count = run_of.last().map_or(0, |r| r + 1);
+    let mut runs = Vec::with_capacity(run_count);
+    for run in 0..run_count {
+        let frames: Vec<usize> = (0..run_of.len())
+            .filter(|&i| run_of[i] == run && video.frame_pts_ms[i].is_some())
+            .collect();
+        let (Some(&first_frame), Some(&last_frame)) = (frames.first(), frames.last()) else {
+            continue;
+        };
+        let pairs = run_pairs(&frames, &timing, video);
+        let motion = fit_motion(
+            &pairs,
+            video.frame_pts_ms,
+            &signals,
+            &latency,
+            center,
+            half_window,
+            config,
+        );
+        let confident = motion
+            .as_ref()
+            .is_some_and(|fit| fit.confidence >= config.min_confidence);
+        // After a long stall the recorder's clock may have broken: the first run is anchored
+        // best, later ones less.
+        let later = if run == 0 { 1.0 } else { 0.6 };
+        let (offset_ms, source, confidence, measured_lag_ms) = match (anchor, &motion) {
+            (Some(s), fit) => (
+                s,
+                OffsetSource::RecordingStartT,
+                0.9 * later,
+                fit.as_ref()
+                    .filter(|_| confident)
+                    .and_then(|fit| recording_start_t_ms.map(|r| r - fit.offset_ms)),
+            ),
+            (None, Some(fit)) if confident => (
+                fit.offset_ms,
+                OffsetSource::MotionCorrelation,
+                fit.confidence,
+                None,
+            ),
+            (None, _) => (
+                prior.offset_ms,
+                OffsetSource::MetaTiming,
+                prior.confidence * later,
+                None,
+            ),
+        };
+        let pts = |i: usize| video.frame_pts_ms[i].unwrap_or(0.0);
+        runs.push(RunClock {
+            run,
+            first_frame,
+            last_frame,
+            first_pts_ms: pts(first_frame),
+            last_pts_ms: pts(last_frame),
+            offset_ms,
+            source,
+            confidence,
+            motion,
+            measured_lag_ms,
+        });
+    }
+    ClockEstimate {
+        latency,
+        recording_start_t_ms,
+        prior,
+        runs,
+        run_of,
+    }
+}
+
+fn run_pairs(frames: &[usize], timing: &[FrameTiming], video: VideoMotion<'_>) -> Vec<Pair> {
+    let mut pairs = Vec::new();
+    for window in frames.windows(2) {
+        let (previous, frame) = (window[0], window[1]);
+        // Only neighbours in decode order, both with their own timestamps.
+        if frame != previous + 1
+            || timing[previous] != FrameTiming::Measured
+            || timing[frame] != FrameTiming::Measured
+        {
+            continue;
+        }
+        let (Some(a), Some(b)) = (video.frame_pts_ms[previous], video.frame_pts_ms[frame]) else {
+            continue;
+        };
+        let dt_ms = b - a;
+        if dt_ms <= 0.0 {
+            continue;
+        }
+        let shift = video
+            .shift
+            .get(frame)
+            .copied()
+            .flatten()
+            .filter(|s| s.peak >= 0.05);
+        let change = video
+            .change
+            .get(frame)
+            .copied()
+            .flatten()
+            .filter(|c| c.is_finite());
+        pairs.push(Pair {
+            previous,
+            frame,
+            dt_ms,
+            measured: [
+                shift.map(|s| s.dx_px / dt_ms),
+                shift.map(|s| s.dy_px / dt_ms),
+                change.map(|c| f64::from(c) / dt_ms),
+            ],
+        });
+    }
+    pairs
+}
+
+/// Pearson correlation from running sums.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    n: f64,
+    x: f64,
+    y: f64,
+    xx: f64,
+    yy: f64,
+    xy: f64,
+}
+
+impl Sums {
+    fn add(&mut self, x: f64, y: f64) {
+        self.n += 1.0;
+        self.x += x;
+        self.y += y;
+        self.xx += x * x;
+        self.yy += y * y;
+        self.xy += x * y;
+    }
+
+    fn r(&self) -> f64 {
+        if self.n < 3.0 {
+            return 0.0;
+        }
+        let cov = self.xy - self.x * self.y / self.n;
+        let vx = self.xx - self.x * self.x / self.n;
+        let vy = self.yy - self.y * self.y / self.n;
+        if vx <= 1e-18 || vy <= 1e-18 {
+            return 0.0;
+        }
+        (cov / (vx * vy).sqrt()).clamp(-1.0, 1.0)
+    }
+}
+
+/// Scores one candidate offset: mean squared correlation over the active channels.
+fn score_at(
+    offset: f64,
+    pairs: &[Pair],
+    pts: &[Option<f64>],
+    signals: &[Cumulative; 4],
+    active: &[bool; 6],
+    latency: &LatencyModel,
+) -> (f64, [f64; 6]) {
+    let mut sums = [Sums::default(); 6];
+    let page = |frame: usize| {
+        let v = pts[frame].unwrap_or(0.0);
+        v + offset - latency.variation_at(v + offset)
+    };
+    for pair in pairs {
+        let (t0, t1) = (page(pair.previous), page(pair.frame));
+        let predicted: [f64; 4] =
+            std::array::from_fn(|s| (signals[s].at(t1) - signals[s].at(t0)) / pair.dt_ms);
+        for (c, &(m, p)) in CHANNELS.iter().enumerate() {
+            if let (true, Some(measured)) = (active[c], pair.measured[m]) {
+                sums[c].add(measured, predicted[p]);
+            }
+        }
+    }
+    let rs: [f64; 6] = std::array::from_fn(|c| if active[c] { sums[c].r() } else { 0.0 });
+    let n_active = active.iter().filter(|&&a| a).count().max(1) as f64;
+    (rs.iter().map(|r| r * r).sum::<f64>() / n_active, rs)
+}
+
+fn fit_motion(
+    pairs: &[Pair],
+    pts: &[Option<f64>],
+    signals: &[Cumulative; 4],
+    latency: &LatencyModel,
+    center: f64,
+    half_window: f64,
+    config: &ClockConfig,
+) -> Option<MotionFit> {
+    if pairs.len() < config.min_pairs {
+        return None;
+    }
+    let first = pts[pairs.first()?.previous]?;
+    let last = pts[pairs.last()?.frame]?;
+    let (lo, hi) = (first + center - half_window, last + center + half_window);
+    // A channel speaks only where its predicted signal changes, and its measurement varies.
+    let measured_varies: [bool; 3] = std::array::from_fn(|m| {
+        let mut sums = Sums::default();
+        for value in pairs.iter().filter_map(|p| p.measured[m]) {
+            sums.add(value, value);
+        }
+        sums.n >= 3.0 && (sums.xx - sums.x * sums.x / sums.n) > 1e-18
+    });
+    let thresholds = [0.01, 0.5, 100.0, 100.0];
+    let active: [bool; 6] = std::array::from_fn(|c| {
+        let (m, p) = CHANNELS[c];
+        measured_varies[m] && signals[p].variation(lo, hi) > thresholds[p]
+    });
+    if !active.iter().any(|&a| a) {
+        return None;
+    }
+
+    let step = config.coarse_step_ms;
+    let start = center - half_window;
+    let count = (2.0 * half_window / step).floor() as usize + 1;
+    let scores: Vec<f32> = (0..count)
+        .map(|i| {
+            score_at(
+                start + i as f64 * step,
+                pairs,
+                pts,
+                signals,
+                &active,
+                latency,
+            )
+            .0 as f32
+        })
+        .collect();
+    let (best_index, _) = scores
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))?;
+    let coarse = start + best_index as f64 * step;
+
+    // Sub-frame refinement: a fine grid around the coarse peak, then a parabola through the top.
+    let fine: Vec<(f64, f64)> = {
+        let n = (2.0 * step / config.fine_step_ms).round() as i64;
+        (-n..=n)
+            .map(|k| {
+                let offset = coarse + k as f64 * config.fine_step_ms;
+                (
+                    offset,
+                    score_at(offset, pairs, pts, signals, &active, latency).0,
+                )
+            })
+            .collect()
+    };
+    let top = fine
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+        .map_or(0, |(i, _)| i);
+    let offset_ms = if top > 0 && top + 1 < fine.len() {
+        let (l, m, r) = (fine[top - 1].1, fine[top].1, fine[top + 1].1);
+        let denominator = l - 2.0 * m + r;
+        let vertex = if denominator.abs() > 1e-12 {
+            (0.5 * (l - r) / denominator).clamp(-0.5, 0.5)
+        } else {
+            0.0
+        };
+        fine[top].0 + vertex * config.fine_step_ms
+    } else {
+        fine.get(top).map_or(coarse, |f| f.0)
+    };
+    let (score, rs) = score_at(offset_ms, pairs, pts, signals, &active, latency);
+
+    let mut steps: Vec<f64> = pairs.iter().map(|p| p.dt_ms).collect();
+    steps.sort_by(f64::total_cmp);
+    let median_step = steps.get(steps.len() / 2).copied().unwrap_or(0.0);
+    let exclusion_ms = (3.0 * median_step).max(300.0);
+    let second_score = scores
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (start + *i as f64 * step - offset_ms).abs() > exclusion_ms)
+        .map(|(_, s)| f64::from(*s))
+        .fold(0.0, f64::max);
+
+    // Pairs in which some active predicted signal moves by more than 5% of its largest move.
+    let page = |frame: usize| {
+        let v = pts[frame].unwrap_or(0.0);
+        v + offset_ms - latency.variation_at(v + offset_ms)
+    };
+    let moves: Vec<[f64; 4]> = pairs
+        .iter()
+        .map(|pair| {
+            let (t0, t1) = (page(pair.previous), page(pair.frame));
+            std::array::from_fn(|s| ((signals[s].at(t1) - signals[s].at(t0)) / pair.dt_ms).abs())
+        })
+        .collect();
+    let largest: [f64; 4] = std::array::from_fn(|s| moves.iter().map(|m| m[s]).fold(0.0, f64::max));
+    let used: [bool; 4] = std::array::from_fn(|s| {
+        CHANNELS
+            .iter()
+            .zip(&active)
+            .any(|(&(_, p), &a)| a && p == s)
+    });
+    let moving_pairs = moves
+        .iter()
+        .filter(|m| (0..4).any(|s| used[s] && largest[s] > 0.0 && m[s] > 0.05 * largest[s]))
+        .count();
+
+    let distinct = if score > 0.0 {
+        (1.0 - second_score / score).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let support = (moving_pairs as f64 / 20.0).min(1.0);
+    let confidence = (score.sqrt() * distinct * support).clamp(0.0, 1.0);
+    let channels = CHANNELS
+        .iter()
+        .zip(active)
+        .zip(rs)
+        .filter(|((_, active), _)| *active)
+        .map(|((&(m, p), _), r)| ChannelFit {
+            channel: format!("{}~{}", MEASURED[m], PREDICTED[p]),
+            r,
+        })
+        .collect();
+    Some(MotionFit {
+        offset_ms,
+        score,
+        second_score,
+        exclusion_ms,
+        pairs: pairs.len(),
+        moving_pairs,
+        confidence,
+        channels,
+        search_start_ms: start,
+        search_step_ms: step,
+        scores,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::LatencySource;
+
+    #[test]
+    fn key_signal_integrates_held_time() {
+        let key = |t: f64, kind: &str, k: &str| InputEvent {
+            t,
+            kind: kind.to_owned(),
+            key: Some(k.to_owned()),
+            dx: None,
+            dy: None,
+            extra: Default::default(),
+        };
+        let inputs = [
+            key(100.0, "keydown", "a"),
+            key(300.0, "keydown", "d"),
+            key(400.0, "keyup", "a"),
+            key(600.0, "keyup", "d"),
+            key(700.0, "keydown", "a"),
+        ];
+        let signal = key_signal(&inputs, "a", "d");
+        assert_eq!(signal.at(0.0), 0.0);
+        assert_eq!(signal.at(200.0), 100.0);
+        assert_eq!(signal.at(350.0), 200.0); // both held: no turn
+        assert_eq!(signal.at(500.0), 100.0); // d alone turns back
+        assert_eq!(signal.at(650.0), 0.0);
+        assert_eq!(signal.at(800.0), 100.0); // still held at the end of the log
+    }
+
+    #[test]
+    fn runs_split_at_long_gaps() {
+        let pts = [
+            Some(0.0),
+            Some(100.0),
+            None,
+            Some(6000.0),
+            Some(6100.0),
+            Some(20000.0),
+        ];
+        assert_eq!(split_runs(&pts, 5000.0), vec![0, 0, 0, 1, 1, 2]);
+    }
+
+    #[test]
+    fn prior_from_latency_upload() {
+        let latency = LatencyModel::constant(LatencySource::AvgRtt, 350.0);
+        let facts = TimingFacts {
+            start_time_epoch_ms: Some(1_000_030_000.0),
+            session_epoch_ms: Some(1_000_010_000.0),
+            latency_upload_epoch_ms: Some(1_000_100_000.0),
+            last_rtt_t_ms: Some(99_000.0),
+            rtt_median_step_ms: Some(2000.0),
+            first_camera_t_ms: Some(12_000.0),
+            ..TimingFacts::default()
+        };
+        let prior = timing_prior(&facts, &latency);
+        assert_eq!(prior.basis, PriorBasis::LatencyUpload);
+        // origin = 1_000_100_000 - 99_000 - 1000 = 1_000_000_000; R = 30_000.
+        assert_eq!(prior.recording_start_ms, 30_000.0);
+        assert_eq!(prior.offset_ms, 29_650.0);
+
+        // Sampling that stopped early puts the origin after the session began: not usable.
+        let stopped = TimingFacts {
+            last_rtt_t_ms: Some(50_000.0),
+            ..facts.clone()
+        };
+        let prior = timing_prior(&stopped, &latency);
+        assert_eq!(prior.basis, PriorBasis::SessionId);
+        // R = startTime - session epoch + first camera t = 20_000 + 12_000.
+        assert_eq!(prior.recording_start_ms, 32_000.0);
+    }
+}
