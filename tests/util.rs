@@ -52,6 +52,12 @@ pub fn real_sessions(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// Prints a measured figure where it is always seen: the process's stderr, past libtest's capture,
+/// so that `./test.sh` and CI show it on every run.
+pub fn report_figure(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// A temporary folder that lives as long as the test.
 #[derive(Debug)]
 pub struct Dir {

@@ -40,6 +40,24 @@ pub fn frame_timing(frame_pts_ms: &[Option<f64>]) -> Vec<FrameTiming> {
         .collect()
 }
 
+/// The frame on screen at video time `video_ms`: the last frame with a measured timestamp at or
+/// before it, found by the real timestamps (never `fps * t`). `None` before the first frame.
+pub fn frame_at(
+    frame_pts_ms: &[Option<f64>],
+    timing: &[FrameTiming],
+    video_ms: f64,
+) -> Option<usize> {
+    frame_pts_ms
+        .iter()
+        .zip(timing)
+        .enumerate()
+        .filter(|(_, (pts, timing))| {
+            **timing == FrameTiming::Measured && pts.is_some_and(|p| p <= video_ms)
+        })
+        .max_by(|a, b| a.1 .0.unwrap_or(0.0).total_cmp(&b.1 .0.unwrap_or(0.0)))
+        .map(|(i, _)| i)
+}
+
 /// The W/A/S/D keys held, flagged one by one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct DrivingKeys {
@@ -328,6 +346,25 @@ mod tests {
             frame_timing(&pts),
             vec![Measured, Burst, Burst, Burst, Measured, Missing]
         );
+    }
+
+    #[test]
+    fn frame_lookup_uses_real_timestamps_and_skips_bursts() {
+        // 2 fps with a stall: `fps * t` would be wrong everywhere.
+        let pts = [
+            Some(0.0),
+            Some(500.0),
+            Some(9000.0),
+            Some(9000.0),
+            Some(9600.0),
+        ];
+        let timing = frame_timing(&pts);
+        assert_eq!(frame_at(&pts, &timing, -1.0), None);
+        assert_eq!(frame_at(&pts, &timing, 499.0), Some(0));
+        assert_eq!(frame_at(&pts, &timing, 8000.0), Some(1));
+        // Inside the burst the time is unknown: the last trustworthy frame is before it.
+        assert_eq!(frame_at(&pts, &timing, 9100.0), Some(1));
+        assert_eq!(frame_at(&pts, &timing, 1e9), Some(4));
     }
 
     #[test]

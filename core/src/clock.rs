@@ -156,6 +156,16 @@ impl ClockEstimate {
         pts_ms + offset - self.latency.variation_at(first)
     }
 
+    /// Video time at which an event at page time `t_ms` shows, for the run `run`:
+    /// `T - S + (L(T) - mean L)`.
+    pub fn video_time(&self, run: usize, t_ms: f64) -> f64 {
+        let offset = self
+            .runs
+            .get(run)
+            .map_or(self.prior.offset_ms, |r| r.offset_ms);
+        t_ms - offset + self.latency.variation_at(t_ms)
+    }
+
     /// The least confident run's confidence (what a segment spanning them all can claim).
     pub fn min_confidence(&self) -> f64 {
         self.runs
@@ -448,13 +458,21 @@ pub fn estimate_clock(
             continue;
         };
         let pairs = run_pairs(&frames, &timing, video);
+        // Across a stall the recorder's clock can jump by as much as the stall lasted (tp5owb:
+        // ~15 s over 41 s), so a later run searches that much further each way.
+        let gap_before = runs
+            .last()
+            .map_or(0.0, |previous: &RunClock| {
+                video.frame_pts_ms[first_frame].unwrap_or(0.0) - previous.last_pts_ms
+            })
+            .max(0.0);
         let motion = fit_motion(
             &pairs,
             video.frame_pts_ms,
             &signals,
             &latency,
             center,
-            half_window,
+            half_window + gap_before,
             config,
         );
         let confident = motion

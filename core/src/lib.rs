@@ -34,8 +34,8 @@ mod timeline;
 mod video;
 
 pub use actions::{
-    frame_actions, frame_timing, ActionConfig, Controls, DrivingKeys, FrameAction, FrameTiming,
-    Pose,
+    frame_actions, frame_at, frame_timing, ActionConfig, Controls, DrivingKeys, FrameAction,
+    FrameTiming, Pose,
 };
 pub use align::{
     align, timing_facts, ActionSummary, AlignConfig, AlignedFile, AlignedVideo, Alignment,
