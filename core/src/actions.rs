@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::inspect::DRIVING_KEYS;
-use crate::model::{CameraSample, InputEvent, InputKind};
+use crate::model::{CameraSample, InputEvent, InputKind, DRIVING_KEYS};
+use crate::timeline::repeated_timestamps;
 
 /// How a frame's time is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -21,21 +21,16 @@ pub enum FrameTiming {
     Missing,
 }
 
-/// Classifies every frame: a frame whose timestamp equals its neighbour's is in a burst.
+/// Classifies every frame: one sharing its timestamp with a neighbour is in a burst.
 pub fn frame_timing(frame_pts_ms: &[Option<f64>]) -> Vec<FrameTiming> {
-    (0..frame_pts_ms.len())
-        .map(|i| {
-            let Some(pts) = frame_pts_ms[i] else {
-                return FrameTiming::Missing;
-            };
-            let same = |j: Option<usize>| {
-                j.and_then(|j| frame_pts_ms.get(j).copied().flatten()) == Some(pts)
-            };
-            if same(i.checked_sub(1)) || same(Some(i + 1)) {
-                FrameTiming::Burst
-            } else {
-                FrameTiming::Measured
-            }
+    let repeated = repeated_timestamps(frame_pts_ms);
+    frame_pts_ms
+        .iter()
+        .zip(repeated)
+        .map(|(pts, repeated)| match (pts, repeated) {
+            (None, _) => FrameTiming::Missing,
+            (Some(_), true) => FrameTiming::Burst,
+            (Some(_), false) => FrameTiming::Measured,
         })
         .collect()
 }
@@ -128,58 +123,75 @@ impl Default for ActionConfig {
     }
 }
 
-/// Key state after each input event, for lookups by time.
+/// The inputs in time order, replayed forward as frames ask for later times.
 #[derive(Debug)]
-struct KeyTimeline {
-    /// Event times, sorted; `held[i]` is the state after the first `i` events.
-    times: Vec<f64>,
-    held: Vec<BTreeSet<String>>,
-    /// Indices into the original log, in time order.
+struct KeyTimeline<'a> {
+    inputs: &'a [InputEvent],
+    /// Indices into the log, sorted by `t` (stable: log order among equal times).
     order: Vec<usize>,
+    times: Vec<f64>,
     mouse_dx_prefix: Vec<f64>,
     mouse_dy_prefix: Vec<f64>,
+    /// Keys held after the first `replayed` events of `order`.
+    held: BTreeSet<String>,
+    replayed: usize,
 }
 
-impl KeyTimeline {
-    fn new(inputs: &[InputEvent]) -> Self {
+impl<'a> KeyTimeline<'a> {
+    fn new(inputs: &'a [InputEvent]) -> Self {
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by(|&a, &b| inputs[a].t.total_cmp(&inputs[b].t));
-        let mut held = vec![BTreeSet::new()];
-        let mut mouse_dx_prefix = vec![0.0];
-        let mut mouse_dy_prefix = vec![0.0];
+        let mut mouse_dx_prefix = Vec::with_capacity(order.len() + 1);
+        let mut mouse_dy_prefix = Vec::with_capacity(order.len() + 1);
+        let (mut dx, mut dy) = (0.0, 0.0);
+        mouse_dx_prefix.push(dx);
+        mouse_dy_prefix.push(dy);
         for &i in &order {
-            let event = &inputs[i];
-            let mut state = held.last().cloned().unwrap_or_default();
-            match (event.input_kind(), event.key.as_deref()) {
-                (InputKind::KeyDown, Some(key)) => {
-                    state.insert(key.to_owned());
-                }
-                // A keyup without its keydown (`p`, focus changes) leaves the state as it is.
-                (InputKind::KeyUp, Some(key)) => {
-                    state.remove(key);
-                }
-                _ => {}
+            if inputs[i].input_kind() == InputKind::Mouse {
+                dx += inputs[i].dx.unwrap_or(0.0);
+                dy += inputs[i].dy.unwrap_or(0.0);
             }
-            held.push(state);
-            let (dx, dy) = match event.input_kind() {
-                InputKind::Mouse => (event.dx.unwrap_or(0.0), event.dy.unwrap_or(0.0)),
-                _ => (0.0, 0.0),
-            };
-            mouse_dx_prefix.push(mouse_dx_prefix.last().copied().unwrap_or(0.0) + dx);
-            mouse_dy_prefix.push(mouse_dy_prefix.last().copied().unwrap_or(0.0) + dy);
+            mouse_dx_prefix.push(dx);
+            mouse_dy_prefix.push(dy);
         }
         Self {
             times: order.iter().map(|&i| inputs[i].t).collect(),
-            held,
+            inputs,
             order,
             mouse_dx_prefix,
             mouse_dy_prefix,
+            held: BTreeSet::new(),
+            replayed: 0,
         }
     }
 
     /// Number of events at or before `t`.
     fn count_until(&self, t: f64) -> usize {
         self.times.partition_point(|&time| time <= t)
+    }
+
+    /// The keys held after the first `count` events. Moving forward replays only the new events;
+    /// going back (a later run whose clock went back) replays from the start.
+    fn held_after(&mut self, count: usize) -> &BTreeSet<String> {
+        if count < self.replayed {
+            self.held.clear();
+            self.replayed = 0;
+        }
+        for &i in &self.order[self.replayed..count] {
+            let event = &self.inputs[i];
+            match (event.input_kind(), event.key.as_deref()) {
+                (InputKind::KeyDown, Some(key)) => {
+                    self.held.insert(key.to_owned());
+                }
+                // A keyup without its keydown (`p`, focus changes) leaves the state as it is.
+                (InputKind::KeyUp, Some(key)) => {
+                    self.held.remove(key);
+                }
+                _ => {}
+            }
+        }
+        self.replayed = count;
+        &self.held
     }
 }
 
@@ -193,9 +205,8 @@ pub fn frame_actions(
     camera: &[CameraSample],
     config: &ActionConfig,
 ) -> Vec<FrameAction> {
-    let keys = KeyTimeline::new(inputs);
-    let mut camera_order: Vec<&CameraSample> = camera.iter().collect();
-    camera_order.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let mut keys = KeyTimeline::new(inputs);
+    let camera_order = sorted_camera(camera);
     let timing = frame_timing(frame_pts_ms);
 
     let mut previous_count: Option<usize> = None;
@@ -220,7 +231,6 @@ pub fn frame_actions(
         if let (FrameTiming::Measured, Some(pts)) = (timing, pts_ms) {
             let t = page_time(frame, pts);
             let count = keys.count_until(t);
-            let held = &keys.held[count];
             // Events since the previous measured frame of the same run; none for a run's first
             // frame (what came before belongs to a stretch of video that is not there).
             let since = match previous_count {
@@ -228,6 +238,10 @@ pub fn frame_actions(
                 _ => count,
             };
             row.page_t_ms = Some(t);
+            row.mouse_dx = Some(keys.mouse_dx_prefix[count] - keys.mouse_dx_prefix[since]);
+            row.mouse_dy = Some(keys.mouse_dy_prefix[count] - keys.mouse_dy_prefix[since]);
+            row.events = keys.order[since..count].to_vec();
+            let held = keys.held_after(count);
             row.driving_keys = Some(DrivingKeys {
                 w: held.contains(DRIVING_KEYS[0]),
                 a: held.contains(DRIVING_KEYS[1]),
@@ -235,9 +249,6 @@ pub fn frame_actions(
                 d: held.contains(DRIVING_KEYS[3]),
             });
             row.keys_held = Some(held.iter().cloned().collect());
-            row.mouse_dx = Some(keys.mouse_dx_prefix[count] - keys.mouse_dx_prefix[since]);
-            row.mouse_dy = Some(keys.mouse_dy_prefix[count] - keys.mouse_dy_prefix[since]);
-            row.events = keys.order[since..count].to_vec();
             row.pose = pose_at(&camera_order, t, config);
             row.controls = controls_at(&camera_order, t);
             previous_count = Some(count);
@@ -248,8 +259,17 @@ pub fn frame_actions(
     rows
 }
 
+/// Camera samples sorted by time; of samples logged at the same time, the last one logged.
+pub(crate) fn sorted_camera(camera: &[CameraSample]) -> Vec<&CameraSample> {
+    let mut sorted: Vec<&CameraSample> = camera.iter().rev().collect();
+    // Stable sort of the reversed log keeps the last-logged sample first among equal times.
+    sorted.sort_by(|a, b| a.t.total_cmp(&b.t));
+    sorted.dedup_by(|later, first| later.t == first.t);
+    sorted
+}
+
 /// Wraps an angle difference into (-pi, pi].
-fn shortest_arc(delta: f64) -> f64 {
+pub(crate) fn shortest_arc(delta: f64) -> f64 {
     let tau = std::f64::consts::TAU;
     let wrapped = delta.rem_euclid(tau);
     if wrapped > std::f64::consts::PI {
@@ -443,6 +463,20 @@ mod tests {
         assert!(rows[1].pose.clone().unwrap().from_gap);
         assert_eq!(rows[2].pose, None);
         assert_eq!(rows[2].controls.clone().unwrap().command, Some(1.0));
+    }
+
+    #[test]
+    fn a_run_whose_clock_goes_back_replays_keys_from_the_start() {
+        let inputs = vec![
+            event(100.0, "keydown", Some("w"), None),
+            event(200.0, "keyup", Some("w"), None),
+        ];
+        // Run 0 shows page time 250, run 1 (after a clock break) page time 150 again.
+        let pts = [Some(0.0), Some(10_000.0)];
+        let page = |frame: usize, _| if frame == 0 { 250.0 } else { 150.0 };
+        let rows = frame_actions(&pts, &[0, 1], page, &inputs, &[], &ActionConfig::default());
+        assert_eq!(rows[0].keys_held, Some(vec![]));
+        assert_eq!(rows[1].keys_held, Some(vec!["w".to_owned()]));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::bundle::Bundle;
 use crate::clock::{estimate_clock, ClockConfig, ClockEstimate, TimingFacts, VideoMotion};
 use crate::ids::PartKind;
 use crate::latency::LatencyModel;
-use crate::timeline::{TimelineConfig, VideoHealth};
+use crate::timeline::{median, TimelineConfig, VideoHealth};
 
 /// Every knob of ALIGN.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -124,13 +124,14 @@ pub fn timing_facts(bundle: &Bundle, config: &TimelineConfig) -> TimingFacts {
     let mut rtt_times: Vec<f64> = bundle.latency.rtt_samples.iter().map(|s| s.t).collect();
     rtt_times.sort_by(f64::total_cmp);
     let mut steps: Vec<f64> = rtt_times.windows(2).map(|w| w[1] - w[0]).collect();
-    steps.sort_by(f64::total_cmp);
     let session_epoch_ms = bundle
         .session_id
         .as_str()
         .strip_prefix("session_")
         .and_then(|rest| rest.split('_').next())
-        .and_then(|digits| digits.parse::<f64>().ok());
+        .and_then(|digits| digits.parse::<f64>().ok())
+        // Only a believable `Date.now()` (2020-2100) bounds anything.
+        .filter(|epoch| (1.577_836_8e12..4.102_444_8e12).contains(epoch));
     TimingFacts {
         start_time_epoch_ms: bundle.meta.start_time,
         end_time_epoch_ms: bundle.meta.end_time,
@@ -142,7 +143,7 @@ pub fn timing_facts(bundle: &Bundle, config: &TimelineConfig) -> TimingFacts {
             .and_then(|part| part.upload_epoch_ms)
             .map(|epoch| epoch as f64),
         last_rtt_t_ms: rtt_times.last().copied(),
-        rtt_median_step_ms: steps.get(steps.len() / 2).copied(),
+        rtt_median_step_ms: median(&mut steps),
         first_camera_t_ms: bundle.camera.iter().map(|c| c.t).reduce(f64::min),
         video_span_ms: VideoHealth::from_pts(&bundle.video.frame_pts_ms, config).span_ms,
     }
@@ -154,8 +155,7 @@ pub fn align(bundle: &Bundle, config: &AlignConfig) -> Alignment {
     let clock = estimate_clock(
         VideoMotion {
             frame_pts_ms: &video.frame_pts_ms,
-            shift: &video.frame_motion,
-            change: &video.frame_change,
+            stats: &video.frame_stats,
         },
         &bundle.inputs,
         &bundle.camera,

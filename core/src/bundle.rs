@@ -145,6 +145,10 @@ pub fn load_bundle(source: &BundleSource, limits: &Limits) -> LoadedBundle {
         limits,
         &mut problems,
     );
+    // Who the bundle belongs to matters more than a malformed log: checked before the others.
+    if let Some(meta) = &meta {
+        check_meta_identity(source, meta, &mut problems);
+    }
     let inputs: Option<Vec<InputEvent>> = read_json(
         file_of(PartKind::Inputs),
         PartKind::Inputs,
@@ -165,7 +169,6 @@ pub fn load_bundle(source: &BundleSource, limits: &Limits) -> LoadedBundle {
     );
 
     if let Some(meta) = &meta {
-        check_meta_identity(source, meta, &mut problems);
         push_err(&mut problems, check_meta_numbers(meta));
     }
     if let Some(inputs) = &inputs {

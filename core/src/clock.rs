@@ -17,9 +17,10 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::actions::{frame_timing, FrameTiming};
+use crate::actions::{frame_timing, shortest_arc, sorted_camera, FrameTiming};
 use crate::latency::LatencyModel;
-use crate::model::{CameraSample, InputEvent, InputKind};
+use crate::model::{CameraSample, InputEvent, InputKind, DRIVING_KEYS};
+use crate::timeline::median;
 
 /// Knobs of the clock estimate.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,12 @@ pub struct ClockConfig {
     pub min_confidence: f64,
     /// Frame pairs a run needs before a motion fit is tried.
     pub min_pairs: usize,
+    /// Most a stall may widen a later run's search (the recorder stops at 60 s).
+    pub max_break_ms: f64,
+    /// Most candidate offsets on the coarse grid; a wider window gets a coarser step.
+    pub max_candidates: usize,
+    /// Points of the score curve kept for reports.
+    pub curve_points: usize,
 }
 
 impl Default for ClockConfig {
@@ -45,6 +52,9 @@ impl Default for ClockConfig {
             fine_step_ms: 0.25,
             min_confidence: 0.2,
             min_pairs: 8,
+            max_break_ms: 60_000.0,
+            max_candidates: 8_000,
+            curve_points: 400,
         }
     }
 }
@@ -68,7 +78,7 @@ pub enum PriorBasis {
     /// The session id's epoch bounds the page clock's origin from one side only.
     SessionId,
     /// Nothing on the epoch clock: the first camera sample.
-    LogSpan,
+    FirstCameraSample,
 }
 
 /// The best guess from meta timing alone.
@@ -145,25 +155,24 @@ pub struct ClockEstimate {
 }
 
 impl ClockEstimate {
-    /// Page time shown by `frame` at `pts_ms`: `pts + S - (L(T) - mean L)`.
-    pub fn page_time(&self, frame: usize, pts_ms: f64) -> f64 {
-        let run = self.run_of.get(frame).copied().unwrap_or(0);
-        let offset = self
-            .runs
-            .get(run)
-            .map_or(self.prior.offset_ms, |r| r.offset_ms);
-        let first = pts_ms + offset;
-        pts_ms + offset - self.latency.variation_at(first)
+    fn offset_of(&self, run: usize) -> f64 {
+        self.runs
+            .iter()
+            .find(|r| r.run == run)
+            .map_or(self.prior.offset_ms, |r| r.offset_ms)
     }
 
-    /// Video time at which an event at page time `t_ms` shows, for the run `run`:
+    /// Page time `T` shown by `frame` at `pts_ms`: the solution of `v = T - S + (L(T) - mean L)`,
+    /// by fixed-point steps (the latency model varies slowly, so three are plenty).
+    pub fn page_time(&self, frame: usize, pts_ms: f64) -> f64 {
+        let run = self.run_of.get(frame).copied().unwrap_or(0);
+        page_time_at(pts_ms, self.offset_of(run), &self.latency)
+    }
+
+    /// Video time at which an event at page time `t_ms` shows, in run `run`:
     /// `T - S + (L(T) - mean L)`.
     pub fn video_time(&self, run: usize, t_ms: f64) -> f64 {
-        let offset = self
-            .runs
-            .get(run)
-            .map_or(self.prior.offset_ms, |r| r.offset_ms);
-        t_ms - offset + self.latency.variation_at(t_ms)
+        t_ms - self.offset_of(run) + self.latency.variation_at(t_ms)
     }
 
     /// The least confident run's confidence (what a segment spanning them all can claim).
@@ -174,6 +183,15 @@ impl ClockEstimate {
             .reduce(f64::min)
             .unwrap_or(0.0)
     }
+}
+
+/// `T` with `pts = T - offset + (L(T) - mean L)`.
+fn page_time_at(pts_ms: f64, offset_ms: f64, latency: &LatencyModel) -> f64 {
+    let mut t = pts_ms + offset_ms;
+    for _ in 0..3 {
+        t = pts_ms + offset_ms - latency.variation_at(t);
+    }
+    t
 }
 
 /// Meta timing the prior is built from, gathered by the caller from the bundle.
@@ -247,7 +265,7 @@ pub fn timing_prior(facts: &TimingFacts, latency: &LatencyModel) -> Prior {
     }
     let r = facts.first_camera_t_ms.unwrap_or(0.0);
     build(
-        PriorBasis::LogSpan,
+        PriorBasis::FirstCameraSample,
         r,
         10_000.0,
         0.02,
@@ -296,25 +314,13 @@ impl Cumulative {
     }
 }
 
-fn sorted_camera(camera: &[CameraSample]) -> Vec<&CameraSample> {
-    let mut sorted: Vec<&CameraSample> = camera.iter().collect();
-    sorted.sort_by(|a, b| a.t.total_cmp(&b.t));
-    sorted.dedup_by(|b, a| b.t == a.t);
-    sorted
-}
-
 /// Camera yaw, unwrapped.
 fn yaw_signal(camera: &[&CameraSample]) -> Cumulative {
     let mut v = Vec::with_capacity(camera.len());
     for (i, sample) in camera.iter().enumerate() {
         let value = match i {
             0 => sample.yaw,
-            _ => {
-                let delta = (sample.yaw - camera[i - 1].yaw + std::f64::consts::PI)
-                    .rem_euclid(std::f64::consts::TAU)
-                    - std::f64::consts::PI;
-                v[i - 1] + delta
-            }
+            _ => v[i - 1] + shortest_arc(sample.yaw - camera[i - 1].yaw),
         };
         v.push(value);
     }
@@ -397,11 +403,10 @@ const CHANNELS: [(usize, usize); 6] = [(0, 0), (0, 2), (1, 1), (1, 3), (2, 1), (
 #[derive(Debug, Clone, Copy)]
 pub struct VideoMotion<'a> {
     pub frame_pts_ms: &'a [Option<f64>],
-    pub shift: &'a [Option<crate::motion::Shift>],
-    pub change: &'a [Option<f32>],
+    pub stats: &'a [crate::video::FrameStats],
 }
 
-/// Splits frames into runs at gaps above `run_break_ms`.
+/// Splits frames into runs at jumps of more than `run_break_ms` between timestamps.
 pub fn split_runs(frame_pts_ms: &[Option<f64>], run_break_ms: f64) -> Vec<usize> {
     let mut run = 0;
     let mut last: Option<f64> = None;
@@ -409,7 +414,8 @@ pub fn split_runs(frame_pts_ms: &[Option<f64>], run_break_ms: f64) -> Vec<usize>
         .iter()
         .map(|pts| {
             if let (Some(pts), Some(previous)) = (pts, last) {
-                if pts - previous > run_break_ms {
+                // A jump either way: a long stall, or the recorder's clock going back.
+                if (pts - previous).abs() > run_break_ms {
                     run += 1;
                 }
             }
@@ -438,8 +444,9 @@ pub fn estimate_clock(
     let signals = [
         yaw_signal(&camera),
         distance_signal(&camera),
-        key_signal(inputs, "a", "d"),
-        key_signal(inputs, "w", "s"),
+        // A and D, W and S: turning and driving as the keys say.
+        key_signal(inputs, DRIVING_KEYS[1], DRIVING_KEYS[3]),
+        key_signal(inputs, DRIVING_KEYS[0], DRIVING_KEYS[2]),
     ];
     let anchor = recording_start_t_ms.map(|r| r - latency.mean_ms);
     let center = anchor.unwrap_or(prior.offset_ms);
@@ -463,9 +470,9 @@ pub fn estimate_clock(
         let gap_before = runs
             .last()
             .map_or(0.0, |previous: &RunClock| {
-                video.frame_pts_ms[first_frame].unwrap_or(0.0) - previous.last_pts_ms
+                (video.frame_pts_ms[first_frame].unwrap_or(0.0) - previous.last_pts_ms).abs()
             })
-            .max(0.0);
+            .min(config.max_break_ms);
         let motion = fit_motion(
             &pairs,
             video.frame_pts_ms,
@@ -481,22 +488,24 @@ pub fn estimate_clock(
         // After a long stall the recorder's clock may have broken: the first run is anchored
         // best, later ones less.
         let later = if run == 0 { 1.0 } else { 0.6 };
-        let (offset_ms, source, confidence, measured_lag_ms) = match (anchor, &motion) {
-            (Some(s), fit) => (
+        let fit = motion.as_ref().filter(|_| confident);
+        let (offset_ms, source, confidence, measured_lag_ms) = match (anchor, fit) {
+            // recordingStartT anchors the recorder's clock where it started; after a long stall
+            // the clock may have broken, and a confident fit of that run wins.
+            (Some(s), _) if run == 0 => (
                 s,
                 OffsetSource::RecordingStartT,
-                0.9 * later,
-                fit.as_ref()
-                    .filter(|_| confident)
-                    .and_then(|fit| recording_start_t_ms.map(|r| r - fit.offset_ms)),
+                0.9,
+                fit.and_then(|fit| recording_start_t_ms.map(|r| r - fit.offset_ms)),
             ),
-            (None, Some(fit)) if confident => (
+            (_, Some(fit)) => (
                 fit.offset_ms,
                 OffsetSource::MotionCorrelation,
                 fit.confidence,
                 None,
             ),
-            (None, _) => (
+            (Some(s), None) => (s, OffsetSource::RecordingStartT, 0.9 * later, None),
+            (None, None) => (
                 prior.offset_ms,
                 OffsetSource::MetaTiming,
                 prior.confidence * later,
@@ -544,18 +553,9 @@ fn run_pairs(frames: &[usize], timing: &[FrameTiming], video: VideoMotion<'_>) -
         if dt_ms <= 0.0 {
             continue;
         }
-        let shift = video
-            .shift
-            .get(frame)
-            .copied()
-            .flatten()
-            .filter(|s| s.peak >= 0.05);
-        let change = video
-            .change
-            .get(frame)
-            .copied()
-            .flatten()
-            .filter(|c| c.is_finite());
+        let stats = video.stats.get(frame);
+        let shift = stats.and_then(|s| s.shift).filter(|s| s.peak >= 0.05);
+        let change = stats.and_then(|s| s.change).filter(|c| c.is_finite());
         pairs.push(Pair {
             previous,
             frame,
@@ -615,10 +615,7 @@ fn score_at(
     latency: &LatencyModel,
 ) -> (f64, [f64; 6]) {
     let mut sums = [Sums::default(); 6];
-    let page = |frame: usize| {
-        let v = pts[frame].unwrap_or(0.0);
-        v + offset - latency.variation_at(v + offset)
-    };
+    let page = |frame: usize| page_time_at(pts[frame].unwrap_or(0.0), offset, latency);
     for pair in pairs {
         let (t0, t1) = (page(pair.previous), page(pair.frame));
         let predicted: [f64; 4] =
@@ -666,7 +663,9 @@ fn fit_motion(
         return None;
     }
 
-    let step = config.coarse_step_ms;
+    let step = config
+        .coarse_step_ms
+        .max(2.0 * half_window / config.max_candidates.max(2) as f64);
     let start = center - half_window;
     let count = (2.0 * half_window / step).floor() as usize + 1;
     let scores: Vec<f32> = (0..count)
@@ -721,8 +720,7 @@ fn fit_motion(
     let (score, rs) = score_at(offset_ms, pairs, pts, signals, &active, latency);
 
     let mut steps: Vec<f64> = pairs.iter().map(|p| p.dt_ms).collect();
-    steps.sort_by(f64::total_cmp);
-    let median_step = steps.get(steps.len() / 2).copied().unwrap_or(0.0);
+    let median_step = median(&mut steps).unwrap_or(0.0);
     let exclusion_ms = (3.0 * median_step).max(300.0);
     let second_score = scores
         .iter()
@@ -732,10 +730,7 @@ fn fit_motion(
         .fold(0.0, f64::max);
 
     // Pairs in which some active predicted signal moves by more than 5% of its largest move.
-    let page = |frame: usize| {
-        let v = pts[frame].unwrap_or(0.0);
-        v + offset_ms - latency.variation_at(v + offset_ms)
-    };
+    let page = |frame: usize| page_time_at(pts[frame].unwrap_or(0.0), offset_ms, latency);
     let moves: Vec<[f64; 4]> = pairs
         .iter()
         .map(|pair| {
@@ -755,6 +750,12 @@ fn fit_motion(
         .filter(|m| (0..4).any(|s| used[s] && largest[s] > 0.0 && m[s] > 0.05 * largest[s]))
         .count();
 
+    // The curve kept for reports: the best score in each of at most `curve_points` buckets.
+    let decimation = scores.len().div_ceil(config.curve_points.max(1)).max(1);
+    let curve: Vec<f32> = scores
+        .chunks(decimation)
+        .map(|chunk| chunk.iter().copied().fold(0.0, f32::max))
+        .collect();
     let distinct = if score > 0.0 {
         (1.0 - second_score / score).clamp(0.0, 1.0)
     } else {
@@ -782,8 +783,8 @@ fn fit_motion(
         confidence,
         channels,
         search_start_ms: start,
-        search_step_ms: step,
-        scores,
+        search_step_ms: step * decimation as f64,
+        scores: curve,
     })
 }
 
@@ -819,7 +820,7 @@ mod tests {
     }
 
     #[test]
-    fn runs_split_at_long_gaps() {
+    fn runs_split_at_long_gaps_and_clock_resets() {
         let pts = [
             Some(0.0),
             Some(100.0),
@@ -829,6 +830,100 @@ mod tests {
             Some(20000.0),
         ];
         assert_eq!(split_runs(&pts, 5000.0), vec![0, 0, 0, 1, 1, 2]);
+        let reset = [Some(0.0), Some(60_000.0), Some(0.0), Some(100.0)];
+        assert_eq!(split_runs(&reset, 5000.0), vec![0, 1, 2, 2]);
+    }
+
+    #[test]
+    fn a_huge_timestamp_jump_keeps_the_search_bounded() {
+        // A hostile video: 60 frames, then a 27.8 h jump, then 60 more, all moving.
+        let pts: Vec<Option<f64>> = (0..120)
+            .map(|i| Some(f64::from(i) * 100.0 + if i >= 60 { 1.0e8 } else { 0.0 }))
+            .collect();
+        let stats: Vec<crate::video::FrameStats> = (0..120)
+            .map(|i| crate::video::FrameStats {
+                mean_luma: 100.0,
+                luma_std: 30.0,
+                sharpness: 500.0,
+                histogram: [0.0; crate::image_stats::HISTOGRAM_BINS],
+                histogram_jump: Some(0.01),
+                blockiness: 1.0,
+                shift: Some(crate::motion::Shift {
+                    dx_px: f64::from(i % 7),
+                    dy_px: 0.0,
+                    peak: 0.9,
+                }),
+                change: Some((i % 5) as f32),
+            })
+            .collect();
+        let camera: Vec<CameraSample> = (0..200)
+            .map(|i| CameraSample {
+                t: f64::from(i) * 100.0,
+                pos: [f64::from(i), 0.0, 0.0],
+                yaw: f64::from(i % 9) * 0.1,
+                speed: 1.0,
+                kind: None,
+                throttle: None,
+                brake: None,
+                steer: None,
+                command: None,
+                extra: Default::default(),
+            })
+            .collect();
+        let latency = LatencyModel::constant(crate::latency::LatencySource::AvgRtt, 0.0);
+        let config = ClockConfig::default();
+        let clock = estimate_clock(
+            VideoMotion {
+                frame_pts_ms: &pts,
+                stats: &stats,
+            },
+            &[],
+            &camera,
+            latency,
+            None,
+            &TimingFacts::default(),
+            &config,
+        );
+        assert_eq!(clock.runs.len(), 2);
+        // The first run is fitted; the second, a day away from any camera sample, has nothing to
+        // fit. Neither search grew with the jump, and the kept curve is bounded.
+        assert!(clock.runs[0].motion.is_some());
+        for fit in clock.runs.iter().filter_map(|run| run.motion.as_ref()) {
+            assert!(
+                fit.scores.len() <= config.curve_points,
+                "{}",
+                fit.scores.len()
+            );
+            assert!(fit.search_step_ms * fit.scores.len() as f64 <= 2.0 * 73_001.0);
+        }
+    }
+
+    #[test]
+    fn page_time_and_video_time_are_inverses() {
+        let latency = LatencyModel::from_log(&crate::model::LatencyLog {
+            initial_latency: None,
+            avg_rtt: None,
+            rtt_samples: [(0.0, 300.0), (10_000.0, 420.0), (20_000.0, 330.0)]
+                .iter()
+                .map(|&(t, rtt)| crate::model::RttSample {
+                    t,
+                    rtt,
+                    extra: Default::default(),
+                })
+                .collect(),
+            extra: Default::default(),
+        });
+        let clock = ClockEstimate {
+            prior: timing_prior(&TimingFacts::default(), &latency),
+            latency,
+            recording_start_t_ms: None,
+            runs: vec![],
+            run_of: vec![0; 3],
+        };
+        for pts in [0.0, 2500.0, 7000.0] {
+            let t = clock.page_time(0, pts);
+            assert!((clock.video_time(0, t) - pts).abs() < 0.01, "{pts} -> {t}");
+        }
     }
 
     #[test]

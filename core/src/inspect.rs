@@ -10,12 +10,9 @@ use crate::bundle::LoadedBundle;
 use crate::clock::{ClockEstimate, OffsetSource, Prior};
 use crate::ids::PartKind;
 use crate::latency::LatencySource;
-use crate::model::{CameraSample, InputEvent, InputKind, LatencyLog, Meta};
+use crate::model::{CameraSample, InputEvent, InputKind, LatencyLog, Meta, DRIVING_KEYS};
 use crate::reject::RejectReason;
 use crate::timeline::VideoHealth;
-
-/// The keys that drive the car; every other key is kept but is not a driving input.
-pub const DRIVING_KEYS: [&str; 4] = ["w", "a", "s", "d"];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionReport {

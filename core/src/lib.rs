@@ -20,9 +20,11 @@
 mod actions;
 mod align;
 mod bundle;
+mod clean;
 mod clock;
 mod discover;
 mod ids;
+mod image_stats;
 mod inspect;
 mod latency;
 mod model;
@@ -30,6 +32,7 @@ mod motion;
 mod parse;
 mod reject;
 mod schema;
+mod splice;
 mod timeline;
 mod video;
 
@@ -42,21 +45,33 @@ pub use align::{
     ALIGNED_SCHEMA_VERSION,
 };
 pub use bundle::{load_bundle, Bundle, LoadedBundle};
+pub use clean::{
+    clean_segment, ActionValidityConfig, AlignmentConfig, ArtifactConfig, BlurConfig, Bound,
+    CheckName, CheckResult, ConfigError, QualityConfig, SegmentQuality, SessionContext,
+    VideoHealthConfig,
+};
 pub use clock::{
     estimate_clock, split_runs, timing_prior, ChannelFit, ClockConfig, ClockEstimate, MotionFit,
     OffsetSource, Prior, PriorBasis, RunClock, TimingFacts, VideoMotion,
 };
 pub use discover::{discover, BundleSource, DiscoverError, Discovery, Ignored, PartFile};
 pub use ids::{PartKind, PartName, SessionId, WalletAddress};
+pub use image_stats::{
+    blockiness, histogram, histogram_distance, laplacian_variance, std_dev, HISTOGRAM_BINS,
+    SHARP_HEIGHT, SHARP_WIDTH,
+};
 pub use inspect::{
     report, AlignmentOverview, CameraSummary, InputSummary, LatencySummary, LogSpan, MetaSummary,
-    PartReport, RunOverview, SessionReport, VideoReport, DRIVING_KEYS,
+    PartReport, RunOverview, SessionReport, VideoReport,
 };
 pub use latency::{LatencyModel, LatencySource};
-pub use model::{CameraSample, InputEvent, InputKind, LatencyLog, Meta, RttSample, Scenario};
+pub use model::{
+    CameraSample, InputEvent, InputKind, LatencyLog, Meta, RttSample, Scenario, DRIVING_KEYS,
+};
 pub use motion::{GrayThumb, PhaseCorrelator, Shift, Spectrum, THUMB_HEIGHT, THUMB_WIDTH};
 pub use parse::{parse_json_bytes, parse_json_part, Limits};
 pub use reject::{RejectReason, WalletFoundIn};
 pub use schema::{schema, SCHEMA_NAMES};
-pub use timeline::{Burst, Stall, TimelineConfig, VideoHealth};
-pub use video::{decode_video, probe_video, DecodedFrame, VideoProbe};
+pub use splice::{splice, Segment, SkipKind, Skipped, Splice, SpliceConfig};
+pub use timeline::{repeated_timestamps, Burst, Stall, TimelineConfig, VideoHealth};
+pub use video::{decode_video, probe_video, DecodedFrame, FrameStats, VideoProbe};

@@ -9,6 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+/// The keys that drive the car (W, A, S, D); every other key is kept but is not a driving input.
+pub const DRIVING_KEYS: [&str; 4] = ["w", "a", "s", "d"];
+
 /// Marker the parser looks for to tell a non-finite number from other malformed JSON.
 pub(crate) const NON_FINITE_MARKER: &str = "non-finite number";
 

@@ -21,6 +21,8 @@ pub struct Limits {
     pub max_array_items: usize,
     /// Most frames decoded from one video (10 minutes at 60 fps is 36 000).
     pub max_video_frames: usize,
+    /// Largest frame, in pixels (1920x1088 is 2.1 M; the client records 1280x704).
+    pub max_video_pixels: u64,
 }
 
 impl Default for Limits {
@@ -31,6 +33,7 @@ impl Default for Limits {
             max_json_depth: 16,
             max_array_items: 500_000,
             max_video_frames: 200_000,
+            max_video_pixels: 1920 * 1088,
         }
     }
 }

@@ -105,6 +105,9 @@ pub enum RejectReason {
     #[error("the video cannot be decoded: {detail}")]
     UndecodableVideo { detail: String },
 
+    #[error("the video is not what the capture client records (VP8 in WebM, at most 1920x1088): {detail}")]
+    UnsupportedVideo { detail: String },
+
     #[error("the {part} part cannot be read: {detail}")]
     Unreadable { part: PartKind, detail: String },
 }
@@ -127,6 +130,7 @@ impl RejectReason {
             RejectReason::AbsurdNumber { .. } => "absurd_number",
             RejectReason::EmptyVideo => "empty_video",
             RejectReason::UndecodableVideo { .. } => "undecodable_video",
+            RejectReason::UnsupportedVideo { .. } => "unsupported_video",
             RejectReason::Unreadable { .. } => "unreadable",
         }
     }

@@ -3,6 +3,30 @@
 
 use serde::Serialize;
 
+/// The median (upper of the two middle values), or `None` when empty. Sorts `values`.
+pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// For each frame, whether it shares its timestamp with the nearest timed frame before or after
+/// it (frames without a timestamp are skipped over, and are never in a burst themselves).
+pub fn repeated_timestamps(frame_pts_ms: &[Option<f64>]) -> Vec<bool> {
+    let timed: Vec<(usize, f64)> = frame_pts_ms
+        .iter()
+        .enumerate()
+        .filter_map(|(i, pts)| pts.map(|pts| (i, pts)))
+        .collect();
+    let mut repeated = vec![false; frame_pts_ms.len()];
+    for pair in timed.windows(2) {
+        if pair[0].1 == pair[1].1 {
+            repeated[pair[0].0] = true;
+            repeated[pair[1].0] = true;
+        }
+    }
+    repeated
+}
+
 /// Knobs for reading a frame timeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimelineConfig {
@@ -78,18 +102,22 @@ impl VideoHealth {
         let mut bursts: Vec<Burst> = Vec::new();
         let mut intervals = Vec::new();
         let mut backwards_steps = 0;
+        // The timed frame that ends the latest burst, to tell a continuing burst from a new one
+        // (frames without a timestamp in between neither break nor join a burst).
+        let mut burst_end: Option<usize> = None;
         for pair in timed.windows(2) {
             let ((prev_index, prev), (index, pts)) = (pair[0], pair[1]);
             let step = pts - prev;
             if step == 0.0 {
                 match bursts.last_mut() {
-                    Some(burst) if burst.first_frame + burst.frames == index => burst.frames += 1,
+                    Some(burst) if burst_end == Some(prev_index) => burst.frames += 1,
                     _ => bursts.push(Burst {
                         first_frame: prev_index,
                         frames: 2,
                         pts_ms: pts,
                     }),
                 }
+                burst_end = Some(index);
             } else if step < 0.0 {
                 backwards_steps += 1;
             } else {
@@ -107,8 +135,7 @@ impl VideoHealth {
         let mut distinct: Vec<f64> = timed.iter().map(|&(_, pts)| pts).collect();
         distinct.sort_by(f64::total_cmp);
         distinct.dedup();
-        intervals.sort_by(f64::total_cmp);
-        let median_frame_interval_ms = intervals.get(intervals.len() / 2).copied();
+        let median_frame_interval_ms = median(&mut intervals);
 
         Self {
             frames: frame_pts_ms.len(),
@@ -176,6 +203,41 @@ mod tests {
         assert_eq!(h.bursts.len(), 2);
         assert_eq!(h.burst_frames, 5);
         assert_eq!(h.longest_burst_frames, 3);
+    }
+
+    #[test]
+    fn frames_without_timestamps_neither_break_nor_join_a_burst() {
+        let pts = [
+            Some(0.0),
+            Some(10.0),
+            Some(10.0),
+            None,
+            Some(10.0),
+            Some(20.0),
+        ];
+        let h = VideoHealth::from_pts(&pts, &TimelineConfig::default());
+        assert_eq!(
+            h.bursts,
+            vec![Burst {
+                first_frame: 1,
+                frames: 3,
+                pts_ms: 10.0
+            }]
+        );
+        assert_eq!(h.burst_frames, 3);
+        assert_eq!(
+            repeated_timestamps(&pts),
+            vec![false, true, true, false, true, false]
+        );
+        let split = [Some(0.0), Some(10.0), None, Some(10.0), Some(20.0)];
+        assert_eq!(
+            repeated_timestamps(&split),
+            vec![false, true, false, true, false]
+        );
+        assert_eq!(
+            VideoHealth::from_pts(&split, &TimelineConfig::default()).burst_frames,
+            2
+        );
     }
 
     #[test]

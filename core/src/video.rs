@@ -10,6 +10,10 @@ use std::sync::Once;
 use ffmpeg_next as ffmpeg;
 use serde::Serialize;
 
+use crate::image_stats::{
+    blockiness, histogram, histogram_distance, laplacian_variance, std_dev, HISTOGRAM_BINS,
+    SHARP_HEIGHT, SHARP_WIDTH,
+};
 use crate::motion::{GrayThumb, PhaseCorrelator, Shift, Spectrum, THUMB_HEIGHT, THUMB_WIDTH};
 use crate::parse::Limits;
 use crate::reject::RejectReason;
@@ -26,13 +30,8 @@ pub struct VideoProbe {
     /// Presentation time of each decoded frame, in decode output order, ms from the recorder's
     /// start. `None` for a frame that carried no timestamp at all.
     pub frame_pts_ms: Vec<Option<f64>>,
-    /// Global shift from the previous decoded frame to this one (`None` for the first frame, or a
-    /// frame too small to measure). Measured on a grey thumbnail, see [`crate::PhaseCorrelator`].
-    pub frame_motion: Vec<Option<Shift>>,
-    /// Mean luma of each frame, 0-255.
-    pub frame_mean_luma: Vec<f32>,
-    /// Mean absolute difference from the previous frame's thumbnail, 0-255 (`None` for the first).
-    pub frame_change: Vec<Option<f32>>,
+    /// Picture measurements of each frame, in the same order (empty from [`decode_video`] alone).
+    pub frame_stats: Vec<FrameStats>,
     /// Packets the demuxer or decoder refused (a healthy file has none).
     pub decode_errors: usize,
     /// Duration the container claims, if any (the real recordings claim none).
@@ -109,7 +108,12 @@ pub fn decode_video(
     init_ffmpeg();
     let undecodable = |detail: String| RejectReason::UndecodableVideo { detail };
 
-    let mut input = ffmpeg::format::input(path)
+    // Only the WebM/Matroska demuxer reading this one local file: a "video" that is a playlist
+    // (concat, HLS) could otherwise pull in another session's frames or any other file.
+    let mut options = ffmpeg::Dictionary::new();
+    options.set("format_whitelist", "matroska,webm");
+    options.set("protocol_whitelist", "file");
+    let mut input = ffmpeg::format::input_with_dictionary(path, options)
         .map_err(|err| undecodable(format!("not a readable WebM/Matroska file ({err})")))?;
     let stream = input
         .streams()
@@ -132,6 +136,22 @@ pub fn decode_video(
         .codec()
         .map(|codec| codec.name().to_owned())
         .unwrap_or_else(|| format!("{:?}", decoder.id()).to_lowercase());
+    if decoder.id() != ffmpeg::codec::Id::VP8 {
+        return Err(RejectReason::UnsupportedVideo {
+            detail: format!("codec {codec}, not VP8"),
+        });
+    }
+    let pixels = u64::from(decoder.width()) * u64::from(decoder.height());
+    if pixels > limits.max_video_pixels {
+        return Err(RejectReason::UnsupportedVideo {
+            detail: format!(
+                "frames of {}x{}, over the {}-pixel limit",
+                decoder.width(),
+                decoder.height(),
+                limits.max_video_pixels
+            ),
+        });
+    }
     let container_duration_ms = (input.duration() > 0)
         .then(|| input.duration() as f64 / f64::from(ffmpeg::ffi::AV_TIME_BASE) * 1000.0);
 
@@ -140,9 +160,7 @@ pub fn decode_video(
         width: decoder.width(),
         height: decoder.height(),
         frame_pts_ms: Vec::new(),
-        frame_motion: Vec::new(),
-        frame_mean_luma: Vec::new(),
-        frame_change: Vec::new(),
+        frame_stats: Vec::new(),
         decode_errors: 0,
         container_duration_ms,
     };
@@ -153,6 +171,18 @@ pub fn decode_video(
         loop {
             match decoder.receive_frame(&mut frame) {
                 Ok(()) => {
+                    if u64::from(frame.width()) * u64::from(frame.height())
+                        > limits.max_video_pixels
+                    {
+                        return Err(RejectReason::UnsupportedVideo {
+                            detail: format!(
+                                "a frame of {}x{}, over the {}-pixel limit",
+                                frame.width(),
+                                frame.height(),
+                                limits.max_video_pixels
+                            ),
+                        });
+                    }
                     if probe.frame_pts_ms.len() >= limits.max_video_frames {
                         return Err(undecodable(format!(
                             "more than {} frames, over the limit",
@@ -215,39 +245,74 @@ pub fn decode_video(
     Ok(probe)
 }
 
-/// Decodes every frame, keeping its timestamp, its mean luma and its global motion.
+/// What one decoded frame looks like, measured on fixed-size grey images.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameStats {
+    /// Mean luma, 0-255.
+    pub mean_luma: f32,
+    /// Standard deviation of luma (contrast), 0-255.
+    pub luma_std: f32,
+    /// Variance of the Laplacian on a 256x144 grey image (sharpness).
+    pub sharpness: f32,
+    /// Normalised 16-bin luma histogram.
+    pub histogram: [f32; HISTOGRAM_BINS],
+    /// Histogram distance to the previous frame, 0-1 (`None` for the first).
+    pub histogram_jump: Option<f32>,
+    /// Step across 16-px block edges over steps elsewhere (about 1 when healthy).
+    pub blockiness: f32,
+    /// Global shift from the previous frame (`None` for the first).
+    pub shift: Option<Shift>,
+    /// Mean absolute difference from the previous frame's thumbnail, 0-255 (`None` for the first).
+    pub change: Option<f32>,
+}
+
+/// Decodes every frame, keeping its timestamp and its [`FrameStats`].
 pub fn probe_video(path: &Path, limits: &Limits) -> Result<VideoProbe, RejectReason> {
     let correlator = PhaseCorrelator::new(THUMB_WIDTH, THUMB_HEIGHT);
-    let mut previous: Option<Spectrum> = None;
-    let mut previous_thumb: Option<GrayThumb> = None;
-    let mut motion = Vec::new();
-    let mut mean_luma = Vec::new();
-    let mut change = Vec::new();
+    let mut previous: Option<(GrayThumb, Spectrum, [f32; HISTOGRAM_BINS])> = None;
+    let mut stats = Vec::new();
     let mut probe = decode_video(path, limits, |frame| {
         let (plane, stride) = frame.luma();
-        let thumb = GrayThumb::from_luma(
-            plane,
-            stride,
-            frame.width() as usize,
-            frame.height() as usize,
-            THUMB_WIDTH,
-            THUMB_HEIGHT,
-        );
-        mean_luma.push(thumb.as_ref().map_or(f32::NAN, GrayThumb::mean));
-        change.push(match (&previous_thumb, &thumb) {
-            (Some(a), Some(b)) => Some(a.mean_abs_diff(b)),
-            _ => None,
+        let (width, height) = (frame.width() as usize, frame.height() as usize);
+        let thumb = GrayThumb::from_luma(plane, stride, width, height, THUMB_WIDTH, THUMB_HEIGHT);
+        let sharp = GrayThumb::from_luma(plane, stride, width, height, SHARP_WIDTH, SHARP_HEIGHT);
+        let (Some(thumb), Some(sharp)) = (thumb, sharp) else {
+            // Smaller than 256x144: nothing to measure, but the frame still counts.
+            stats.push(FrameStats {
+                mean_luma: f32::NAN,
+                luma_std: f32::NAN,
+                sharpness: f32::NAN,
+                histogram: [0.0; HISTOGRAM_BINS],
+                histogram_jump: None,
+                blockiness: f32::NAN,
+                shift: None,
+                change: None,
+            });
+            previous = None;
+            return;
+        };
+        let spectrum = correlator.spectrum(&thumb);
+        let hist = histogram(&sharp);
+        let (shift, change, histogram_jump) = match (&previous, &spectrum) {
+            (Some((prev_thumb, prev_spectrum, prev_hist)), Some(spectrum)) => (
+                Some(correlator.shift(prev_spectrum, spectrum)),
+                Some(prev_thumb.mean_abs_diff(&thumb)),
+                Some(histogram_distance(prev_hist, &hist) as f32),
+            ),
+            _ => (None, None, None),
+        };
+        stats.push(FrameStats {
+            mean_luma: sharp.mean(),
+            luma_std: std_dev(&sharp) as f32,
+            sharpness: laplacian_variance(&sharp) as f32,
+            histogram: hist,
+            histogram_jump,
+            blockiness: blockiness(plane, stride, width, height) as f32,
+            shift,
+            change,
         });
-        let spectrum = thumb.as_ref().and_then(|thumb| correlator.spectrum(thumb));
-        previous_thumb = thumb;
-        motion.push(match (&previous, &spectrum) {
-            (Some(a), Some(b)) => Some(correlator.shift(a, b)),
-            _ => None,
-        });
-        previous = spectrum;
+        previous = spectrum.map(|spectrum| (thumb, spectrum, hist));
     })?;
-    probe.frame_motion = motion;
-    probe.frame_mean_luma = mean_luma;
-    probe.frame_change = change;
+    probe.frame_stats = stats;
     Ok(probe)
 }

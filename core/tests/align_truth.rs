@@ -15,6 +15,8 @@ struct Figures {
     confidence: f64,
     /// Mean of (page time ALIGN gives a frame - the page time it truly shows), measured frames.
     offset_error_ms: f64,
+    /// Largest absolute per-frame error.
+    max_error_ms: f64,
     keys_accuracy: f64,
     frames_compared: usize,
     measured_lag_ms: Option<f64>,
@@ -54,19 +56,22 @@ fn figures(label: &str, alignment: &Alignment, truth: &Truth) -> Figures {
         source: run.source,
         confidence: run.confidence,
         offset_error_ms: errors.iter().sum::<f64>() / errors.len().max(1) as f64,
+        max_error_ms: errors.iter().map(|e| e.abs()).fold(0.0, f64::max),
         keys_accuracy: right as f64 / compared.max(1) as f64,
         frames_compared: compared,
         measured_lag_ms: run.measured_lag_ms,
     };
     report_figure(&format!(
-        "ALIGN truth {:<28} source {:<20} confidence {:.2}  offset error {:>7.1} ms  keys held {:>6.2}% of {} frames",
+        "ALIGN truth {:<28} source {:<20} confidence {:.2}  offset error {:>7.1} ms (max {:>6.1})  keys held {:>6.2}% of {} frames",
         figures.label,
         format!("{:?}", figures.source),
         figures.confidence,
         figures.offset_error_ms,
+        figures.max_error_ms,
         100.0 * figures.keys_accuracy,
         figures.frames_compared
     ));
+    assert!(figures.frames_compared > 0, "{label}: no frame compared");
     figures
 }
 
@@ -119,17 +124,7 @@ fn recording_start_t_leaves_only_the_latency_model_error() {
 
 #[test]
 fn a_clock_break_across_a_long_stall_gets_its_own_offset() {
-    // 40 s at 30 fps; at 20 s the video stalls for 8 s and, across the stall, its clock runs
-    // 4 s ahead of the page clock (as tp5owb's did by ~15 s).
-    let mut spec = SyntheticSpec::constant_rate(40.0, 30.0);
-    for pts in spec.frame_pts_ms.iter_mut().filter(|pts| **pts >= 20_000) {
-        *pts += 8_000;
-    }
-    spec.pts_skews = vec![PtsSkew {
-        from_pts_ms: 28_000,
-        skew_ms: 4_000.0,
-    }];
-    spec.rtt_samples = spec.regular_rtt_samples();
+    let spec = clock_break_spec();
     let dir = Dir::new("clock_break");
     let written = write_bundle(dir.path(), &spec, Naming::UploadEpoch).expect("write bundle");
     let truth = Truth::read(&written.truth).expect("truth");
@@ -185,14 +180,58 @@ fn no_motion_means_low_confidence_and_the_meta_prior() {
     let alignment = align_dir(dir.path());
     let f = figures("no_motion_prior_only", &alignment, &truth);
     assert_eq!(f.source, OffsetSource::MetaTiming);
-    assert!(f.confidence < 0.2, "confidence {}", f.confidence);
+    // The fit was tried and found nothing it could trust (or nothing to fit at all).
+    let fit = alignment.clock.runs[0].motion.as_ref();
+    assert!(fit.is_none_or(|fit| fit.confidence < 0.2), "{fit:?}");
     let prior = &alignment.clock.prior;
     report_figure(&format!("ALIGN truth prior: {}", prior.detail));
     // The prior is honest about its uncertainty: the truth lies inside it (plus the unknown lag).
     assert!(
-        f.offset_error_ms.abs() <= prior.uncertainty_ms + spec.lag_ms,
+        f.max_error_ms <= prior.uncertainty_ms + spec.lag_ms,
         "prior off by {} ms, claims +-{} ms",
         f.offset_error_ms,
         prior.uncertainty_ms
     );
+}
+
+/// 40 s at 30 fps with an 8 s stall at 20 s across which the video clock runs 4 s ahead.
+fn clock_break_spec() -> SyntheticSpec {
+    let mut spec = SyntheticSpec::constant_rate(40.0, 30.0);
+    for pts in spec.frame_pts_ms.iter_mut().filter(|pts| **pts >= 20_000) {
+        *pts += 8_000;
+    }
+    spec.pts_skews = vec![PtsSkew {
+        from_pts_ms: 28_000,
+        skew_ms: 4_000.0,
+    }];
+    spec.rtt_samples = spec.regular_rtt_samples();
+    spec
+}
+
+#[test]
+fn recording_start_t_anchors_only_the_first_run_after_a_clock_break() {
+    let spec = clock_break_spec().with_recording_start_t(true);
+    let dir = Dir::new("clock_break_with_r");
+    let written = write_bundle(dir.path(), &spec, Naming::UploadEpoch).expect("write bundle");
+    let truth = Truth::read(&written.truth).expect("truth");
+    let alignment = align_dir(dir.path());
+    figures("clock_break_with_R", &alignment, &truth);
+    let runs = &alignment.clock.runs;
+    assert_eq!(runs[0].source, OffsetSource::RecordingStartT);
+    // The second run's own fit wins: its keys are right, not 4 s off.
+    assert_eq!(runs[1].source, OffsetSource::MotionCorrelation);
+    let second: Vec<bool> = alignment.frames[runs[1].first_frame..=runs[1].last_frame]
+        .iter()
+        .filter_map(|row| {
+            row.keys_held
+                .as_ref()
+                .map(|keys| *keys == truth.frames[row.frame].keys_held)
+        })
+        .collect();
+    let right = second.iter().filter(|&&ok| ok).count() as f64 / second.len().max(1) as f64;
+    report_figure(&format!(
+        "ALIGN truth clock break with R: second run keys held {:.2}%",
+        100.0 * right
+    ));
+    assert!(right >= 0.99, "{right}");
 }

@@ -452,3 +452,123 @@ fn real_zero_byte_video_is_rejected_alone() {
         ]
     );
 }
+
+/// Runs the `ffmpeg` CLI (installed by scripts/install-deps.sh) to make a test video.
+fn ffmpeg(args: &[&str]) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("ffmpeg CLI (scripts/install-deps.sh installs it)");
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
+#[test]
+fn playlist_cannot_borrow_another_sessions_video() {
+    let Some(real) = real_sessions("playlist_cannot_borrow_another_sessions_video") else {
+        return;
+    };
+    let dir = Dir::new("playlist");
+    let bundle = dir.copy_session(&real, SESSION, REAL_WALLET);
+    dir.copy_session(&real, "session_1769938621118_eylo08", REAL_WALLET);
+    // tp5owb's "video" is an ffconcat playlist naming eylo08's real video beside it.
+    let playlist = "ffconcat version 1.0\nfile 1769938690597_session_1769938621118_eylo08.webm\n";
+    std::fs::write(part_path_of(&bundle, SESSION, ".webm"), playlist).expect("write");
+    let found = discover(&bundle).expect("discover");
+    let source = found
+        .bundles
+        .iter()
+        .find(|b| b.session_id == SESSION)
+        .expect("tp5owb");
+    assert!(matches!(
+        reason(&load_bundle(source, &Limits::default())),
+        RejectReason::UndecodableVideo { .. }
+    ));
+}
+
+/// The part of `session` ending with `suffix` in a folder holding several sessions.
+fn part_path_of(folder: &Path, session: &str, suffix: &str) -> PathBuf {
+    std::fs::read_dir(folder)
+        .expect("read")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            let name = p.to_string_lossy();
+            name.contains(session) && name.ends_with(suffix)
+        })
+        .expect("part")
+}
+
+#[test]
+fn other_codecs_and_containers_are_unsupported() {
+    let Some((dir, bundle)) = copy("other_codecs_and_containers_are_unsupported", REAL_WALLET)
+    else {
+        return;
+    };
+    let video = part_path(&bundle, ".webm");
+    // MPEG-4 video in Matroska: a readable container, the wrong codec.
+    let mkv = dir.path().join("mpeg4.mkv");
+    let mkv_path = mkv.to_string_lossy().into_owned();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=128x72:rate=5",
+        "-t",
+        "1",
+        "-c:v",
+        "mpeg4",
+        &mkv_path,
+    ]);
+    std::fs::copy(&mkv, &video).expect("copy");
+    assert!(matches!(
+        reason(&load(&bundle)),
+        RejectReason::UnsupportedVideo { detail } if detail.contains("mpeg4")
+    ));
+    // A PNG picture renamed .webm: not WebM at all.
+    let png = dir.path().join("frame.png");
+    let png_path = png.to_string_lossy().into_owned();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=128x72",
+        "-frames:v",
+        "1",
+        &png_path,
+    ]);
+    std::fs::copy(&png, &video).expect("copy");
+    assert!(matches!(
+        reason(&load(&bundle)),
+        RejectReason::UndecodableVideo { .. }
+    ));
+}
+
+#[test]
+fn oversized_frames_are_unsupported() {
+    let Some((_dir, bundle)) = copy("oversized_frames_are_unsupported", REAL_WALLET) else {
+        return;
+    };
+    // The real 1280x704 video against a limit below its size.
+    let limits = Limits {
+        max_video_pixels: 640 * 360,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        reason(&load_with(&bundle, &limits)),
+        RejectReason::UnsupportedVideo { detail } if detail.contains("1280x704")
+    ));
+}
+
+#[test]
+fn identity_comes_before_a_broken_log() {
+    let Some((_dir, bundle)) = copy("identity_comes_before_a_broken_log", REAL_WALLET) else {
+        return;
+    };
+    edit_json(&part_path(&bundle, "_meta.json"), |meta| {
+        meta["walletAddress"] = OTHER_WALLET.into();
+    });
+    std::fs::write(part_path(&bundle, "_inputs.json"), "[{").expect("write");
+    let loaded = load(&bundle);
+    assert_eq!(reason(&loaded).code(), "wallet_mismatch");
+    assert_eq!(loaded.problems[1].code(), "malformed_json");
+}

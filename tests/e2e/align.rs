@@ -54,8 +54,23 @@ fn real_session_frame_table_matches_its_schema() {
                 other => panic!("{session} {i}: timing {other:?}"),
             }
         }
+        // A measured frame shows the page time pts + its run's offset (within the latency
+        // model's variation, under 100 ms on these sessions).
+        let runs = table["clock"]["runs"].as_array().expect("runs");
+        for row in rows.iter().filter(|r| r["timing"] == "measured") {
+            let run = runs
+                .iter()
+                .find(|run| run["run"] == row["run"])
+                .expect("the row's run");
+            let expected = row["pts_ms"].as_f64().unwrap() + run["offset_ms"].as_f64().unwrap();
+            let page = row["page_t_ms"].as_f64().expect("page time");
+            assert!(
+                (page - expected).abs() < 100.0,
+                "{session}: {page} vs {expected}"
+            );
+        }
         // Every run records its offset, source and a confidence in [0, 1].
-        for run in table["clock"]["runs"].as_array().expect("runs") {
+        for run in runs {
             assert!(run["offset_ms"].is_number());
             assert!(run["source"].is_string());
             let confidence = run["confidence"].as_f64().expect("confidence");
