@@ -9,8 +9,7 @@ use crate::args::AlignArgs;
 use crate::inspect::{name, seconds};
 
 pub fn run(args: &AlignArgs) -> anyhow::Result<ExitCode> {
-    let discovery = sd_core::discover(&args.bundle)
-        .with_context(|| format!("cannot align {}", args.bundle.display()))?;
+    let discovery = sd_core::discover(&args.bundle)?;
     let ids: Vec<&str> = discovery
         .bundles
         .iter()

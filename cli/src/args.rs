@@ -14,7 +14,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Report what is in bundles: parts, log spans on the page clock, video health, reject reasons.
+    /// Report what is in bundles: parts, log spans on the page clock, video health, the clock
+    /// join, every segment's verdict, and reject reasons. Reads only; writes nothing.
     ///
     /// PATH is a bundle folder, a `{wallet}/` folder of the raw bucket, or a folder of wallet
     /// folders. A bundle that cannot be used is a finding, not a failure: the exit status is
@@ -33,7 +34,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct AlignArgs {
-    /// Folder holding the bundle's parts (in either key form).
+    /// Folder holding the bundle's parts (in either key form), or a folder of them with --session.
     pub bundle: PathBuf,
 
     /// Where to write the frame table (JSON; see `scale-diffusion schema aligned`).
@@ -47,8 +48,8 @@ pub struct AlignArgs {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// aligned, meta, inputs, camera or latency; all of them with --out-dir.
-    #[arg(required_unless_present = "out_dir")]
+    /// aligned, meta, inputs, camera, latency or quality-config; all of them with --out-dir.
+    #[arg(required_unless_present = "out_dir", value_name = "NAME")]
     pub name: Option<String>,
 
     /// Write every schema as `<name>.schema.json` into this folder.
@@ -65,7 +66,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// A gap between video frames longer than this (ms) is reported as a stall.
-    #[arg(long, default_value_t = 1000.0, value_name = "MS")]
-    pub stall_ms: f64,
+    /// Quality thresholds (TOML, like config/quality.toml); the built-in defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }

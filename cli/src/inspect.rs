@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use sd_core::{AlignConfig, Ignored, Limits, SessionReport, TimelineConfig};
 use serde::Serialize;
 
@@ -27,19 +26,20 @@ struct Summary {
     rejected: usize,
     /// Rejected sessions per reject code.
     rejected_by_code: BTreeMap<String, usize>,
+    segments: usize,
+    segments_passed: usize,
+    /// Failed segments per failing check (a segment can fail several).
+    segments_failed_by_check: BTreeMap<String, usize>,
 }
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::ensure!(
-        args.stall_ms.is_finite() && args.stall_ms > 0.0,
-        "--stall-ms must be a positive number of milliseconds"
-    );
-    let discovery = sd_core::discover(&args.path)
-        .with_context(|| format!("cannot inspect {}", args.path.display()))?;
+    let quality = crate::config::load(args.config.as_deref())?;
+    let discovery = sd_core::discover(&args.path)?;
     let limits = Limits::default();
+    // One stall limit for the video report and for SPLICE.
     let config = AlignConfig {
         timeline: TimelineConfig {
-            stall_ms: args.stall_ms,
+            stall_ms: quality.splice.stall_ms,
         },
         ..AlignConfig::default()
     };
@@ -49,7 +49,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<std::process::ExitCode> {
         .iter()
         .map(|source| {
             tracing::info!(session = %source.session_id, "loading");
-            sd_core::report(&sd_core::load_bundle(source, &limits), &config)
+            sd_core::report(&sd_core::load_bundle(source, &limits), &config, &quality)
         })
         .collect();
 
@@ -60,6 +60,12 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<std::process::ExitCode> {
             .or_default() += 1;
     }
     let usable = sessions.iter().filter(|s| s.usable).count();
+    let verdicts: Vec<&sd_core::SegmentVerdict> =
+        sessions.iter().flat_map(|s| &s.segments).collect();
+    let mut segments_failed_by_check = BTreeMap::new();
+    for check in verdicts.iter().flat_map(|v| &v.quality.failed) {
+        *segments_failed_by_check.entry(name(check)).or_default() += 1;
+    }
     let output = InspectOutput {
         root: &args.path,
         summary: Summary {
@@ -67,6 +73,9 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<std::process::ExitCode> {
             usable,
             rejected: sessions.len() - usable,
             rejected_by_code,
+            segments: verdicts.len(),
+            segments_passed: verdicts.iter().filter(|v| v.quality.passed).count(),
+            segments_failed_by_check,
         },
         sessions,
         ignored: discovery.ignored,
@@ -113,6 +122,21 @@ fn render(output: &InspectOutput<'_>, timeline: &TimelineConfig) -> String {
             .map(|(code, n)| format!("{code}: {n}"))
             .collect();
         let _ = write!(out, " ({})", codes.join(", "));
+    }
+    let _ = write!(
+        out,
+        "; {} segment{}: {} pass",
+        summary.segments,
+        plural(summary.segments),
+        summary.segments_passed
+    );
+    if !summary.segments_failed_by_check.is_empty() {
+        let checks: Vec<String> = summary
+            .segments_failed_by_check
+            .iter()
+            .map(|(check, n)| format!("{check}: {n}"))
+            .collect();
+        let _ = write!(out, ", failing checks {}", checks.join(", "));
     }
     out.push('\n');
     out
@@ -250,6 +274,7 @@ fn render_session(out: &mut String, s: &SessionReport, timeline: &TimelineConfig
 
     if let Some(alignment) = &s.alignment {
         render_alignment(out, alignment);
+        render_segments(out, s);
     }
 
     if s.inputs.is_some() || s.camera.is_some() || s.latency.is_some() {
@@ -303,10 +328,55 @@ fn render_session(out: &mut String, s: &SessionReport, timeline: &TimelineConfig
     }
 }
 
+fn render_segments(out: &mut String, s: &SessionReport) {
+    let passed = s.segments.iter().filter(|v| v.quality.passed).count();
+    let _ = writeln!(
+        out,
+        "  segments {} cut, {passed} pass · {} stretch{} left out ({})",
+        s.segments.len(),
+        s.skipped.len(),
+        if s.skipped.len() == 1 { "" } else { "es" },
+        {
+            let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+            for skip in &s.skipped {
+                *kinds.entry(name(&skip.kind)).or_default() += 1;
+            }
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            if kinds.is_empty() {
+                "none".to_owned()
+            } else {
+                kinds.join(", ")
+            }
+        }
+    );
+    for v in &s.segments {
+        let verdict = if v.quality.passed { "PASS" } else { "FAIL" };
+        let _ = write!(
+            out,
+            "           segment_{:03} video {} → {} ({} frames) {verdict}",
+            v.index,
+            seconds(v.start_pts_ms),
+            seconds(v.end_pts_ms),
+            v.frames
+        );
+        let reasons: Vec<&str> = v
+            .quality
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.reason.as_str())
+            .collect();
+        if !reasons.is_empty() {
+            let _ = write!(out, ": {}", reasons.join("; "));
+        }
+        out.push('\n');
+    }
+}
+
 fn render_alignment(out: &mut String, a: &sd_core::AlignmentOverview) {
     let _ = writeln!(
         out,
-        "  clock    latency model {} (mean {:.1} ms){}",
+        "  clock    S = page time (performance.now) whose input shows at video time 0 · latency model {} (mean {:.1} ms){}",
         name(&a.latency_source),
         a.latency_mean_ms,
         a.recording_start_t_ms.map_or(String::new(), |r| format!(
@@ -351,12 +421,15 @@ fn render_alignment(out: &mut String, a: &sd_core::AlignmentOverview) {
         if let Some(lag) = run.measured_lag_ms {
             let _ = write!(line, " · measured lag {lag:.0} ms");
         }
+        if run.confidence < 0.2 {
+            line.push_str(" · LOW: labels not trusted");
+        }
         let _ = writeln!(out, "{line}");
     }
     let x = &a.actions;
     let _ = writeln!(
         out,
-        "  actions  {} of {} frames timed ({} in bursts{}) · W {} A {} S {} D {} · mouse {} · pose {} ({} from camera gaps) · moving {}",
+        "  actions  {} of {} frames timed ({} in bursts{}) · frames with W {}, A {}, S {}, D {} held · with mouse movement {} · with a camera pose {} ({} across camera gaps) · moving {}",
         x.measured_frames,
         x.frames,
         x.burst_frames,

@@ -2,6 +2,7 @@
 
 mod align;
 mod args;
+mod config;
 mod inspect;
 mod output;
 mod schema;
@@ -15,6 +16,7 @@ use crate::args::{Cli, Command};
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

@@ -24,16 +24,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    anyhow::ensure!(
+        folder.is_dir(),
+        "cannot write {}: the folder {} does not exist",
+        path.display(),
+        folder.display()
+    );
+    anyhow::ensure!(
+        !path.is_dir(),
+        "cannot write {}: it is a folder",
+        path.display()
+    );
+    let failed = |err: std::io::Error| anyhow::anyhow!("cannot write {}: {err}", path.display());
     // Readable by others like any file a command writes (a temp file is private by default).
     let mut file = tempfile::Builder::new()
         .prefix(".sd-")
         .permissions(std::fs::Permissions::from_mode(0o644))
         .tempfile_in(folder)
-        .with_context(|| format!("cannot write into {}", folder.display()))?;
+        .map_err(|err| {
+            failed(std::io::Error::new(
+                err.kind(),
+                "cannot create a file there",
+            ))
+        })?;
     file.write_all(bytes)
         .and_then(|()| file.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .map_err(failed)?;
+    file.persist(path).map_err(|err| failed(err.error))?;
     Ok(())
 }

@@ -43,8 +43,10 @@ pub struct ArtifactConfig {
     pub washed_max_contrast: f64,
     /// Consecutive frames whose thumbnails differ by less than this (0-255) are frozen...
     pub frozen_max_change: f64,
-    /// ...when they stay so for at least this long.
+    /// ...when they stay so for at least this long while the camera log says the car moves
+    /// faster than this (a parked car's still picture is not frozen video).
     pub frozen_min_ms: f64,
+    pub frozen_min_speed: f64,
     /// A frame with block-edge steps this many times the other steps is glitched...
     pub glitch_min_blockiness: f64,
     /// ...and so is one whose histogram jumps this far (0-1) from the previous frame's.
@@ -91,7 +93,7 @@ pub struct AlignmentConfig {
 impl Default for BlurConfig {
     fn default() -> Self {
         Self {
-            min_sharpness: 20.0,
+            min_sharpness: 50.0,
             max_blurred_share: 0.2,
         }
     }
@@ -105,7 +107,8 @@ impl Default for ArtifactConfig {
             washed_max_contrast: 6.0,
             frozen_max_change: 0.5,
             frozen_min_ms: 1000.0,
-            glitch_min_blockiness: 1.8,
+            frozen_min_speed: 0.5,
+            glitch_min_blockiness: 3.0,
             glitch_min_histogram_jump: 0.5,
             max_share: 0.1,
         }
@@ -270,15 +273,19 @@ fn check(
         Bound::AtLeast => value >= threshold,
     };
     // NaN fails either way: a number we could not measure is not a pass.
-    let passed = passed && !value.is_nan();
+    let measured = !value.is_nan();
     CheckResult {
         check,
         metric: metric.to_owned(),
         value,
         threshold,
         bound,
-        passed,
-        reason: explain(passed),
+        passed: passed && measured,
+        reason: if measured {
+            explain(passed)
+        } else {
+            format!("nothing to measure: the segment has no decodable frame ({metric})")
+        },
     }
 }
 
@@ -308,9 +315,23 @@ pub fn clean_segment(
     let n = stats.len();
     let mut checks = Vec::new();
 
+    // Each frame gets its most specific picture defect: a black or washed-out frame is also
+    // without detail and blocky, but it is black or washed out, not blurred or glitched.
+    let a = &config.artifacts;
+    let is_black = |s: &FrameStats| f64::from(s.mean_luma) < a.black_max_luma;
+    let is_washed = |s: &FrameStats| {
+        !is_black(s)
+            && (f64::from(s.mean_luma) > a.washed_min_luma
+                || f64::from(s.luma_std) < a.washed_max_contrast)
+    };
+    let plain: Vec<&&FrameStats> = stats
+        .iter()
+        .filter(|s| !is_black(s) && !is_washed(s))
+        .collect();
+
     // Blur.
     let b = &config.blur;
-    let blurred = stats
+    let blurred = plain
         .iter()
         .filter(|s| f64::from(s.sharpness) < b.min_sharpness)
         .count();
@@ -336,19 +357,10 @@ pub fn clean_segment(
     ));
 
     // Artifacts.
-    let a = &config.artifacts;
-    let is_black = |s: &FrameStats| f64::from(s.mean_luma) < a.black_max_luma;
     let black = stats.iter().filter(|s| is_black(s)).count();
-    let washed = stats
-        .iter()
-        .filter(|s| {
-            !is_black(s)
-                && (f64::from(s.mean_luma) > a.washed_min_luma
-                    || f64::from(s.luma_std) < a.washed_max_contrast)
-        })
-        .count();
-    let frozen = frozen_frames(segment, context.frame_stats, a);
-    let glitched = stats
+    let washed = stats.iter().filter(|s| is_washed(s)).count();
+    let frozen = frozen_frames(segment, context.frame_stats, a, &is_black);
+    let glitched = plain
         .iter()
         .filter(|s| {
             f64::from(s.blockiness) >= a.glitch_min_blockiness
@@ -366,9 +378,9 @@ pub fn clean_segment(
         ),
         (
             CheckName::Frozen,
-            "share of frames in a frozen stretch",
+            "share of frames in a frozen stretch while the car moves",
             frozen,
-            "frozen (the picture stops)",
+            "frozen (the picture stops while the car moves)",
         ),
         (
             CheckName::Glitch,
@@ -431,8 +443,14 @@ pub fn clean_segment(
     }
 }
 
-/// Frames inside stretches where the picture does not change for at least `frozen_min_ms`.
-fn frozen_frames(segment: &Segment, frame_stats: &[FrameStats], a: &ArtifactConfig) -> usize {
+/// Frames inside stretches where the picture does not change for at least `frozen_min_ms` while
+/// the camera log says the car moves.
+fn frozen_frames(
+    segment: &Segment,
+    frame_stats: &[FrameStats],
+    a: &ArtifactConfig,
+    is_black: &dyn Fn(&FrameStats) -> bool,
+) -> usize {
     let mut frozen = 0;
     let mut stretch: Vec<f64> = Vec::new();
     let close = |stretch: &mut Vec<f64>, frozen: &mut usize| {
@@ -445,11 +463,15 @@ fn frozen_frames(segment: &Segment, frame_stats: &[FrameStats], a: &ArtifactConf
     };
     for (i, row) in segment.rows.iter().enumerate() {
         let pts = row.pts_ms.unwrap_or(0.0);
+        let moving = row
+            .pose
+            .as_ref()
+            .is_some_and(|p| p.speed.abs() > a.frozen_min_speed);
         let still = i > 0
-            && frame_stats
-                .get(row.frame)
-                .and_then(|s| s.change)
-                .is_some_and(|c| f64::from(c) < a.frozen_max_change);
+            && moving
+            && frame_stats.get(row.frame).is_some_and(|s| {
+                !is_black(s) && s.change.is_some_and(|c| f64::from(c) < a.frozen_max_change)
+            });
         if still {
             if stretch.is_empty() {
                 let previous = segment.rows[i - 1].pts_ms.unwrap_or(pts);
@@ -737,4 +759,76 @@ fn video_checks(
             },
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::{FrameAction, FrameTiming};
+    use crate::clock::{timing_prior, TimingFacts};
+    use crate::latency::{LatencyModel, LatencySource};
+
+    fn row(frame: usize, pts: f64) -> FrameAction {
+        FrameAction {
+            frame,
+            pts_ms: Some(pts),
+            timing: FrameTiming::Measured,
+            run: 0,
+            page_t_ms: Some(pts),
+            keys_held: Some(vec![]),
+            driving_keys: None,
+            mouse_dx: Some(0.0),
+            mouse_dy: Some(0.0),
+            events: vec![],
+            pose: None,
+            controls: None,
+        }
+    }
+
+    #[test]
+    fn a_segment_without_decodable_frames_is_a_reasoned_fail() {
+        let rows: Vec<FrameAction> = (0..10).map(|i| row(i, i as f64 * 100.0)).collect();
+        let segment = Segment {
+            index: 1,
+            first_frame: 0,
+            last_frame: 9,
+            start_pts_ms: 0.0,
+            end_pts_ms: 1000.0,
+            start_page_ms: 0.0,
+            end_page_ms: 900.0,
+            runs: vec![0],
+            rows: rows.clone(),
+        };
+        let latency = LatencyModel::constant(LatencySource::None, 0.0);
+        let clock = ClockEstimate {
+            prior: timing_prior(&TimingFacts::default(), &latency),
+            latency,
+            recording_start_t_ms: None,
+            runs: vec![],
+            run_of: vec![0; 10],
+        };
+        let context = SessionContext {
+            // No frame statistics at all: nothing could be decoded or measured.
+            frame_stats: &[],
+            all_rows: &rows,
+            inputs: &[],
+            clock: &clock,
+            decode_errors: 3,
+        };
+        let quality = clean_segment(&segment, &context, &QualityConfig::default());
+        assert!(!quality.passed);
+        let blur = quality
+            .checks
+            .iter()
+            .find(|c| c.check == CheckName::Blur)
+            .unwrap();
+        assert!(!blur.passed);
+        assert!(
+            blur.reason.starts_with("nothing to measure"),
+            "{}",
+            blur.reason
+        );
+        assert!(quality.failed.contains(&CheckName::DecodeErrors));
+        assert!(quality.failed.contains(&CheckName::AlignmentConfidence));
+    }
 }

@@ -59,6 +59,10 @@ impl Default for ClockConfig {
     }
 }
 
+/// Confidence of `S = R - mean L` when a confident motion fit puts `S` more than a frame away:
+/// below CLEAN's default bar, so the segments are held back, not paid.
+const R_DISAGREES_CONFIDENCE: f64 = 0.15;
+
 /// Where a run's offset came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -492,10 +496,16 @@ pub fn estimate_clock(
         let (offset_ms, source, confidence, measured_lag_ms) = match (anchor, fit) {
             // recordingStartT anchors the recorder's clock where it started; after a long stall
             // the clock may have broken, and a confident fit of that run wins.
+            // `S = R - mean L` leaves the lag through the model unknown: how far to trust it
+            // depends on whether a confident motion fit agrees to within a frame (33 ms).
             (Some(s), _) if run == 0 => (
                 s,
                 OffsetSource::RecordingStartT,
-                0.9,
+                match fit {
+                    Some(fit) if (fit.offset_ms - s).abs() <= 33.0 => 0.9,
+                    Some(_) => R_DISAGREES_CONFIDENCE,
+                    None => 0.5,
+                },
                 fit.and_then(|fit| recording_start_t_ms.map(|r| r - fit.offset_ms)),
             ),
             (_, Some(fit)) => (
@@ -504,7 +514,7 @@ pub fn estimate_clock(
                 fit.confidence,
                 None,
             ),
-            (Some(s), None) => (s, OffsetSource::RecordingStartT, 0.9 * later, None),
+            (Some(s), None) => (s, OffsetSource::RecordingStartT, 0.5 * later, None),
             (None, None) => (
                 prior.offset_ms,
                 OffsetSource::MetaTiming,

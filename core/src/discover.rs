@@ -52,12 +52,14 @@ pub struct Ignored {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0} is not a folder (give a bundle folder or a folder of wallet folders)")]
+    #[error(
+        "{0} is not a folder (give a bundle folder, a wallet folder or a folder of wallet folders)"
+    )]
     NotAFolder(PathBuf),
 }
 

@@ -7,11 +7,13 @@ use serde::Serialize;
 
 use crate::align::{align, ActionSummary, AlignConfig};
 use crate::bundle::LoadedBundle;
+use crate::clean::{clean_segment, QualityConfig, SegmentQuality, SessionContext};
 use crate::clock::{ClockEstimate, OffsetSource, Prior};
 use crate::ids::PartKind;
 use crate::latency::LatencySource;
 use crate::model::{CameraSample, InputEvent, InputKind, LatencyLog, Meta, DRIVING_KEYS};
 use crate::reject::RejectReason;
+use crate::splice::{splice, Skipped};
 use crate::timeline::VideoHealth;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,6 +37,21 @@ pub struct SessionReport {
     pub video: Option<VideoReport>,
     /// The clock join and frame-level action counts, for a usable bundle.
     pub alignment: Option<AlignmentOverview>,
+    /// SPLICE and CLEAN on the aligned frames, for a usable bundle.
+    pub segments: Vec<SegmentVerdict>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// One segment and CLEAN's verdict on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentVerdict {
+    pub index: usize,
+    pub first_frame: usize,
+    pub last_frame: usize,
+    pub start_pts_ms: f64,
+    pub end_pts_ms: f64,
+    pub frames: usize,
+    pub quality: SegmentQuality,
 }
 
 /// ALIGN's result without the frame table: what `inspect` shows.
@@ -200,10 +217,42 @@ pub struct VideoReport {
     pub health: VideoHealth,
 }
 
-/// Summarises everything that could be read from a bundle, usable or not, and aligns it when it
-/// is usable.
-pub fn report(loaded: &LoadedBundle, config: &AlignConfig) -> SessionReport {
+/// Summarises everything that could be read from a bundle, usable or not; a usable one is also
+/// aligned, spliced and cleaned.
+pub fn report(
+    loaded: &LoadedBundle,
+    config: &AlignConfig,
+    quality: &QualityConfig,
+) -> SessionReport {
     let timeline = &config.timeline;
+    let mut segments = Vec::new();
+    let mut skipped = Vec::new();
+    let alignment = loaded.clone().into_bundle().ok().map(|bundle| {
+        let alignment = align(&bundle, config);
+        let spliced = splice(&alignment.frames, &quality.splice);
+        let context = SessionContext {
+            frame_stats: &bundle.video.frame_stats,
+            all_rows: &alignment.frames,
+            inputs: &bundle.inputs,
+            clock: &alignment.clock,
+            decode_errors: bundle.video.decode_errors,
+        };
+        segments = spliced
+            .segments
+            .iter()
+            .map(|segment| SegmentVerdict {
+                index: segment.index,
+                first_frame: segment.first_frame,
+                last_frame: segment.last_frame,
+                start_pts_ms: segment.start_pts_ms,
+                end_pts_ms: segment.end_pts_ms,
+                frames: segment.rows.len(),
+                quality: clean_segment(segment, &context, quality),
+            })
+            .collect();
+        skipped = spliced.skipped;
+        AlignmentOverview::new(&alignment.clock, alignment.summary)
+    });
     let source = &loaded.source;
     let parts = source
         .parts
@@ -252,10 +301,9 @@ pub fn report(loaded: &LoadedBundle, config: &AlignConfig) -> SessionReport {
             container_duration_ms: video.container_duration_ms,
             health: VideoHealth::from_pts(&video.frame_pts_ms, timeline),
         }),
-        alignment: loaded.clone().into_bundle().ok().map(|bundle| {
-            let alignment = align(&bundle, config);
-            AlignmentOverview::new(&alignment.clock, alignment.summary)
-        }),
+        alignment,
+        segments,
+        skipped,
     }
 }
 

@@ -62,7 +62,7 @@ pub use image_stats::{
 };
 pub use inspect::{
     report, AlignmentOverview, CameraSummary, InputSummary, LatencySummary, LogSpan, MetaSummary,
-    PartReport, RunOverview, SessionReport, VideoReport,
+    PartReport, RunOverview, SegmentVerdict, SessionReport, VideoReport,
 };
 pub use latency::{LatencyModel, LatencySource};
 pub use model::{

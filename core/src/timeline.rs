@@ -69,7 +69,8 @@ pub struct VideoHealth {
     pub first_pts_ms: Option<f64>,
     pub last_pts_ms: Option<f64>,
     pub span_ms: f64,
-    /// Frames per second of video time: `(frames - 1) / span`.
+    /// Distinct timestamps per second of video time: `(distinct - 1) / span` (frames repeating a
+    /// timestamp add no time information, so they do not count).
     pub effective_fps: Option<f64>,
     /// Median step between distinct, increasing timestamps.
     pub median_frame_interval_ms: Option<f64>,
@@ -144,7 +145,8 @@ impl VideoHealth {
             first_pts_ms,
             last_pts_ms,
             span_ms,
-            effective_fps: (span_ms > 0.0).then(|| (timed.len() - 1) as f64 / (span_ms / 1000.0)),
+            effective_fps: (span_ms > 0.0)
+                .then(|| (distinct.len().saturating_sub(1)) as f64 / (span_ms / 1000.0)),
             median_frame_interval_ms,
             longest_stall_ms: stalls.iter().map(|stall| stall.gap_ms).reduce(f64::max),
             stalls,

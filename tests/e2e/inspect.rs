@@ -108,9 +108,11 @@ fn missing_path_is_a_usage_error() {
     stdout_with_status(&output, 2);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("cannot inspect /definitely/not/here"),
+        stderr.contains("error: cannot read /definitely/not/here: No such file"),
         "{stderr}"
     );
+    // The path and the OS error are said once each.
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }
 
 #[test]
@@ -123,9 +125,14 @@ fn unknown_subcommand_is_a_usage_error() {
 fn synthetic_messy_bundle_is_read_frame_by_frame() {
     // Needs no shared data: the generator makes a bundle with a known timeline.
     let dir = Dir::new("inspect_synthetic");
-    let spec = sd_fixtures::SyntheticSpec::messy(12.0);
-    let written = sd_fixtures::write_bundle(dir.path(), &spec, sd_fixtures::Naming::UploadEpoch)
-        .expect("write bundle");
+    // Laid out as run.sh does without real sessions: a raw-bucket tree with the bundle in the
+    // folder of the wallet its meta names.
+    let mut spec = sd_fixtures::SyntheticSpec::messy(12.0);
+    spec.wallet = sd_tests::REAL_WALLET.to_owned();
+    let wallet_folder = dir.path().join(&spec.wallet);
+    let written =
+        sd_fixtures::write_bundle(&wallet_folder, &spec, sd_fixtures::Naming::UploadEpoch)
+            .expect("write bundle");
     let truth = sd_fixtures::Truth::read(&written.truth).expect("truth");
 
     let output = run(&["inspect", "--json", &dir.path().to_string_lossy()]);
@@ -133,6 +140,7 @@ fn synthetic_messy_bundle_is_read_frame_by_frame() {
         serde_json::from_str(&stdout_with_status(&output, 0)).expect("JSON");
     let session = &report["sessions"][0];
     assert_eq!(session["usable"], true, "{session}");
+    assert_eq!(session["wallet"], sd_tests::REAL_WALLET);
     let health = &session["video"]["health"];
     assert_eq!(health["frames"], truth.frame_pts_ms.len());
     assert_eq!(
