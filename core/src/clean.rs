@@ -5,6 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::FrameAction;
+use crate::align::Alignment;
+use crate::bundle::Bundle;
 use crate::clock::ClockEstimate;
 use crate::model::{InputEvent, InputKind};
 use crate::splice::{Segment, SpliceConfig};
@@ -258,6 +260,19 @@ pub struct SessionContext<'a> {
     pub inputs: &'a [InputEvent],
     pub clock: &'a ClockEstimate,
     pub decode_errors: usize,
+}
+
+impl<'a> SessionContext<'a> {
+    /// The context of a usable bundle and its alignment.
+    pub fn new(bundle: &'a Bundle, alignment: &'a Alignment) -> Self {
+        Self {
+            frame_stats: &bundle.video.frame_stats,
+            all_rows: &alignment.frames,
+            inputs: &bundle.inputs,
+            clock: &alignment.clock,
+            decode_errors: bundle.video.decode_errors,
+        }
+    }
 }
 
 fn check(

@@ -230,13 +230,7 @@ pub fn report(
     let alignment = loaded.clone().into_bundle().ok().map(|bundle| {
         let alignment = align(&bundle, config);
         let spliced = splice(&alignment.frames, &quality.splice);
-        let context = SessionContext {
-            frame_stats: &bundle.video.frame_stats,
-            all_rows: &alignment.frames,
-            inputs: &bundle.inputs,
-            clock: &alignment.clock,
-            decode_errors: bundle.video.decode_errors,
-        };
+        let context = SessionContext::new(&bundle, &alignment);
         segments = spliced
             .segments
             .iter()

@@ -39,13 +39,7 @@ fn each_defect_fails_its_check_and_clean_segments_pass() {
     let alignment = align(&bundle, &AlignConfig::default());
     let config = QualityConfig::default();
     let spliced = splice(&alignment.frames, &config.splice);
-    let context = SessionContext {
-        frame_stats: &bundle.video.frame_stats,
-        all_rows: &alignment.frames,
-        inputs: &bundle.inputs,
-        clock: &alignment.clock,
-        decode_errors: bundle.video.decode_errors,
-    };
+    let context = SessionContext::new(&bundle, &alignment);
 
     // Idle is skipped, not segmented.
     let idle = truth
