@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: local folders, no cloud account.
+# The main job on the embedded default: local folders + SQLite, no cloud account.
 #   ./run.sh [RAW]   RAW defaults to the real sessions ($SD_SHARED_DIR/real-sessions, or
 #                    ../shared/real-sessions), or else a synthetic bundle generated here.
-# Until `scale-diffusion process` lands, the job is `inspect`: parts, video health, the clock
-# join (ALIGN) and every segment's verdict (SPLICE/CLEAN), read-only.
+# Every session goes through ALIGN -> SPLICE -> CLEAN; passing segments land in out/clean,
+# failed ones in out/review, and the payout ledger is out/ledger.sqlite. Run it again: the
+# ledger's totals stay the same (a session's record is replaced, never added twice).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,7 +22,9 @@ if [ -z "$raw" ]; then
     echo "$shared/real-sessions not found: generating a synthetic session with one span of each defect in $raw"
     rm -rf "$raw"
     ./target/release/sd-fixtures bundle --out "$raw/$wallet" --preset defects --wallet "$wallet" >/dev/null
+    # The generator's answer key is not a part of any bundle.
+    rm -f "$raw/$wallet"/*_truth.json
   fi
 fi
 
-./target/release/scale-diffusion inspect "$raw"
+./target/release/scale-diffusion process "$raw" --out out/clean --review out/review --ledger out/ledger.sqlite

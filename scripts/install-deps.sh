@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on Debian (FFmpeg's development packages, clang for
-# bindgen, the ffmpeg CLI for comparisons), only when missing. Safe to run again and again.
+# bindgen, the ffmpeg CLI for comparisons, cmake and nasm to build libjpeg-turbo 3 for the
+# turbojpeg crate, SQLite for the ledger), only when missing. Safe to run again and again.
 set -euo pipefail
 
 packages=(
@@ -8,6 +9,8 @@ packages=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev
   ffmpeg
+  cmake nasm
+  libsqlite3-dev
 )
 
 missing=()

@@ -14,6 +14,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The main job: every bundle under RAW through ALIGN -> SPLICE -> CLEAN. Passing segments
+    /// are published to the clean layout (`{wallet}/{session}/segment_NNN/{frames/,aligned.json,
+    /// quality.json}`), failed ones to the review area; every session and segment, with its
+    /// scores and reasons, goes to the payout ledger. Rerunning replaces a session's record.
+    ///
+    /// Rejected bundles are findings (recorded with their reason, never paid): the exit status is
+    /// 0 when the run completed, non-zero only for a usage or system error.
+    Process(ProcessArgs),
+
+    /// Payouts per wallet: list them, approve a wallet's pending payout, mark one paid.
+    #[command(subcommand)]
+    Payouts(PayoutsCommand),
+
+    /// Reviewer actions on segments.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+
     /// Report what is in bundles: parts, log spans on the page clock, video health, the clock
     /// join, every segment's verdict, and reject reasons. Reads only; writes nothing.
     ///
@@ -48,7 +65,8 @@ pub struct AlignArgs {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// aligned, meta, inputs, camera, latency or quality-config; all of them with --out-dir.
+    /// aligned, session, segment-aligned, segment-quality, meta, inputs, camera, latency or
+    /// pipeline-config; all of them with --out-dir.
     #[arg(required_unless_present = "out_dir", value_name = "NAME")]
     pub name: Option<String>,
 
@@ -66,7 +84,128 @@ pub struct InspectArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Quality thresholds (TOML, like config/quality.toml); the built-in defaults otherwise.
+    /// Pipeline config (TOML, like config/pipeline.toml); the built-in defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Where the ledger is (shared by every ledger command).
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    /// The payout ledger (SQLite).
+    #[arg(long, value_name = "FILE", default_value = "out/ledger.sqlite")]
+    pub ledger: PathBuf,
+}
+
+/// The published layout (shared by `process` and `review`).
+#[derive(Debug, Args)]
+pub struct LayoutArgs {
+    /// The clean layout: passing segments, what consumers read.
+    #[arg(long, value_name = "DIR", default_value = "out/clean")]
+    pub out: PathBuf,
+
+    /// The review area: failed segments, same layout (same filesystem as --out).
+    #[arg(long, value_name = "DIR", default_value = "out/review")]
+    pub review: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// Raw bundles: a bundle folder, a `{wallet}/` folder of the raw bucket, or a folder of them.
+    pub raw: PathBuf,
+
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+
+    /// Pipeline config (TOML, like config/pipeline.toml); the built-in defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the run's summary as one JSON document (no progress, no per-session lines).
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress bars and no per-session lines: the summary only.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PayoutsCommand {
+    /// Every payout (pending, approved, paid) with its items, and each wallet's totals.
+    List(PayoutsListArgs),
+    /// Approve a wallet's pending payout: from then on it never changes.
+    Approve(PayoutsApproveArgs),
+    /// Record that an approved payout was transferred.
+    MarkPaid(PayoutsMarkPaidArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PayoutsListArgs {
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Only this wallet's payouts.
+    #[arg(long, value_name = "WALLET")]
+    pub wallet: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PayoutsApproveArgs {
+    /// The wallet whose pending payout is approved.
+    pub wallet: String,
+    /// Who approves (recorded with the payout).
+    #[arg(long, value_name = "NAME")]
+    pub by: String,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PayoutsMarkPaidArgs {
+    /// The payout id (`payouts list` shows it).
+    pub id: i64,
+    /// The transfer's transaction signature (base58, 64 bytes).
+    #[arg(long, value_name = "SIG")]
+    pub signature: String,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Override a segment's verdict: `--pass` promotes it to the clean layout, `--fail` takes it
+    /// out into the review area; the ledger's counts and pending payout follow.
+    Override(OverrideArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("verdict").required(true).args(["pass", "fail"])))]
+pub struct OverrideArgs {
+    /// `[WALLET/]SESSION_ID/segment_NNN`, e.g. session_1769936388223_tp5owb/segment_002.
+    pub segment: String,
+    /// The segment is good: pay for it and publish it.
+    #[arg(long)]
+    pub pass: bool,
+    /// The segment is bad: do not pay for it, take it out of the clean layout.
+    #[arg(long)]
+    pub fail: bool,
+    /// Why (recorded with the override; required).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Who decides (recorded with the override).
+    #[arg(long, value_name = "NAME")]
+    pub by: String,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Pipeline config, for the payout rate (like config/pipeline.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }

@@ -1,16 +1,16 @@
-//! The quality config file: SPLICE and CLEAN thresholds (`config/quality.toml`).
+//! The pipeline config file: thresholds, frame output, payout rate (`config/pipeline.toml`).
 
 use std::path::Path;
 
 use anyhow::Context as _;
-use sd_core::QualityConfig;
+use sd_core::PipelineConfig;
 
-/// Reads `path`, or the built-in defaults (the same values as `config/quality.toml`).
-pub fn load(path: Option<&Path>) -> anyhow::Result<QualityConfig> {
+/// Reads `path`, or the built-in defaults (the same values as `config/pipeline.toml`).
+pub fn load(path: Option<&Path>) -> anyhow::Result<PipelineConfig> {
     let Some(path) = path else {
-        return Ok(QualityConfig::default());
+        return Ok(PipelineConfig::default());
     };
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the quality config {}", path.display()))?;
-    QualityConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))
+        .with_context(|| format!("cannot read the config {}", path.display()))?;
+    PipelineConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))
 }

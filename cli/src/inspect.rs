@@ -33,7 +33,7 @@ struct Summary {
 }
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<std::process::ExitCode> {
-    let quality = crate::config::load(args.config.as_deref())?;
+    let quality = crate::config::load(args.config.as_deref())?.quality;
     let discovery = sd_core::discover(&args.path)?;
     let limits = Limits::default();
     // One stall limit for the video report and for SPLICE.

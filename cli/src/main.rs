@@ -2,9 +2,13 @@
 
 mod align;
 mod args;
+mod clock;
 mod config;
 mod inspect;
 mod output;
+mod payouts;
+mod process;
+mod review;
 mod schema;
 
 use std::process::ExitCode;
@@ -25,6 +29,9 @@ fn main() -> ExitCode {
 
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Process(args) => process::run(&args),
+        Command::Payouts(command) => payouts::run(&command),
+        Command::Review(command) => review::run(&command),
         Command::Inspect(args) => inspect::run(&args),
         Command::Align(args) => align::run(&args),
         Command::Schema(args) => schema::run(&args),

@@ -11,7 +11,7 @@ use crate::ids::{PartKind, SessionId, WalletAddress};
 use crate::model::{CameraSample, InputEvent, LatencyLog, Meta};
 use crate::parse::{parse_json_part, Limits};
 use crate::reject::{RejectReason, WalletFoundIn};
-use crate::video::{probe_video, VideoProbe};
+use crate::video::{probe_video_with, DecodedFrame, VideoProbe};
 
 /// `performance.now()` of a page open for 30 days; later page times are not believable.
 const MAX_PAGE_TIME_MS: f64 = 30.0 * 24.0 * 3600.0 * 1000.0;
@@ -95,8 +95,35 @@ impl LoadedBundle {
 }
 
 /// Reads, parses and checks every part of a discovered bundle. Never panics on input: every
-/// problem becomes a [`RejectReason`] in `problems`.
+/// problem becomes a [`RejectReason`] in `problems`. The video is decoded even when another part
+/// is already broken, so that a report can say everything that is wrong.
 pub fn load_bundle(source: &BundleSource, limits: &Limits) -> LoadedBundle {
+    load(source, limits, VideoStep::Always, |_| {})
+}
+
+/// [`load_bundle`] for the pipeline: the video is decoded only when every other part is fine
+/// (a rejected bundle costs no decode), and each decoded frame is handed to `on_frame` as it
+/// comes, so that frames can be written out in the same single pass.
+pub fn load_bundle_streaming(
+    source: &BundleSource,
+    limits: &Limits,
+    on_frame: impl FnMut(&DecodedFrame<'_>),
+) -> LoadedBundle {
+    load(source, limits, VideoStep::WhenUsable, on_frame)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoStep {
+    Always,
+    WhenUsable,
+}
+
+fn load(
+    source: &BundleSource,
+    limits: &Limits,
+    video_step: VideoStep,
+    on_frame: impl FnMut(&DecodedFrame<'_>),
+) -> LoadedBundle {
     let mut problems = Vec::new();
 
     if let Err(why) = SessionId::parse(&source.session_id) {
@@ -181,11 +208,14 @@ pub fn load_bundle(source: &BundleSource, limits: &Limits) -> LoadedBundle {
         push_err(&mut problems, check_latency(latency));
     }
 
-    let video = file_of(PartKind::Video).and_then(|file| {
-        probe_video(&file.path, limits)
-            .map_err(|reason| problems.push(reason))
-            .ok()
-    });
+    let decode = video_step == VideoStep::Always || problems.is_empty();
+    let video = file_of(PartKind::Video)
+        .filter(|_| decode)
+        .and_then(|file| {
+            probe_video_with(&file.path, limits, on_frame)
+                .map_err(|reason| problems.push(reason))
+                .ok()
+        });
 
     LoadedBundle {
         source: source.clone(),

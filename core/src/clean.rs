@@ -12,7 +12,7 @@ use crate::model::{InputEvent, InputKind};
 use crate::splice::{Segment, SpliceConfig};
 use crate::video::FrameStats;
 
-/// Every threshold of SPLICE and CLEAN: one TOML file (`config/quality.toml`), each default
+/// Every threshold of SPLICE and CLEAN (the quality tables of `config/pipeline.toml`), each default
 /// justified in `docs/QUALITY.md`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -149,8 +149,8 @@ impl Default for AlignmentConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("quality config: {0}")]
-pub struct ConfigError(String);
+#[error("config: {0}")]
+pub struct ConfigError(pub(crate) String);
 
 impl QualityConfig {
     /// Parses the TOML config; absent keys keep their defaults, unknown keys are errors.
@@ -160,7 +160,7 @@ impl QualityConfig {
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         let s = &self.splice;
         let positive = [
             ("splice.segment_ms", s.segment_ms),

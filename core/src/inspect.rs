@@ -3,12 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::align::{align, ActionSummary, AlignConfig};
 use crate::bundle::LoadedBundle;
 use crate::clean::{clean_segment, QualityConfig, SegmentQuality, SessionContext};
 use crate::clock::{ClockEstimate, OffsetSource, Prior};
+use crate::discover::BundleSource;
 use crate::ids::PartKind;
 use crate::latency::LatencySource;
 use crate::model::{CameraSample, InputEvent, InputKind, LatencyLog, Meta, DRIVING_KEYS};
@@ -115,7 +117,7 @@ impl AlignmentOverview {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct PartReport {
     pub part: PartKind,
     pub file_name: String,
@@ -248,17 +250,7 @@ pub fn report(
         AlignmentOverview::new(&alignment.clock, alignment.summary)
     });
     let source = &loaded.source;
-    let parts = source
-        .parts
-        .iter()
-        .map(|(&part, file)| PartReport {
-            part,
-            file_name: file.file_name.clone(),
-            size_bytes: file.size_bytes,
-            upload_epoch_ms: file.upload_epoch_ms,
-            superseded: file.superseded.clone(),
-        })
-        .collect();
+    let parts = part_reports(source);
     let missing_parts = PartKind::ALL
         .into_iter()
         .filter(|part| !source.parts.contains_key(part))
@@ -299,6 +291,21 @@ pub fn report(
         segments,
         skipped,
     }
+}
+
+/// The parts found for a bundle, as reports show them.
+pub fn part_reports(source: &BundleSource) -> Vec<PartReport> {
+    source
+        .parts
+        .iter()
+        .map(|(&part, file)| PartReport {
+            part,
+            file_name: file.file_name.clone(),
+            size_bytes: file.size_bytes,
+            upload_epoch_ms: file.upload_epoch_ms,
+            superseded: file.superseded.clone(),
+        })
+        .collect()
 }
 
 fn summarise_meta(meta: &Meta) -> MetaSummary {

@@ -22,14 +22,20 @@ mod align;
 mod bundle;
 mod clean;
 mod clock;
+mod config;
 mod discover;
+mod frames;
 mod ids;
 mod image_stats;
 mod inspect;
 mod latency;
+mod ledger;
 mod model;
 mod motion;
+mod outputs;
 mod parse;
+mod pipeline;
+mod publish;
 mod reject;
 mod schema;
 mod splice;
@@ -44,7 +50,7 @@ pub use align::{
     align, timing_facts, ActionSummary, AlignConfig, AlignedFile, AlignedVideo, Alignment,
     ALIGNED_SCHEMA_VERSION,
 };
-pub use bundle::{load_bundle, Bundle, LoadedBundle};
+pub use bundle::{load_bundle, load_bundle_streaming, Bundle, LoadedBundle};
 pub use clean::{
     clean_segment, ActionValidityConfig, AlignmentConfig, ArtifactConfig, BlurConfig, Bound,
     CheckName, CheckResult, ConfigError, QualityConfig, SegmentQuality, SessionContext,
@@ -54,24 +60,39 @@ pub use clock::{
     estimate_clock, split_runs, timing_prior, ChannelFit, ClockConfig, ClockEstimate, MotionFit,
     OffsetSource, Prior, PriorBasis, RunClock, TimingFacts, VideoMotion,
 };
+pub use config::{OutputConfig, PipelineConfig};
 pub use discover::{discover, BundleSource, DiscoverError, Discovery, Ignored, PartFile};
+pub use frames::{frame_file_name, FrameWriteError, FramesWritten, JpegSettings, JpegWriter};
 pub use ids::{PartKind, PartName, SessionId, WalletAddress};
 pub use image_stats::{
     blockiness, histogram, histogram_distance, laplacian_variance, std_dev, HISTOGRAM_BINS,
     SHARP_HEIGHT, SHARP_WIDTH,
 };
 pub use inspect::{
-    report, AlignmentOverview, CameraSummary, InputSummary, LatencySummary, LogSpan, MetaSummary,
-    PartReport, RunOverview, SegmentVerdict, SessionReport, VideoReport,
+    part_reports, report, AlignmentOverview, CameraSummary, InputSummary, LatencySummary, LogSpan,
+    MetaSummary, PartReport, RunOverview, SegmentVerdict, SessionReport, VideoReport,
 };
 pub use latency::{LatencyModel, LatencySource};
+pub use ledger::{
+    effective_verdict, AmountOverflow, Lamports, OverrideNote, PayoutConfig, PayoutState,
+    SegmentKey, SegmentRecord, SegmentRef, SessionRecord, SessionStatus, Verdict, LAMPORTS_PER_SOL,
+};
 pub use model::{
     CameraSample, InputEvent, InputKind, LatencyLog, Meta, RttSample, Scenario, DRIVING_KEYS,
 };
 pub use motion::{GrayThumb, PhaseCorrelator, Shift, Spectrum, THUMB_HEIGHT, THUMB_WIDTH};
+pub use outputs::{
+    place_segments, FrameMetrics, Location, Placement, RejectNote, RunInfo, SegmentAlignedFile,
+    SegmentFrame, SegmentQualityFile, SessionFile, SessionSegment, SessionVideo,
+    OUTPUT_SCHEMA_VERSION,
+};
 pub use parse::{parse_json_bytes, parse_json_part, Limits};
+pub use pipeline::{align_config, analyse_bundle, AcceptedSession, Analysis};
+pub use publish::{OutputLayout, PublishError, Published, SegmentFiles, StagedSession};
 pub use reject::{RejectReason, WalletFoundIn};
 pub use schema::{schema, SCHEMA_NAMES};
 pub use splice::{splice, Segment, SkipKind, Skipped, Splice, SpliceConfig};
 pub use timeline::{repeated_timestamps, Burst, Stall, TimelineConfig, VideoHealth};
-pub use video::{decode_video, probe_video, DecodedFrame, FrameStats, VideoProbe};
+pub use video::{
+    decode_video, probe_video, probe_video_with, DecodedFrame, FrameStats, VideoProbe, Yuv420Planes,
+};

@@ -1,11 +1,12 @@
 //! Why a bundle cannot be used: one typed reason, worded for the person who reads it.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::ids::PartKind;
 
 /// Where a wallet address was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WalletFoundIn {
     /// The `{wallet}/` folder or key prefix the parts are stored under.
@@ -26,7 +27,7 @@ impl std::fmt::Display for WalletFoundIn {
 /// The reason a bundle is rejected. Rejected bundles are findings, never crashes, and never pay.
 ///
 /// Serialised with a stable snake_case `code` beside the variant's fields.
-#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, JsonSchema)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum RejectReason {
     #[error("the {part} part is missing")]

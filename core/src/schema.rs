@@ -2,28 +2,35 @@
 //! they cannot drift. `docs/schemas/` holds the committed copies; a test keeps them in step.
 
 use crate::align::AlignedFile;
-use crate::clean::QualityConfig;
+use crate::config::PipelineConfig;
 use crate::model::{CameraSample, InputEvent, LatencyLog, Meta};
+use crate::outputs::{SegmentAlignedFile, SegmentQualityFile, SessionFile};
 
 /// Every schema [`schema`] knows, by file stem.
-pub const SCHEMA_NAMES: [&str; 6] = [
+pub const SCHEMA_NAMES: [&str; 9] = [
     "aligned",
+    "session",
+    "segment-aligned",
+    "segment-quality",
     "meta",
     "inputs",
     "camera",
     "latency",
-    "quality-config",
+    "pipeline-config",
 ];
 
 /// The JSON Schema called `name` (one of [`SCHEMA_NAMES`]).
 pub fn schema(name: &str) -> Option<serde_json::Value> {
     let schema = match name {
         "aligned" => schemars::schema_for!(AlignedFile),
+        "session" => schemars::schema_for!(SessionFile),
+        "segment-aligned" => schemars::schema_for!(SegmentAlignedFile),
+        "segment-quality" => schemars::schema_for!(SegmentQualityFile),
         "meta" => schemars::schema_for!(Meta),
         "inputs" => schemars::schema_for!(Vec<InputEvent>),
         "camera" => schemars::schema_for!(Vec<CameraSample>),
         "latency" => schemars::schema_for!(LatencyLog),
-        "quality-config" => schemars::schema_for!(QualityConfig),
+        "pipeline-config" => schemars::schema_for!(PipelineConfig),
         _ => return None,
     };
     Some(schema.to_value())

@@ -1,6 +1,7 @@
 //! The video's real timeline: stalls, repeated-timestamp bursts and effective frame rate, computed
 //! from decoded presentation times alone (pure: no FFmpeg here).
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// The median (upper of the two middle values), or `None` when empty. Sorts `values`.
@@ -42,7 +43,7 @@ impl Default for TimelineConfig {
 }
 
 /// A gap in the video longer than [`TimelineConfig::stall_ms`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Stall {
     /// Index of the last frame before the gap.
     pub after_frame: usize,
@@ -52,7 +53,7 @@ pub struct Stall {
 }
 
 /// A run of two or more consecutive frames sharing one timestamp: their true times are unknown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Burst {
     pub first_frame: usize,
     pub frames: usize,
@@ -60,7 +61,7 @@ pub struct Burst {
 }
 
 /// Health of a video's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct VideoHealth {
     pub frames: usize,
     pub frames_without_pts: usize,

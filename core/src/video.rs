@@ -59,6 +59,36 @@ impl DecodedFrame<'_> {
     pub fn luma(&self) -> (&[u8], usize) {
         (self.frame.data(0), self.frame.stride(0))
     }
+
+    /// The three planes of a 4:2:0 picture (Y, U, V) with their strides, or `None` when the frame
+    /// is in another layout. VP8 decodes to YUV 4:2:0 (with an alpha plane after them when the
+    /// stream carries one, which is ignored).
+    pub fn yuv420(&self) -> Option<Yuv420Planes<'_>> {
+        use ffmpeg::format::Pixel;
+        if !matches!(self.frame.format(), Pixel::YUV420P | Pixel::YUVA420P) {
+            return None;
+        }
+        Some(Yuv420Planes {
+            width: self.width() as usize,
+            height: self.height() as usize,
+            planes: [self.frame.data(0), self.frame.data(1), self.frame.data(2)],
+            strides: [
+                self.frame.stride(0),
+                self.frame.stride(1),
+                self.frame.stride(2),
+            ],
+        })
+    }
+}
+
+/// The Y, U and V planes of one decoded 4:2:0 frame, borrowed from the decoder.
+#[derive(Debug, Clone, Copy)]
+pub struct Yuv420Planes<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub planes: [&'a [u8]; 3],
+    /// Bytes per row of each plane.
+    pub strides: [usize; 3],
 }
 
 impl std::fmt::Debug for DecodedFrame<'_> {
@@ -268,17 +298,53 @@ pub struct FrameStats {
 
 /// Decodes every frame, keeping its timestamp and its [`FrameStats`].
 pub fn probe_video(path: &Path, limits: &Limits) -> Result<VideoProbe, RejectReason> {
-    let correlator = PhaseCorrelator::new(THUMB_WIDTH, THUMB_HEIGHT);
-    let mut previous: Option<(GrayThumb, Spectrum, [f32; HISTOGRAM_BINS])> = None;
-    let mut stats = Vec::new();
+    probe_video_with(path, limits, |_| {})
+}
+
+/// [`probe_video`], also handing every decoded frame to `on_frame` (after measuring it), so that
+/// one decode serves both the analysis and whatever else needs the pictures.
+pub fn probe_video_with(
+    path: &Path,
+    limits: &Limits,
+    mut on_frame: impl FnMut(&DecodedFrame<'_>),
+) -> Result<VideoProbe, RejectReason> {
+    let mut analyzer = FrameAnalyzer::new();
     let mut probe = decode_video(path, limits, |frame| {
+        analyzer.push(&frame);
+        on_frame(&frame);
+    })?;
+    probe.frame_stats = analyzer.finish();
+    Ok(probe)
+}
+
+/// Measures frames one after another: [`FrameStats`] of each, against the one before.
+struct FrameAnalyzer {
+    correlator: PhaseCorrelator,
+    previous: Option<(GrayThumb, Spectrum, [f32; HISTOGRAM_BINS])>,
+    stats: Vec<FrameStats>,
+}
+
+impl FrameAnalyzer {
+    fn new() -> Self {
+        Self {
+            correlator: PhaseCorrelator::new(THUMB_WIDTH, THUMB_HEIGHT),
+            previous: None,
+            stats: Vec::new(),
+        }
+    }
+
+    fn finish(self) -> Vec<FrameStats> {
+        self.stats
+    }
+
+    fn push(&mut self, frame: &DecodedFrame<'_>) {
         let (plane, stride) = frame.luma();
         let (width, height) = (frame.width() as usize, frame.height() as usize);
         let thumb = GrayThumb::from_luma(plane, stride, width, height, THUMB_WIDTH, THUMB_HEIGHT);
         let sharp = GrayThumb::from_luma(plane, stride, width, height, SHARP_WIDTH, SHARP_HEIGHT);
         let (Some(thumb), Some(sharp)) = (thumb, sharp) else {
             // Smaller than 256x144: nothing to measure, but the frame still counts.
-            stats.push(FrameStats {
+            self.stats.push(FrameStats {
                 mean_luma: f32::NAN,
                 luma_std: f32::NAN,
                 sharpness: f32::NAN,
@@ -288,12 +354,13 @@ pub fn probe_video(path: &Path, limits: &Limits) -> Result<VideoProbe, RejectRea
                 shift: None,
                 change: None,
             });
-            previous = None;
+            self.previous = None;
             return;
         };
+        let correlator = &self.correlator;
         let spectrum = correlator.spectrum(&thumb);
         let hist = histogram(&sharp);
-        let (shift, change, histogram_jump) = match (&previous, &spectrum) {
+        let (shift, change, histogram_jump) = match (&self.previous, &spectrum) {
             (Some((prev_thumb, prev_spectrum, prev_hist)), Some(spectrum)) => (
                 Some(correlator.shift(prev_spectrum, spectrum)),
                 Some(prev_thumb.mean_abs_diff(&thumb)),
@@ -301,7 +368,7 @@ pub fn probe_video(path: &Path, limits: &Limits) -> Result<VideoProbe, RejectRea
             ),
             _ => (None, None, None),
         };
-        stats.push(FrameStats {
+        self.stats.push(FrameStats {
             mean_luma: sharp.mean(),
             luma_std: std_dev(&sharp) as f32,
             sharpness: laplacian_variance(&sharp) as f32,
@@ -311,8 +378,6 @@ pub fn probe_video(path: &Path, limits: &Limits) -> Result<VideoProbe, RejectRea
             shift,
             change,
         });
-        previous = spectrum.map(|spectrum| (thumb, spectrum, hist));
-    })?;
-    probe.frame_stats = stats;
-    Ok(probe)
+        self.previous = spectrum.map(|spectrum| (thumb, spectrum, hist));
+    }
 }

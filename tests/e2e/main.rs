@@ -13,3 +13,4 @@ fn run(args: &[&str]) -> Output {
 }
 
 mod align;
+mod process;

@@ -1,0 +1,121 @@
+//! `scale-diffusion payouts list | approve | mark-paid`: the payout ledger for whoever approves
+//! payouts. Amounts are integer lamports; SOL is shown for people only.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use sd_ledger::Payout;
+
+use crate::args::{PayoutsCommand, PayoutsListArgs};
+
+pub fn run(command: &PayoutsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PayoutsCommand::List(args) => list(args),
+        PayoutsCommand::Approve(args) => {
+            let mut ledger = crate::review::open_existing(&args.ledger.ledger)?;
+            let payout = ledger.approve(&args.wallet, &args.by, &crate::clock::now_rfc3339())?;
+            crate::output::print(&format!(
+                "approved payout #{} to {}: {} SOL ({} lamports, {} item{}), by {}\n",
+                payout.id,
+                payout.wallet,
+                payout.amount_sol(),
+                payout.amount_lamports.0,
+                payout.items.len(),
+                if payout.items.len() == 1 { "" } else { "s" },
+                args.by
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        PayoutsCommand::MarkPaid(args) => {
+            let mut ledger = crate::review::open_existing(&args.ledger.ledger)?;
+            let payout =
+                ledger.mark_paid(args.id, &args.signature, &crate::clock::now_rfc3339())?;
+            crate::output::print(&format!(
+                "payout #{} to {} marked paid: {} SOL, signature {}\n",
+                payout.id,
+                payout.wallet,
+                payout.amount_sol(),
+                payout.signature.as_deref().unwrap_or("")
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn list(args: &PayoutsListArgs) -> anyhow::Result<ExitCode> {
+    let ledger = crate::review::open_existing(&args.ledger.ledger)?;
+    let payouts = ledger.payouts(args.wallet.as_deref())?;
+    let totals: Vec<_> = ledger
+        .wallet_totals()?
+        .into_iter()
+        .filter(|t| args.wallet.as_ref().is_none_or(|w| *w == t.wallet_address))
+        .collect();
+    if args.json {
+        let doc = serde_json::json!({ "payouts": payouts, "wallets": totals });
+        crate::output::print(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    if payouts.is_empty() {
+        let _ = writeln!(out, "no payouts yet (process some sessions first)");
+    }
+    for payout in &payouts {
+        render_payout(&mut out, payout);
+    }
+    let _ = writeln!(out, "\nwallets:");
+    let _ = writeln!(
+        out,
+        "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}  {:>14}",
+        "wallet", "segments", "frames", "earned SOL", "pending SOL", "approved SOL", "paid SOL"
+    );
+    for t in &totals {
+        let _ = writeln!(
+            out,
+            "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}  {:>14}",
+            t.wallet_address,
+            t.valid_segments,
+            t.total_frames,
+            t.payout_sol,
+            t.pending_lamports.sol(),
+            t.approved_lamports.sol(),
+            t.paid_lamports.sol()
+        );
+    }
+    crate::output::print(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render_payout(out: &mut String, payout: &Payout) {
+    let _ = write!(
+        out,
+        "payout #{}  {}  {}  {} SOL ({} lamports)  created {}",
+        payout.id,
+        payout.wallet,
+        payout.state,
+        payout.amount_sol(),
+        payout.amount_lamports.0,
+        payout.created_at
+    );
+    if let (Some(by), Some(at)) = (&payout.approved_by, &payout.approved_at) {
+        let _ = write!(out, " · approved by {by} at {at}");
+    }
+    if let (Some(signature), Some(at)) = (&payout.signature, &payout.paid_at) {
+        let _ = write!(out, " · paid at {at}, signature {signature}");
+    }
+    out.push('\n');
+    for item in &payout.items {
+        let _ = writeln!(
+            out,
+            "    {:>15} SOL  {:<10}  {}  ({} frames){}",
+            item.amount_lamports.sol(),
+            item.kind.as_str(),
+            item.key,
+            item.frames,
+            if item.note.is_empty() {
+                String::new()
+            } else {
+                format!(" · {}", item.note)
+            }
+        );
+    }
+}

@@ -1,0 +1,458 @@
+//! Publishing to local folders laid out like the clean bucket: a segment appears whole or not at
+//! all, and a rerun converges.
+//!
+//! ```text
+//! CLEAN/{wallet}/{session_id}/session.json             every accepted session
+//! CLEAN/{wallet}/{session_id}/segment_NNN/{frames/,aligned.json,quality.json}   passing segments
+//! REVIEW/{wallet}/{session_id}/segment_NNN/...          failed segments, same layout
+//! REVIEW/{wallet}/{session_id}/session.json            rejected sessions (with their reason)
+//! CLEAN/.sd/                                            lock and staging: never read by consumers
+//! ```
+//!
+//! Everything is written under `CLEAN/.sd/staging/` first (same filesystem as both roots), flushed
+//! to disk once with `syncfs`, then moved into place by `rename`. A segment that already exists is
+//! swapped with its new version by one `renameat2(RENAME_EXCHANGE)`, so readers see the old
+//! segment or the new one, never a mix and never a gap. A killed run leaves only staging behind,
+//! which the next run clears.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::ids::{SessionId, WalletAddress};
+use crate::ledger::SegmentKey;
+use crate::outputs::Location;
+
+/// A filesystem problem while publishing (never a bundle's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "another run holds {0}: wait for it to finish (only one run may write an output folder)"
+    )]
+    Locked(PathBuf),
+    #[error(
+        "the review folder {review} is on another filesystem than {clean}: segments move between \
+         them by rename, so both must be on one filesystem"
+    )]
+    CrossDevice { clean: PathBuf, review: PathBuf },
+    #[error("no segment {0} in the clean layout or the review area")]
+    NoSuchSegment(String),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PublishError {
+    let path = path.to_path_buf();
+    move |source| PublishError::Io { what, path, source }
+}
+
+/// The clean layout and the review area, opened for one run (holding the run lock).
+#[derive(Debug)]
+pub struct OutputLayout {
+    clean: PathBuf,
+    review: PathBuf,
+    staging: PathBuf,
+    /// Held for as long as the layout is open.
+    _lock: File,
+}
+
+/// A session's files being prepared in staging.
+#[derive(Debug)]
+pub struct StagedSession {
+    root: PathBuf,
+    frames: PathBuf,
+}
+
+impl StagedSession {
+    /// Where the frame writer puts every decoded frame (`{frame:06}.jpg`).
+    pub fn frames_dir(&self) -> &Path {
+        &self.frames
+    }
+}
+
+/// One segment to publish: which frames, where, and its two JSON files.
+#[derive(Debug, Clone)]
+pub struct SegmentFiles {
+    pub segment: usize,
+    pub frames: Vec<usize>,
+    pub location: Location,
+    pub aligned_json: Vec<u8>,
+    pub quality_json: Vec<u8>,
+}
+
+/// What one session's publish did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    pub clean_segments: usize,
+    pub review_segments: usize,
+    /// Segments of an earlier run that this run no longer produces, taken out of both layouts.
+    pub withdrawn_segments: usize,
+}
+
+const STATE_DIR: &str = ".sd";
+
+impl OutputLayout {
+    /// Creates both roots if needed, takes the run lock and clears what a killed run left in
+    /// staging.
+    pub fn open(clean: &Path, review: &Path) -> Result<Self, PublishError> {
+        fs::create_dir_all(clean).map_err(io("cannot create", clean))?;
+        fs::create_dir_all(review).map_err(io("cannot create", review))?;
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            let clean_dev = fs::metadata(clean).map_err(io("cannot read", clean))?.dev();
+            let review_dev = fs::metadata(review)
+                .map_err(io("cannot read", review))?
+                .dev();
+            if clean_dev != review_dev {
+                return Err(PublishError::CrossDevice {
+                    clean: clean.to_path_buf(),
+                    review: review.to_path_buf(),
+                });
+            }
+        }
+        let state = clean.join(STATE_DIR);
+        fs::create_dir_all(&state).map_err(io("cannot create", &state))?;
+        let lock_path = state.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("cannot open", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(PublishError::Locked(lock_path)),
+            Err(fs::TryLockError::Error(err)) => return Err(io("cannot lock", &lock_path)(err)),
+        }
+        let staging = state.join("staging");
+        if staging.exists() {
+            tracing::info!(path = %staging.display(), "clearing what an interrupted run left in staging");
+            fs::remove_dir_all(&staging).map_err(io("cannot clear", &staging))?;
+        }
+        fs::create_dir_all(&staging).map_err(io("cannot create", &staging))?;
+        Ok(Self {
+            clean: clean.to_path_buf(),
+            review: review.to_path_buf(),
+            staging,
+            _lock: lock,
+        })
+    }
+
+    pub fn root(&self, location: Location) -> &Path {
+        match location {
+            Location::Clean => &self.clean,
+            Location::Review => &self.review,
+        }
+    }
+
+    /// `{root}/{wallet}/{session_id}`.
+    pub fn session_dir(
+        &self,
+        location: Location,
+        wallet: &WalletAddress,
+        session: &SessionId,
+    ) -> PathBuf {
+        self.root(location)
+            .join(wallet.as_str())
+            .join(session.as_str())
+    }
+
+    /// A fresh staging folder for the `n`th session of run `run_id`.
+    pub fn stage(&self, run_id: &str, n: usize) -> Result<StagedSession, PublishError> {
+        let root = self.staging.join(format!("{run_id}-{n:05}"));
+        if root.exists() {
+            fs::remove_dir_all(&root).map_err(io("cannot clear", &root))?;
+        }
+        let frames = root.join("all-frames");
+        fs::create_dir_all(&frames).map_err(io("cannot create", &frames))?;
+        Ok(StagedSession { root, frames })
+    }
+
+    /// Drops a staging folder whose session publishes nothing.
+    pub fn discard(&self, staged: StagedSession) -> Result<(), PublishError> {
+        fs::remove_dir_all(&staged.root).map_err(io("cannot clear", &staged.root))
+    }
+
+    /// Publishes an accepted session: its segments into the clean layout or the review area,
+    /// `session.json` into the clean layout; withdraws segments an earlier run published that
+    /// this one does not produce, and a rejected earlier record of the same session.
+    pub fn publish_session(
+        &self,
+        wallet: &WalletAddress,
+        session: &SessionId,
+        staged: StagedSession,
+        segments: &[SegmentFiles],
+        session_json: &[u8],
+    ) -> Result<Published, PublishError> {
+        let mut published = Published::default();
+        // 1. Assemble every segment folder in staging.
+        let mut ready = Vec::with_capacity(segments.len());
+        for files in segments {
+            let folder = staged.root.join(SegmentKey::folder_name(files.segment));
+            let frames = folder.join("frames");
+            fs::create_dir_all(&frames).map_err(io("cannot create", &frames))?;
+            for &frame in &files.frames {
+                let name = crate::frames::frame_file_name(frame);
+                let from = staged.frames.join(&name);
+                fs::rename(&from, frames.join(&name)).map_err(io("cannot move frame", &from))?;
+            }
+            write_file(&folder.join("aligned.json"), &files.aligned_json)?;
+            write_file(&folder.join("quality.json"), &files.quality_json)?;
+            ready.push((files, folder));
+        }
+        let session_file = staged.root.join("session.json");
+        write_file(&session_file, session_json)?;
+        // 2. One flush of everything written, before anything becomes visible.
+        sync_filesystem(&staged.root)?;
+
+        // 3. Move into place.
+        let clean_dir = self.session_dir(Location::Clean, wallet, session);
+        let review_dir = self.session_dir(Location::Review, wallet, session);
+        for dir in [&clean_dir, &review_dir] {
+            fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+        }
+        let trash = staged.root.join("withdrawn");
+        fs::create_dir_all(&trash).map_err(io("cannot create", &trash))?;
+        let mut wanted: BTreeSet<(Location, String)> = BTreeSet::new();
+        for (files, folder) in &ready {
+            let name = SegmentKey::folder_name(files.segment);
+            let (target_dir, other_dir) = match files.location {
+                Location::Clean => (&clean_dir, &review_dir),
+                Location::Review => (&review_dir, &clean_dir),
+            };
+            swap_into_place(folder, &target_dir.join(&name))?;
+            // The same segment in the other place (its verdict changed): withdraw it.
+            withdraw(&other_dir.join(&name), &trash.join(format!("other-{name}")))?;
+            wanted.insert((files.location, name));
+            match files.location {
+                Location::Clean => published.clean_segments += 1,
+                Location::Review => published.review_segments += 1,
+            }
+        }
+        for (location, dir) in [
+            (Location::Clean, &clean_dir),
+            (Location::Review, &review_dir),
+        ] {
+            for name in segment_folders(dir)? {
+                if !wanted.contains(&(location, name.clone())) {
+                    withdraw(
+                        &dir.join(&name),
+                        &trash.join(format!("{}-{name}", location.as_str())),
+                    )?;
+                    published.withdrawn_segments += 1;
+                }
+            }
+        }
+        let target = clean_dir.join("session.json");
+        fs::rename(&session_file, &target).map_err(io("cannot publish", &target))?;
+        // An earlier run's record of this session as rejected no longer holds.
+        remove_file_if_exists(&review_dir.join("session.json"))?;
+        for dir in [&clean_dir, &review_dir] {
+            sync_dir(dir)?;
+        }
+        remove_empty_dir(&review_dir);
+        fs::remove_dir_all(&staged.root).map_err(io("cannot clear", &staged.root))?;
+        Ok(published)
+    }
+
+    /// Publishes a rejected session: its `session.json` (with the reason) into the review area;
+    /// anything an earlier run published for it is withdrawn from both places.
+    pub fn publish_rejected(
+        &self,
+        wallet: &WalletAddress,
+        session: &SessionId,
+        staged: StagedSession,
+        session_json: &[u8],
+    ) -> Result<Published, PublishError> {
+        let mut published = Published::default();
+        let session_file = staged.root.join("session.json");
+        write_file(&session_file, session_json)?;
+        sync_filesystem(&staged.root)?;
+        let trash = staged.root.join("withdrawn");
+        fs::create_dir_all(&trash).map_err(io("cannot create", &trash))?;
+        let clean_dir = self.session_dir(Location::Clean, wallet, session);
+        let review_dir = self.session_dir(Location::Review, wallet, session);
+        if clean_dir.exists() {
+            published.withdrawn_segments += segment_folders(&clean_dir)?.len();
+            withdraw(&clean_dir, &trash.join("clean"))?;
+        }
+        fs::create_dir_all(&review_dir).map_err(io("cannot create", &review_dir))?;
+        for name in segment_folders(&review_dir)? {
+            withdraw(
+                &review_dir.join(&name),
+                &trash.join(format!("review-{name}")),
+            )?;
+            published.withdrawn_segments += 1;
+        }
+        let target = review_dir.join("session.json");
+        fs::rename(&session_file, &target).map_err(io("cannot publish", &target))?;
+        sync_dir(&review_dir)?;
+        if let Some(parent) = clean_dir.parent() {
+            sync_dir(parent)?;
+        }
+        fs::remove_dir_all(&staged.root).map_err(io("cannot clear", &staged.root))?;
+        Ok(published)
+    }
+
+    /// Moves one published segment between the clean layout and the review area (a reviewer's
+    /// override), rewriting its `quality.json` with `quality_json`. Whole or not at all.
+    pub fn move_segment(
+        &self,
+        key: &SegmentKey,
+        to: Location,
+        quality_json: &[u8],
+    ) -> Result<(), PublishError> {
+        let name = SegmentKey::folder_name(key.segment);
+        let from_location = match to {
+            Location::Clean => Location::Review,
+            Location::Review => Location::Clean,
+        };
+        let relative = Path::new(&key.wallet).join(&key.session_id).join(&name);
+        let source = self.root(from_location).join(&relative);
+        let target = self.root(to).join(&relative);
+        let source = match (source.is_dir(), target.is_dir()) {
+            (true, _) => source,
+            // Already where it belongs (a repeated override): only quality.json changes.
+            (false, true) => target.clone(),
+            (false, false) => return Err(PublishError::NoSuchSegment(key.to_string())),
+        };
+        // The new version is assembled in staging from hard links to the same frames, so that
+        // every folder a reader can see stays complete at every moment.
+        let staged = self.staging.join(format!("move-{}-{name}", key.session_id));
+        if staged.exists() {
+            fs::remove_dir_all(&staged).map_err(io("cannot clear", &staged))?;
+        }
+        let next = staged.join(&name);
+        let next_frames = next.join("frames");
+        fs::create_dir_all(&next_frames).map_err(io("cannot create", &next_frames))?;
+        let frames_from = source.join("frames");
+        let entries = fs::read_dir(&frames_from).map_err(io("cannot list", &frames_from))?;
+        for entry in entries {
+            let entry = entry.map_err(io("cannot list", &frames_from))?;
+            let from = entry.path();
+            fs::hard_link(&from, next_frames.join(entry.file_name()))
+                .map_err(io("cannot link frame", &from))?;
+        }
+        let aligned = source.join("aligned.json");
+        fs::copy(&aligned, next.join("aligned.json")).map_err(io("cannot copy", &aligned))?;
+        write_file(&next.join("quality.json"), quality_json)?;
+        sync_filesystem(&staged)?;
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+        }
+        swap_into_place(&next, &target)?;
+        if source != target {
+            withdraw(&source, &staged.join("old"))?;
+        }
+        for dir in [source.parent(), target.parent()].into_iter().flatten() {
+            sync_dir(dir)?;
+        }
+        fs::remove_dir_all(&staged).map_err(io("cannot clear", &staged))?;
+        Ok(())
+    }
+
+    /// Where a published segment is, if anywhere.
+    pub fn find_segment(&self, key: &SegmentKey) -> Option<(Location, PathBuf)> {
+        let relative = Path::new(&key.wallet)
+            .join(&key.session_id)
+            .join(SegmentKey::folder_name(key.segment));
+        [Location::Clean, Location::Review]
+            .into_iter()
+            .map(|location| (location, self.root(location).join(&relative)))
+            .find(|(_, path)| path.is_dir())
+    }
+}
+
+/// `segment_NNN` folders in `dir` (none when it does not exist).
+fn segment_folders(dir: &Path) -> Result<Vec<String>, PublishError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(io("cannot list", dir)(err)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io("cannot list", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("segment_") && entry.path().is_dir() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
+    File::create(path)
+        .and_then(|mut file| file.write_all(bytes))
+        .map_err(io("cannot write", path))
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<(), PublishError> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(io("cannot remove", path)(err))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn remove_empty_dir(path: &Path) {
+    // Only succeeds when empty, which is exactly when it should go.
+    let _ = fs::remove_dir(path);
+}
+
+/// Moves `path` (if it exists) to `trash`, out of the consumers' sight in one rename.
+fn withdraw(path: &Path, trash: &Path) -> Result<(), PublishError> {
+    match fs::rename(path, trash) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(io("cannot withdraw", path)(err))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Puts the folder `staged` at `target`: a plain rename when `target` is free, else one atomic
+/// exchange (the old version ends up at `staged`'s path, and is removed with staging).
+fn swap_into_place(staged: &Path, target: &Path) -> Result<(), PublishError> {
+    if !target.exists() {
+        return fs::rename(staged, target).map_err(io("cannot publish", target));
+    }
+    let exchanged = rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        staged,
+        rustix::fs::CWD,
+        target,
+        rustix::fs::RenameFlags::EXCHANGE,
+    );
+    match exchanged {
+        Ok(()) => Ok(()),
+        Err(errno) if errno == rustix::io::Errno::INVAL || errno == rustix::io::Errno::NOSYS => {
+            // A filesystem without RENAME_EXCHANGE: the old version goes first, then the new one
+            // comes; readers may find the segment absent for a moment, never half-written.
+            let aside = staged.with_extension("old");
+            fs::rename(target, &aside).map_err(io("cannot withdraw", target))?;
+            fs::rename(staged, target).map_err(io("cannot publish", target))?;
+            fs::rename(&aside, staged).map_err(io("cannot clear", &aside))
+        }
+        Err(errno) => Err(io("cannot publish", target)(errno.into())),
+    }
+}
+
+/// Flushes the filesystem holding `path` (every file written there) in one call.
+fn sync_filesystem(path: &Path) -> Result<(), PublishError> {
+    let dir = File::open(path).map_err(io("cannot open", path))?;
+    rustix::fs::syncfs(&dir).map_err(|errno| io("cannot flush", path)(errno.into()))
+}
+
+/// Makes the renames inside `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), PublishError> {
+    File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(io("cannot flush", dir))
+}

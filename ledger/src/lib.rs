@@ -1,0 +1,39 @@
+//! The payout ledger: a SQLite (WAL) store of processed sessions, their segments and every CLEAN
+//! check, reviewer overrides, and the payouts owed to contributors, shared by the CLI, the server
+//! and the desktop app. See `docs/LEDGER.md` for the tables and the money rules.
+//!
+//! - [`Ledger`] opens and migrates the database and is the whole API; every mutating call is one
+//!   `IMMEDIATE` transaction.
+//! - [`Ledger::record_session`] replaces a session's record (an `sd_core::SessionRecord`) and
+//!   answers with each segment's effective verdict ([`RecordedSession`], [`SegmentVerdictRow`]).
+//! - [`Ledger::override_segment`] appends a reviewer's verdict (an `sd_core::OverrideNote`,
+//!   [`OverrideOutcome`]); overrides apply only to the cut (frame range) they were made on.
+//! - [`Payout`]s move `pending -> approved -> paid`; the pending one is recomputed from what is due
+//!   per segment on every change, approved and paid ones are frozen by SQL triggers.
+//! - [`WalletTotals`]: the per-wallet view of the SPEC, derived in SQL.
+//!
+//! Money is integer lamports ([`sd_core::Lamports`]) in Rust and in SQL; SOL is display text.
+//!
+//! ```
+//! use sd_ledger::{Ledger, LedgerError};
+//!
+//! let mut ledger = Ledger::open_in_memory().unwrap();
+//! assert!(ledger.wallet_totals().unwrap().is_empty());
+//! let wallet = "Dzse3tYXLgtRJrBHVVUK5ZYbZoCjBee1tK3oSv5RyLyR";
+//! let refused = ledger.approve(wallet, "ops", "2026-02-01T12:00:00Z");
+//! assert!(matches!(refused, Err(LedgerError::NothingPending { .. })));
+//! ```
+
+mod error;
+mod payouts;
+mod record;
+mod store;
+mod totals;
+mod verdicts;
+
+pub use error::LedgerError;
+pub use payouts::{ItemKind, Payout, PayoutItem};
+pub use record::{RecordedSession, SessionRow};
+pub use store::{Ledger, SCHEMA_VERSION};
+pub use totals::WalletTotals;
+pub use verdicts::{OverrideOutcome, SegmentVerdictRow};

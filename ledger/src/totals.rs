@@ -1,0 +1,50 @@
+//! The per-wallet totals of the SPEC (the `wallet_totals` view).
+
+use serde::Serialize;
+
+use sd_core::Lamports;
+
+use crate::{Ledger, LedgerError};
+
+/// One wallet's totals, derived by the `wallet_totals` view (never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WalletTotals {
+    pub wallet_address: String,
+    /// Current segments of accepted sessions whose effective verdict is pass.
+    pub valid_segments: usize,
+    /// Their frames.
+    pub total_frames: usize,
+    /// Net earned: the items of every payout, whatever its state.
+    pub payout_lamports: Lamports,
+    pub pending_lamports: Lamports,
+    pub approved_lamports: Lamports,
+    pub paid_lamports: Lamports,
+    /// `payout_lamports` as exact SOL text (computed in SQL with integer arithmetic).
+    pub payout_sol: String,
+}
+
+impl Ledger {
+    /// Every wallet with an accepted session or a payout, by wallet address.
+    pub fn wallet_totals(&self) -> Result<Vec<WalletTotals>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT wallet_address, valid_segments, total_frames, payout_lamports, \
+                    pending_lamports, approved_lamports, paid_lamports, payout_sol \
+             FROM wallet_totals ORDER BY wallet_address",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(WalletTotals {
+                wallet_address: row.get(0)?,
+                valid_segments: row.get(1)?,
+                total_frames: row.get(2)?,
+                payout_lamports: Lamports(row.get(3)?),
+                pending_lamports: Lamports(row.get(4)?),
+                approved_lamports: Lamports(row.get(5)?),
+                paid_lamports: Lamports(row.get(6)?),
+                payout_sol: row.get(7)?,
+            });
+        }
+        Ok(out)
+    }
+}

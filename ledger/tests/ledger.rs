@@ -1,0 +1,962 @@
+//! The ledger through its public API (and, for the triggers, through a second raw connection to
+//! the same file, as someone with the `sqlite3` shell would).
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use sd_core::{
+    Bound, CheckName, CheckResult, Lamports, PayoutState, SegmentKey, SegmentRecord, SegmentRef,
+    SessionRecord, SessionStatus, Verdict,
+};
+use sd_ledger::{ItemKind, Ledger, LedgerError, Payout, WalletTotals, SCHEMA_VERSION};
+
+const NOW: &str = "2026-02-01T12:00:00Z";
+const LATER: &str = "2026-02-02T12:00:00Z";
+const RATE: Lamports = Lamports(1_000_000);
+const FRAMES: usize = 150;
+
+fn wallet(n: u8) -> String {
+    bs58::encode([n; 32]).into_string()
+}
+
+fn session_id(n: u32) -> String {
+    format!("session_17699363882{n:02}_tag{n}")
+}
+
+fn signature(n: u8) -> String {
+    bs58::encode([n; 64]).into_string()
+}
+
+fn check(check: CheckName, passed: bool) -> CheckResult {
+    CheckResult {
+        check,
+        metric: "test metric (units)".to_owned(),
+        value: if passed { 1.0 } else { f64::NAN },
+        threshold: 0.5,
+        bound: Bound::AtLeast,
+        passed,
+        reason: format!("{check:?} {}", if passed { "ok" } else { "bad" }),
+    }
+}
+
+/// Segment `n` starting at `first_frame`, 150 frames, passing or failing blur.
+fn segment_at(n: usize, first_frame: usize, passed: bool) -> SegmentRecord {
+    SegmentRecord {
+        segment: n,
+        first_frame,
+        last_frame: first_frame + FRAMES - 1,
+        frames: FRAMES,
+        start_pts_ms: first_frame as f64 * 33.3,
+        end_pts_ms: (first_frame + FRAMES) as f64 * 33.3,
+        passed,
+        checks: vec![
+            check(CheckName::Blur, passed),
+            check(CheckName::Frozen, true),
+        ],
+    }
+}
+
+/// An accepted session whose segment `i + 1` passes CLEAN when `verdicts[i]`.
+fn session(wallet: &str, session_id: &str, verdicts: &[bool]) -> SessionRecord {
+    SessionRecord {
+        wallet: wallet.to_owned(),
+        session_id: session_id.to_owned(),
+        source: format!("raw/{wallet}/{session_id}"),
+        status: SessionStatus::Accepted,
+        reject_code: None,
+        reject_message: None,
+        frames: verdicts.len() * FRAMES,
+        clock_confidence: Some(0.9),
+        session_json: "{}".to_owned(),
+        segments: verdicts
+            .iter()
+            .enumerate()
+            .map(|(i, passed)| segment_at(i + 1, i * FRAMES, *passed))
+            .collect(),
+    }
+}
+
+fn key(wallet: &str, session_id: &str, segment: usize) -> SegmentKey {
+    SegmentKey {
+        wallet: wallet.to_owned(),
+        session_id: session_id.to_owned(),
+        segment,
+    }
+}
+
+fn totals(ledger: &Ledger, wallet: &str) -> WalletTotals {
+    ledger
+        .wallet_totals()
+        .expect("wallet totals")
+        .into_iter()
+        .find(|t| t.wallet_address == wallet)
+        .unwrap_or_else(|| panic!("no totals for {wallet}"))
+}
+
+fn pending(ledger: &Ledger, wallet: &str) -> Option<Payout> {
+    ledger
+        .payouts(Some(wallet))
+        .expect("payouts")
+        .into_iter()
+        .find(|p| p.state == PayoutState::Pending)
+}
+
+fn raw(path: &Path) -> Connection {
+    Connection::open(path).expect("a second connection to the ledger file")
+}
+
+#[test]
+fn recording_the_same_session_twice_changes_nothing() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let (w, s) = (wallet(1), session_id(1));
+    let record = session(&w, &s, &[true, false, true]);
+    let first = ledger.record_session(&record, RATE, NOW, "run-1").unwrap();
+    assert!(!first.replaced);
+    let totals_before = ledger.wallet_totals().unwrap();
+    let payouts_before = ledger.payouts(None).unwrap();
+    assert_eq!(totals_before[0].valid_segments, 2);
+    assert_eq!(payouts_before.len(), 1);
+    assert_eq!(payouts_before[0].items.len(), 2);
+
+    let second = ledger
+        .record_session(&record, RATE, LATER, "run-2")
+        .unwrap();
+    assert!(second.replaced);
+    assert_eq!(second.times_processed, 2);
+    assert_eq!(second.segments, first.segments);
+    assert_eq!(ledger.wallet_totals().unwrap(), totals_before);
+    // Identical down to the item ids: nothing was added, nothing re-created.
+    assert_eq!(ledger.payouts(None).unwrap(), payouts_before);
+    let sessions = ledger.sessions().unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        (
+            sessions[0].segments,
+            sessions[0].valid_segments,
+            sessions[0].times_processed
+        ),
+        (3, 2, 2)
+    );
+    assert_eq!(sessions[0].run_id, "run-2");
+}
+
+#[test]
+fn recording_a_changed_session_replaces_its_contribution() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let (w, s) = (wallet(1), session_id(1));
+    ledger
+        .record_session(&session(&w, &s, &[true, true, true]), RATE, NOW, "run-1")
+        .unwrap();
+    assert_eq!(totals(&ledger, &w).pending_lamports, Lamports(3 * RATE.0));
+
+    let again = ledger
+        .record_session(&session(&w, &s, &[true, false]), RATE, LATER, "run-2")
+        .unwrap();
+    let verdicts: Vec<Verdict> = again.segments.iter().map(|row| row.verdict).collect();
+    assert_eq!(verdicts, [Verdict::Pass, Verdict::Fail]);
+    assert_eq!(again.segments[1].failed_checks, ["blur"]);
+    let t = totals(&ledger, &w);
+    assert_eq!((t.valid_segments, t.total_frames), (1, FRAMES));
+    assert_eq!(t.payout_lamports, RATE);
+    assert_eq!(t.pending_lamports, RATE);
+    let items = pending(&ledger, &w).unwrap().items;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].key, key(&w, &s, 1));
+    assert_eq!(ledger.segment_verdicts(&w, &s).unwrap().len(), 2);
+
+    // Now rejected: nothing counts, nothing is pending.
+    let mut rejected = session(&w, &s, &[]);
+    rejected.status = SessionStatus::Rejected;
+    rejected.reject_code = Some("clock_unusable".to_owned());
+    rejected.reject_message = Some("the clock could not be aligned".to_owned());
+    let recorded = ledger
+        .record_session(&rejected, RATE, LATER, "run-3")
+        .unwrap();
+    assert!(recorded.segments.is_empty() && recorded.pending.is_none());
+    assert!(ledger.payouts(None).unwrap().is_empty());
+    let row = &ledger.sessions().unwrap()[0];
+    assert_eq!(row.status, SessionStatus::Rejected);
+    assert_eq!(row.reject_code.as_deref(), Some("clock_unusable"));
+    // A wallet with only rejected sessions and no payouts has no totals row.
+    assert!(ledger.wallet_totals().unwrap().is_empty());
+}
+
+#[test]
+fn overrides_change_the_counts_and_keep_their_history() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let (w, s) = (wallet(2), session_id(2));
+    ledger
+        .record_session(&session(&w, &s, &[true, false]), RATE, NOW, "run-1")
+        .unwrap();
+    let before = totals(&ledger, &w);
+    let k = key(&w, &s, 2);
+
+    let up = ledger
+        .override_segment(
+            &k,
+            Verdict::Pass,
+            "blur is rain on the lens",
+            "ana",
+            NOW,
+            RATE,
+        )
+        .unwrap();
+    assert!(up.changed);
+    assert_eq!(
+        (up.recorded.from, up.recorded.to),
+        (Verdict::Fail, Verdict::Pass)
+    );
+    assert_eq!(up.segment.verdict, Verdict::Pass);
+    assert!(!up.segment.clean_passed);
+    let after = totals(&ledger, &w);
+    assert_eq!(after.valid_segments, before.valid_segments + 1);
+    assert_eq!(after.total_frames, before.total_frames + FRAMES);
+    assert_eq!(
+        after.pending_lamports,
+        before.pending_lamports.checked_add(RATE).unwrap()
+    );
+    assert_eq!(up.pending.unwrap().amount_lamports, Lamports(2 * RATE.0));
+
+    let down = ledger
+        .override_segment(
+            &k,
+            Verdict::Fail,
+            "looked again: it is blurry",
+            "ben",
+            LATER,
+            RATE,
+        )
+        .unwrap();
+    assert!(down.changed);
+    assert_eq!(totals(&ledger, &w), before);
+
+    let history = ledger.override_history(&k).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        history
+            .iter()
+            .map(|o| (o.from, o.to, o.by.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (Verdict::Fail, Verdict::Pass, "ana"),
+            (Verdict::Pass, Verdict::Fail, "ben")
+        ]
+    );
+    assert_eq!(
+        ledger.segment_verdicts(&w, &s).unwrap()[1]
+            .applied_override
+            .as_ref()
+            .map(|o| o.id),
+        Some(history[1].id)
+    );
+
+    // Refused: empty reason or reviewer, a segment that does not exist.
+    for (reason, by) in [("", "ana"), ("  ", "ana"), ("fine", "")] {
+        assert!(matches!(
+            ledger.override_segment(&k, Verdict::Pass, reason, by, NOW, RATE),
+            Err(LedgerError::EmptyText { .. })
+        ));
+    }
+    let missing = ledger
+        .override_segment(&key(&w, &s, 9), Verdict::Pass, "x", "ana", NOW, RATE)
+        .unwrap_err();
+    assert!(missing.to_string().contains("has 2 segments"), "{missing}");
+    assert_eq!(ledger.override_history(&k).unwrap().len(), 2);
+}
+
+#[test]
+fn overrides_survive_reprocessing_only_on_the_same_cut() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let (w, s) = (wallet(3), session_id(3));
+    let record = session(&w, &s, &[true, false]);
+    ledger.record_session(&record, RATE, NOW, "run-1").unwrap();
+    let k = key(&w, &s, 2);
+    ledger
+        .override_segment(&k, Verdict::Pass, "fine", "ana", NOW, RATE)
+        .unwrap();
+
+    // Same cut: the override still applies.
+    let same = ledger
+        .record_session(&record, RATE, LATER, "run-2")
+        .unwrap();
+    assert_eq!(same.segments[1].verdict, Verdict::Pass);
+    assert!(same.stale_overrides.is_empty());
+    assert_eq!(totals(&ledger, &w).valid_segments, 2);
+
+    // Segment 2 starts ten frames later, or ends ten frames earlier: a different clip each time,
+    // and CLEAN's verdict counts again.
+    let mut later_start = record.clone();
+    later_start.segments[1].first_frame += 10;
+    later_start.segments[1].frames -= 10;
+    let mut earlier_end = record.clone();
+    earlier_end.segments[1].last_frame -= 10;
+    earlier_end.segments[1].frames -= 10;
+    for (run, recut) in [("run-3", &later_start), ("run-4", &earlier_end)] {
+        ledger.record_session(&record, RATE, LATER, run).unwrap();
+        let moved = ledger.record_session(recut, RATE, LATER, run).unwrap();
+        assert_eq!(moved.segments[1].verdict, Verdict::Fail, "{run}");
+        assert!(moved.segments[1].applied_override.is_none(), "{run}");
+        assert_eq!(moved.stale_overrides.len(), 1, "{run}");
+        assert_eq!(moved.stale_overrides[0].first_frame, FRAMES);
+        assert_eq!(totals(&ledger, &w).valid_segments, 1, "{run}");
+    }
+    assert_eq!(ledger.override_history(&k).unwrap().len(), 1);
+
+    // Back to the original cut: the kept override applies again.
+    let back = ledger
+        .record_session(&record, RATE, LATER, "run-5")
+        .unwrap();
+    assert_eq!(back.segments[1].verdict, Verdict::Pass);
+    assert_eq!(totals(&ledger, &w).valid_segments, 2);
+}
+
+#[test]
+fn the_view_agrees_with_core_effective_verdict() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let (w, s) = (wallet(4), session_id(4));
+    let record = session(&w, &s, &[true, false, true]);
+    ledger.record_session(&record, RATE, NOW, "run-1").unwrap();
+    for (segment, to) in [(1, Verdict::Fail), (2, Verdict::Pass), (1, Verdict::Pass)] {
+        ledger
+            .override_segment(&key(&w, &s, segment), to, "r", "ana", NOW, RATE)
+            .unwrap();
+    }
+    let mut recut = record.clone();
+    recut.segments[0] = segment_at(1, 3, true);
+    for rec in [&record, &recut] {
+        ledger.record_session(rec, RATE, LATER, "run").unwrap();
+        let rows = ledger.segment_verdicts(&w, &s).unwrap();
+        for (row, seg) in rows.iter().zip(&rec.segments) {
+            let history = ledger.override_history(&row.key).unwrap();
+            let (verdict, applied) = sd_core::effective_verdict(
+                seg.segment,
+                seg.first_frame,
+                seg.last_frame,
+                seg.passed,
+                &history,
+            );
+            assert_eq!(row.verdict, verdict, "{}", row.key);
+            assert_eq!(row.applied_override.as_ref(), applied, "{}", row.key);
+        }
+    }
+}
+
+#[test]
+fn find_segment_resolves_a_reference_or_says_why_not() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let s = session_id(5);
+    ledger
+        .record_session(&session(&wallet(5), &s, &[true]), RATE, NOW, "r")
+        .unwrap();
+    let short = SegmentRef::parse(&format!("{s}/segment_001")).unwrap();
+    assert_eq!(
+        ledger.find_segment(&short).unwrap().key,
+        key(&wallet(5), &s, 1)
+    );
+
+    let missing = SegmentRef::parse(&format!("{s}/segment_004")).unwrap();
+    assert!(matches!(
+        ledger.find_segment(&missing),
+        Err(LedgerError::SegmentNotFound { .. })
+    ));
+    let unknown = SegmentRef::parse(&format!("{}/segment_001", session_id(99))).unwrap();
+    let err = ledger.find_segment(&unknown).unwrap_err();
+    assert!(err.to_string().contains("no session"), "{err}");
+
+    // The same session id under a second wallet: ambiguous without the wallet.
+    ledger
+        .record_session(&session(&wallet(6), &s, &[false]), RATE, NOW, "r")
+        .unwrap();
+    match ledger.find_segment(&short) {
+        Err(LedgerError::AmbiguousSegment { wallets, .. }) => {
+            let mut expected = vec![wallet(5), wallet(6)];
+            expected.sort();
+            assert_eq!(wallets, expected);
+        }
+        other => panic!("expected ambiguity, got {other:?}"),
+    }
+    let full = SegmentRef::parse(&format!("{}/{s}/segment_001", wallet(6))).unwrap();
+    let row = ledger.find_segment(&full).unwrap();
+    assert_eq!(
+        (row.key.wallet.as_str(), row.verdict),
+        (wallet(6).as_str(), Verdict::Fail)
+    );
+}
+
+#[test]
+fn approved_payouts_never_change_and_nothing_is_paid_twice() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let (w, s) = (wallet(7), session_id(7));
+    ledger
+        .record_session(&session(&w, &s, &[true, true]), RATE, NOW, "run-1")
+        .unwrap();
+    let approved = ledger.approve(&w, "ops", NOW).unwrap();
+    assert_eq!(approved.state, PayoutState::Approved);
+    assert_eq!(approved.amount_lamports, Lamports(2 * RATE.0));
+    assert!(approved.items.iter().all(|i| i.kind == ItemKind::Earning));
+    assert!(matches!(
+        ledger.approve(&w, "ops", NOW),
+        Err(LedgerError::NothingPending { .. })
+    ));
+
+    // Reprocessing fails segment 1: the approved payout stays, a take-back is pending.
+    ledger
+        .record_session(&session(&w, &s, &[false, true]), RATE, LATER, "run-2")
+        .unwrap();
+    assert_eq!(ledger.payout(approved.id).unwrap(), approved);
+    let back = pending(&ledger, &w).unwrap();
+    assert_eq!(back.items.len(), 1);
+    let item = &back.items[0];
+    assert_eq!(item.key, key(&w, &s, 1));
+    assert_eq!(item.kind, ItemKind::Adjustment);
+    assert_eq!(item.amount_lamports, Lamports(-RATE.0));
+    assert!(
+        item.note.contains(&format!("payout #{}", approved.id))
+            && item.note.contains("takes back 1000000 lamports"),
+        "{}",
+        item.note
+    );
+    let t = totals(&ledger, &w);
+    assert_eq!(
+        (t.payout_lamports, t.approved_lamports, t.pending_lamports),
+        (RATE, Lamports(2 * RATE.0), Lamports(-RATE.0))
+    );
+    // A payout that nets a take-back is not signed off.
+    assert!(matches!(
+        ledger.approve(&w, "ops", LATER),
+        Err(LedgerError::NotPayable { .. })
+    ));
+
+    // Valid again: the take-back goes away and nothing is paid twice.
+    ledger
+        .record_session(&session(&w, &s, &[true, true]), RATE, LATER, "run-3")
+        .unwrap();
+    assert!(pending(&ledger, &w).is_none());
+    assert_eq!(
+        ledger.payouts(Some(&w)).unwrap(),
+        std::slice::from_ref(&approved)
+    );
+    assert_eq!(totals(&ledger, &w).payout_lamports, Lamports(2 * RATE.0));
+
+    // Fail segment 1 again, add two new valid segments: +2 rate -1 rate, approved.
+    ledger
+        .record_session(
+            &session(&w, &s, &[false, true, true, true]),
+            RATE,
+            LATER,
+            "run-4",
+        )
+        .unwrap();
+    let second = ledger.approve(&w, "ops", LATER).unwrap();
+    assert_eq!(second.amount_lamports, RATE);
+    assert_eq!(second.items.len(), 3);
+    // Segment 1 passes once more: it was taken back, so it earns again (once).
+    let last = ledger
+        .record_session(
+            &session(&w, &s, &[true, true, true, true]),
+            RATE,
+            LATER,
+            "run-5",
+        )
+        .unwrap();
+    let again = last.pending.unwrap();
+    assert_eq!(again.items.len(), 1);
+    assert_eq!(
+        (again.items[0].kind, again.items[0].amount_lamports),
+        (ItemKind::Earning, RATE)
+    );
+    let t = totals(&ledger, &w);
+    assert_eq!(t.valid_segments, 4);
+    assert_eq!(t.payout_lamports, Lamports(4 * RATE.0));
+    assert_eq!(ledger.payout(approved.id).unwrap(), approved);
+    assert_eq!(ledger.payout(second.id).unwrap(), second);
+}
+
+#[test]
+fn a_paid_segment_is_never_topped_up_when_the_rate_changes() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let (w, s) = (wallet(8), session_id(8));
+    ledger
+        .record_session(&session(&w, &s, &[true]), RATE, NOW, "r")
+        .unwrap();
+    let paid = ledger.approve(&w, "ops", NOW).unwrap();
+    let double = Lamports(2 * RATE.0);
+    ledger
+        .record_session(&session(&w, &s, &[true, true]), double, LATER, "r")
+        .unwrap();
+    let pending = pending(&ledger, &w).unwrap();
+    assert_eq!(pending.items.len(), 1);
+    assert_eq!(pending.items[0].key.segment, 2);
+    assert_eq!(pending.amount_lamports, double);
+    assert_eq!(ledger.payout(paid.id).unwrap(), paid);
+}
+
+#[test]
+fn sql_triggers_refuse_to_change_approved_and_paid_payouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let mut ledger = Ledger::open(&path).unwrap();
+    let (w, s) = (wallet(9), session_id(9));
+    ledger
+        .record_session(&session(&w, &s, &[true, true]), RATE, NOW, "r")
+        .unwrap();
+    let approved = ledger.approve(&w, "ops", NOW).unwrap();
+    let conn = raw(&path);
+    let id = approved.id;
+    let refused = |sql: &str| {
+        let err = conn.execute(sql, []).expect_err(sql);
+        assert!(
+            err.to_string().contains("approved or paid")
+                || err.to_string().contains("only to a pending payout")
+                || err.to_string().contains("append-only"),
+            "{sql}: {err}"
+        );
+    };
+    refused(&format!(
+        "UPDATE payouts SET amount_lamports = 5 WHERE id = {id}"
+    ));
+    refused(&format!("UPDATE payouts SET state = 'pending', approved_at = NULL, approved_by = NULL WHERE id = {id}"));
+    refused(&format!(
+        "UPDATE payouts SET approved_by = 'mallory' WHERE id = {id}"
+    ));
+    refused(&format!("DELETE FROM payouts WHERE id = {id}"));
+    refused(&format!(
+        "UPDATE payout_items SET amount_lamports = 5 WHERE payout_id = {id}"
+    ));
+    refused(&format!("DELETE FROM payout_items WHERE payout_id = {id}"));
+    refused(&format!(
+        "INSERT INTO payout_items (payout_id, wallet, session_id, segment, frames, amount_lamports, kind, note) \
+         VALUES ({id}, '{w}', '{s}', 3, 150, 1000000, 'earning', 'sneaky')"
+    ));
+    // A payout cannot be born approved, and pending cannot jump to paid.
+    conn.execute(
+        &format!("INSERT INTO payouts (wallet, state, amount_lamports, created_at) VALUES ('{w}', 'pending', 0, 'x')"),
+        [],
+    )
+    .unwrap();
+    let new_id = conn.last_insert_rowid();
+    assert!(conn
+        .execute(&format!("UPDATE payouts SET state = 'paid', paid_at = 'x', signature = 'y' WHERE id = {new_id}"), [])
+        .is_err());
+    assert!(conn
+        .execute(&format!("INSERT INTO payouts (wallet, state, amount_lamports, created_at, approved_at, approved_by) VALUES ('{}', 'approved', 9, 'x', 'x', 'x')", wallet(10)), [])
+        .is_err());
+    conn.execute(&format!("DELETE FROM payouts WHERE id = {new_id}"), [])
+        .unwrap();
+
+    let paid = ledger.mark_paid(id, &signature(1), LATER).unwrap();
+    refused(&format!(
+        "UPDATE payouts SET signature = '{}' WHERE id = {id}",
+        signature(2)
+    ));
+    refused(&format!(
+        "UPDATE payouts SET state = 'approved' WHERE id = {id}"
+    ));
+    refused(&format!("DELETE FROM payouts WHERE id = {id}"));
+    assert_eq!(ledger.payout(id).unwrap(), paid);
+
+    // Overrides are history.
+    ledger
+        .override_segment(&key(&w, &s, 1), Verdict::Fail, "bad", "ana", NOW, RATE)
+        .unwrap();
+    refused("UPDATE overrides SET to_verdict = 'pass'");
+    refused("DELETE FROM overrides");
+    assert_eq!(ledger.override_history(&key(&w, &s, 1)).unwrap().len(), 1);
+}
+
+#[test]
+fn mark_paid_needs_an_approved_payout_and_a_transaction_signature() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let (w, s) = (wallet(11), session_id(11));
+    let recorded = ledger
+        .record_session(&session(&w, &s, &[true]), RATE, NOW, "r")
+        .unwrap();
+    let id = recorded.pending.unwrap().id;
+    let err = ledger.mark_paid(id, &signature(1), NOW).unwrap_err();
+    assert!(matches!(
+        err,
+        LedgerError::NotApproved { payout_id, state: PayoutState::Pending, .. } if payout_id == id
+    ));
+    assert!(
+        err.to_string().contains(&format!("payout #{id}")) && err.to_string().contains("pending")
+    );
+
+    ledger.approve(&w, "ops", NOW).unwrap();
+    let short = bs58::encode([1u8; 32]).into_string();
+    for bad in ["", "not-base58-0OIl", short.as_str(), "3xyz"] {
+        assert!(
+            matches!(
+                ledger.mark_paid(id, bad, NOW),
+                Err(LedgerError::InvalidSignature { payout_id, .. }) if payout_id == id
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(ledger.payout(id).unwrap().state, PayoutState::Approved);
+
+    let paid = ledger.mark_paid(id, &signature(3), LATER).unwrap();
+    assert_eq!(paid.state, PayoutState::Paid);
+    assert_eq!(paid.signature, Some(signature(3)));
+    assert_eq!(paid.paid_at.as_deref(), Some(LATER));
+    assert!(matches!(
+        ledger.mark_paid(id, &signature(4), LATER),
+        Err(LedgerError::NotApproved {
+            state: PayoutState::Paid,
+            ..
+        })
+    ));
+    assert!(matches!(
+        ledger.mark_paid(id + 100, &signature(4), LATER),
+        Err(LedgerError::PayoutNotFound { .. })
+    ));
+    let t = totals(&ledger, &w);
+    assert_eq!((t.paid_lamports, t.payout_lamports), (RATE, RATE));
+}
+
+#[test]
+fn amounts_are_sql_integers_and_sums_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let mut ledger = Ledger::open(&path).unwrap();
+    // Above 2^53 a float cannot hold every amount: 120 items of this rate must still be exact.
+    let rate = Lamports(i64::MAX / 120 - 7);
+    let w = wallet(12);
+    for n in 0..3 {
+        ledger
+            .record_session(
+                &session(&w, &session_id(20 + n), &[true; 40]),
+                rate,
+                NOW,
+                "r",
+            )
+            .unwrap();
+    }
+    let expected = rate.checked_mul(120).unwrap();
+    let t = totals(&ledger, &w);
+    assert_eq!(t.valid_segments, 120);
+    assert_eq!(t.payout_lamports, expected);
+    assert_eq!(t.payout_sol, expected.sol());
+    let payout = pending(&ledger, &w).unwrap();
+    assert_eq!(payout.items.len(), 120);
+    assert_eq!(payout.amount_lamports, expected);
+    assert_eq!(payout.amount_sol(), expected.sol());
+
+    let conn = raw(&path);
+    let kinds: Vec<String> = conn
+        .prepare(
+            "SELECT DISTINCT typeof(amount_lamports) FROM payout_items \
+             UNION SELECT DISTINCT typeof(amount_lamports) FROM payouts \
+             UNION SELECT DISTINCT typeof(payout_lamports) FROM wallet_totals",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(kinds, ["integer"]);
+    // A fractional amount does not even get in.
+    let err = conn
+        .execute(
+            "INSERT INTO payout_items (payout_id, wallet, session_id, segment, frames, amount_lamports, kind, note) \
+             VALUES (?1, ?2, 'session_1_a', 1, 1, 1000000.5, 'earning', 'x')",
+            rusqlite::params![payout.id, w],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("CHECK"), "{err}");
+}
+
+#[test]
+fn overflow_is_refused_and_nothing_is_written() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let w = wallet(13);
+    let near_max = Lamports(i64::MAX / 2 + 1);
+    let err = ledger
+        .record_session(
+            &session(&w, &session_id(30), &[true, true]),
+            near_max,
+            NOW,
+            "r",
+        )
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::Overflow { .. }), "{err}");
+    assert!(ledger.sessions().unwrap().is_empty());
+    assert!(ledger.payouts(None).unwrap().is_empty());
+
+    // One segment at the largest rate is fine, and its SOL text exact.
+    let max = Lamports(i64::MAX);
+    ledger
+        .record_session(&session(&w, &session_id(30), &[true]), max, NOW, "r")
+        .unwrap();
+    assert_eq!(totals(&ledger, &w).payout_sol, "9223372036.854775807");
+    // A second session would overflow the pending payout: refused, the first one untouched.
+    let err = ledger
+        .record_session(&session(&w, &session_id(31), &[true]), max, NOW, "r")
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::Overflow { .. }), "{err}");
+    assert_eq!(ledger.sessions().unwrap().len(), 1);
+    // Approved, the wallet's net is i64::MAX: one more lamport anywhere would not fit.
+    ledger.approve(&w, "ops", NOW).unwrap();
+    let err = ledger
+        .record_session(
+            &session(&w, &session_id(31), &[true]),
+            Lamports(1),
+            NOW,
+            "r",
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("net payout"), "{err}");
+    assert_eq!(totals(&ledger, &w).payout_sol, "9223372036.854775807");
+    assert!(matches!(
+        ledger.record_session(
+            &session(&w, &session_id(31), &[true]),
+            Lamports(-1),
+            NOW,
+            "r"
+        ),
+        Err(LedgerError::NegativeRate { .. })
+    ));
+}
+
+#[test]
+fn payout_sol_text_is_exact_for_any_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    drop(Ledger::open(&path).unwrap());
+    let conn = raw(&path);
+    let amounts = [
+        1,
+        -1,
+        999_999_999,
+        -999_999_999,
+        1_000_000_000,
+        -1_000_000_000,
+        -1_250_000_001,
+        1_234_567_890_123,
+        i64::MAX,
+        i64::MIN,
+    ];
+    for (n, amount) in amounts.iter().enumerate() {
+        // Pending payouts take any items: enough to exercise the view's arithmetic.
+        let w = wallet(100 + n as u8);
+        conn.execute(
+            "INSERT INTO payouts (wallet, state, amount_lamports, created_at) VALUES (?1, 'pending', ?2, 'x')",
+            rusqlite::params![w, amount],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO payout_items (payout_id, wallet, session_id, segment, frames, amount_lamports, kind, note) \
+             VALUES (last_insert_rowid(), ?1, 'session_1_a', 1, 1, ?2, 'adjustment', 'x')",
+            rusqlite::params![w, amount],
+        )
+        .unwrap();
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    for (n, amount) in amounts.iter().enumerate() {
+        let t = totals(&ledger, &wallet(100 + n as u8));
+        assert_eq!(t.payout_lamports, Lamports(*amount));
+        assert_eq!(t.payout_sol, Lamports(*amount).sol(), "{amount}");
+    }
+}
+
+#[test]
+fn open_uses_wal_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let (w, s) = (wallet(14), session_id(14));
+    {
+        let mut ledger = Ledger::open(&path).unwrap();
+        assert_eq!(ledger.path(), Some(path.as_path()));
+        ledger
+            .record_session(&session(&w, &s, &[true, false]), RATE, NOW, "r")
+            .unwrap();
+    }
+    let conn = raw(&path);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version = |conn: &Connection| -> usize {
+        conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(version(&conn), SCHEMA_VERSION);
+    let before = {
+        let ledger = Ledger::open(&path).unwrap();
+        (
+            ledger.wallet_totals().unwrap(),
+            ledger.payouts(None).unwrap(),
+        )
+    };
+    let mut ledger = Ledger::open(&path).unwrap();
+    assert_eq!(version(&conn), SCHEMA_VERSION);
+    assert_eq!(
+        (
+            ledger.wallet_totals().unwrap(),
+            ledger.payouts(None).unwrap()
+        ),
+        before
+    );
+    assert_eq!(before.0[0].valid_segments, 1);
+
+    // Two handles on one file see each other's commits.
+    let other = Ledger::open(&path).unwrap();
+    ledger
+        .override_segment(&key(&w, &s, 2), Verdict::Pass, "ok", "ana", NOW, RATE)
+        .unwrap();
+    assert_eq!(totals(&other, &w).valid_segments, 2);
+}
+
+#[test]
+fn records_the_ledger_must_not_store_are_refused() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let good = session(&wallet(15), &session_id(15), &[true, true]);
+    let mut bad_wallet = good.clone();
+    bad_wallet.wallet = "not-a-wallet".to_owned();
+    let mut twice = good.clone();
+    twice.segments[1].segment = 1;
+    let mut backwards = good.clone();
+    backwards.segments[0].last_frame = 0;
+    backwards.segments[0].first_frame = 5;
+    let mut nan_time = good.clone();
+    nan_time.segments[0].end_pts_ms = f64::NAN;
+    let mut accepted_with_reason = good.clone();
+    accepted_with_reason.reject_code = Some("x".to_owned());
+    for record in [bad_wallet, twice, backwards, nan_time, accepted_with_reason] {
+        assert!(
+            matches!(
+                ledger.record_session(&record, RATE, NOW, "r"),
+                Err(LedgerError::InvalidRecord { .. })
+            ),
+            "{record:?}"
+        );
+    }
+    assert!(ledger.sessions().unwrap().is_empty());
+    // A rejected bundle's raw wallet text is fine: it is only a bound parameter.
+    let mut rejected = session("'; DROP TABLE sessions; --", "bad id", &[]);
+    rejected.status = SessionStatus::Rejected;
+    rejected.reject_code = Some("wallet_invalid".to_owned());
+    ledger.record_session(&rejected, RATE, NOW, "r").unwrap();
+    assert_eq!(ledger.sessions().unwrap().len(), 1);
+}
+
+#[test]
+fn every_check_is_stored_once_with_nan_as_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let mut ledger = Ledger::open(&path).unwrap();
+    let record = session(&wallet(16), &session_id(16), &[true, false]);
+    ledger.record_session(&record, RATE, NOW, "r").unwrap();
+    ledger.record_session(&record, RATE, LATER, "r").unwrap();
+    let conn = raw(&path);
+    let rows: Vec<(i64, String, Option<f64>, String, bool)> = conn
+        .prepare(
+            "SELECT g.segment, c.check_name, c.value, c.bound, c.passed \
+             FROM checks AS c JOIN segments AS g ON g.id = c.segment_row ORDER BY g.segment, c.position",
+        )
+        .unwrap()
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let at_least = "at_least".to_owned();
+    assert_eq!(
+        rows,
+        [
+            (1, "blur".to_owned(), Some(1.0), at_least.clone(), true),
+            (1, "frozen".to_owned(), Some(1.0), at_least.clone(), true),
+            (2, "blur".to_owned(), None, at_least.clone(), false),
+            (2, "frozen".to_owned(), Some(1.0), at_least, true),
+        ]
+    );
+}
+
+/// The worked example of docs/LEDGER.md, step by step.
+#[test]
+fn the_worked_example_of_the_docs_holds() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let w = wallet(17);
+    let (a, b) = (session_id(40), session_id(41));
+    // 1.
+    let one = ledger
+        .record_session(&session(&w, &a, &[true, true, false]), RATE, NOW, "r")
+        .unwrap()
+        .pending
+        .unwrap();
+    assert_eq!(
+        (one.items.len(), one.amount_lamports),
+        (2, Lamports(2_000_000))
+    );
+    // 2.
+    let two = ledger
+        .override_segment(&key(&w, &a, 3), Verdict::Pass, "ok", "ana", NOW, RATE)
+        .unwrap()
+        .pending
+        .unwrap();
+    assert_eq!((two.id, two.amount_lamports), (one.id, Lamports(3_000_000)));
+    // 3.
+    ledger.approve(&w, "ops", NOW).unwrap();
+    ledger.mark_paid(one.id, &signature(9), NOW).unwrap();
+    let t = totals(&ledger, &w);
+    assert_eq!(
+        (t.valid_segments, t.paid_lamports),
+        (3, Lamports(3_000_000))
+    );
+    // 4.
+    let four = ledger
+        .record_session(&session(&w, &a, &[true, false, false]), RATE, LATER, "r")
+        .unwrap()
+        .pending
+        .unwrap();
+    assert_eq!(four.items.len(), 1);
+    assert_eq!(
+        four.items[0].note,
+        format!(
+            "segment_002 no longer valid after payout #{} (fails CLEAN (blur)): takes back 1000000 lamports",
+            one.id
+        )
+    );
+    assert!(matches!(
+        ledger.approve(&w, "ops", LATER),
+        Err(LedgerError::NotPayable { .. })
+    ));
+    let t = totals(&ledger, &w);
+    assert_eq!(
+        (
+            t.valid_segments,
+            t.payout_lamports,
+            t.paid_lamports,
+            t.pending_lamports
+        ),
+        (
+            2,
+            Lamports(2_000_000),
+            Lamports(3_000_000),
+            Lamports(-1_000_000)
+        )
+    );
+    // 5.
+    ledger
+        .record_session(&session(&w, &b, &[true, true]), RATE, LATER, "r")
+        .unwrap();
+    let five = ledger.approve(&w, "ops", LATER).unwrap();
+    assert_eq!(
+        (five.id, five.amount_lamports),
+        (four.id, Lamports(1_000_000))
+    );
+    ledger.mark_paid(five.id, &signature(10), LATER).unwrap();
+    // 6.
+    let six = ledger
+        .record_session(&session(&w, &a, &[true, true, false]), RATE, LATER, "r")
+        .unwrap()
+        .pending
+        .unwrap();
+    assert_eq!(six.items.len(), 1);
+    assert_eq!(
+        (six.items[0].kind, six.items[0].amount_lamports),
+        (ItemKind::Earning, RATE)
+    );
+    assert_eq!(totals(&ledger, &w).payout_lamports, Lamports(5_000_000));
+    assert_eq!(totals(&ledger, &w).valid_segments, 5);
+}
