@@ -51,7 +51,15 @@ fn list(args: &PayoutsListArgs) -> anyhow::Result<ExitCode> {
         .filter(|t| args.wallet.as_ref().is_none_or(|w| *w == t.wallet_address))
         .collect();
     if args.json {
-        let doc = serde_json::json!({ "payouts": payouts, "wallets": totals });
+        #[derive(serde::Serialize)]
+        struct Listing<'a> {
+            payouts: &'a [Payout],
+            wallets: &'a [sd_ledger::WalletTotals],
+        }
+        let doc = Listing {
+            payouts: &payouts,
+            wallets: &totals,
+        };
         crate::output::print(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
         return Ok(ExitCode::SUCCESS);
     }

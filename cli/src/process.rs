@@ -21,6 +21,21 @@ use serde::Serialize;
 
 use crate::args::ProcessArgs;
 
+/// `process --json`: the whole run as one document.
+#[derive(Debug, Serialize)]
+struct RunDocument<'a> {
+    run: &'a RunInfo,
+    summary: &'a Summary,
+    sessions: &'a [SessionLine],
+    ignored: &'a [sd_core::Ignored],
+    clean: std::borrow::Cow<'a, str>,
+    review: std::borrow::Cow<'a, str>,
+    ledger: std::borrow::Cow<'a, str>,
+    elapsed_s: f64,
+    /// Peak resident set size of this process (Linux `VmHWM`).
+    peak_rss_kb: Option<u64>,
+}
+
 /// How one session ended, for the summary.
 #[derive(Debug, Clone, Serialize)]
 struct SessionLine {
@@ -87,17 +102,17 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
 
     let summary = Summary::build(&lines, &ledger, discovery.ignored.len())?;
     if args.json {
-        let doc = serde_json::json!({
-            "run": run,
-            "summary": summary,
-            "sessions": lines,
-            "ignored": discovery.ignored,
-            "clean": args.layout.out,
-            "review": args.layout.review,
-            "ledger": ledger_path,
-            "elapsed_s": started.elapsed().as_secs_f64(),
-            "peak_rss_kb": peak_rss_kb(),
-        });
+        let doc = RunDocument {
+            run: &run,
+            summary: &summary,
+            sessions: &lines,
+            ignored: &discovery.ignored,
+            clean: args.layout.out.to_string_lossy(),
+            review: args.layout.review.to_string_lossy(),
+            ledger: ledger_path.to_string_lossy(),
+            elapsed_s: started.elapsed().as_secs_f64(),
+            peak_rss_kb: peak_rss_kb(),
+        };
         crate::output::print(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else {
         crate::output::print(&render_summary(
@@ -143,6 +158,7 @@ fn process_session(
         |frames| bar.set_position(frames as u64),
     )?;
     bar.finish_and_clear();
+    let analysed_s = started.elapsed().as_secs_f64();
 
     let source_text = source.folder.display().to_string();
     let line = match analysis {
@@ -185,8 +201,10 @@ fn process_session(
             let timeline = sd_core::align_config(config).timeline;
             let session_file = SessionFile::accepted(&session, &placements, &timeline, run);
             let session_json = serde_json::to_vec_pretty(&session_file)?;
+            let publish_started = Instant::now();
             let published =
                 layout.publish_session(&wallet, &session_id, staged, &files, &session_json)?;
+            let publish_s = publish_started.elapsed().as_secs_f64();
             let record = accepted_record(&session, &source_text, &session_json);
             let recorded = ledger.record_session(&record, rate, &run.processed_at, &run.run_id)?;
             for (row, placement) in recorded.segments.iter().zip(&placements) {
@@ -201,6 +219,8 @@ fn process_session(
                 clean = published.clean_segments,
                 review = published.review_segments,
                 withdrawn = published.withdrawn_segments,
+                analysed_s,
+                publish_s,
                 "published"
             );
             let mut failed_checks = Vec::new();

@@ -13,6 +13,7 @@ use crate::ids::{PartKind, PartName, WalletAddress};
 /// One part file found on disk.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PartFile {
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     pub file_name: String,
     /// `Date.now()` at upload, from the `{epoch}_` key prefix when present.
@@ -27,6 +28,7 @@ pub struct PartFile {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BundleSource {
     /// The folder the parts are in.
+    #[serde(serialize_with = "lossy_path")]
     pub folder: PathBuf,
     /// The wallet of the `{wallet}/` key prefix, as raw text (validated when loading).
     /// `None` for a plain local bundle folder whose name is not a wallet.
@@ -46,6 +48,7 @@ pub struct Discovery {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ignored {
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     pub why: String,
 }
@@ -61,6 +64,12 @@ pub enum DiscoverError {
         "{0} is not a folder (give a bundle folder, a wallet folder or a folder of wallet folders)"
     )]
     NotAFolder(PathBuf),
+}
+
+/// Serialises a path as text, replacing bytes that are not UTF-8 (a file name in a raw tree can
+/// hold anything; a report about it must still be written).
+pub fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
 }
 
 /// Lists the bundles under `root`.

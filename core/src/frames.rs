@@ -23,7 +23,7 @@ pub fn frame_file_name(index: usize) -> String {
 /// Why frames could not be written: a system problem (disk, memory), never a bundle's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameWriteError {
-    #[error("cannot write frame {path}: {source}")]
+    #[error("cannot write frame {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -21,6 +21,7 @@ use crate::timeline::VideoHealth;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionReport {
     pub session_id: String,
+    #[serde(serialize_with = "crate::discover::lossy_path")]
     pub folder: PathBuf,
     /// The wallet from the storage key, or from meta when the folder is not a wallet folder.
     pub wallet: Option<String>,

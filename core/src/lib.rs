@@ -61,7 +61,9 @@ pub use clock::{
     OffsetSource, Prior, PriorBasis, RunClock, TimingFacts, VideoMotion,
 };
 pub use config::{OutputConfig, PipelineConfig};
-pub use discover::{discover, BundleSource, DiscoverError, Discovery, Ignored, PartFile};
+pub use discover::{
+    discover, lossy_path, BundleSource, DiscoverError, Discovery, Ignored, PartFile,
+};
 pub use frames::{frame_file_name, FrameWriteError, FramesWritten, JpegSettings, JpegWriter};
 pub use ids::{PartKind, PartName, SessionId, WalletAddress};
 pub use image_stats::{

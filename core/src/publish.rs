@@ -27,7 +27,7 @@ use crate::outputs::Location;
 /// A filesystem problem while publishing (never a bundle's fault).
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -292,7 +292,7 @@ impl OutputLayout {
         let target = review_dir.join("session.json");
         fs::rename(&session_file, &target).map_err(io("cannot publish", &target))?;
         sync_dir(&review_dir)?;
-        if let Some(parent) = clean_dir.parent() {
+        if let Some(parent) = clean_dir.parent().filter(|parent| parent.is_dir()) {
             sync_dir(parent)?;
         }
         fs::remove_dir_all(&staged.root).map_err(io("cannot clear", &staged.root))?;

@@ -156,8 +156,15 @@ pub fn decode_video(
     } else {
         0.0
     };
-    let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
+    let mut context = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
         .map_err(|err| undecodable(format!("unsupported codec parameters ({err})")))?;
+    // Frame threads keep both cores busy while the analysis and the JPEG encoders wait on the
+    // decoder; frames still come out in order, with their own timestamps.
+    context.set_threading(ffmpeg::codec::threading::Config {
+        kind: ffmpeg::codec::threading::Type::Frame,
+        count: std::thread::available_parallelism().map_or(1, usize::from),
+        ..ffmpeg::codec::threading::Config::default()
+    });
     let mut decoder = context
         .decoder()
         .video()

@@ -614,6 +614,11 @@ fn broken_corpus_is_rejected_case_by_case_and_nothing_broken_is_published_or_pai
             );
         }
     }
+    // `inspect` reads the same tree (odd file names included) and still reports it as JSON.
+    let inspected = run(&["inspect", "--json", &raw.display().to_string()]);
+    let report: Value = serde_json::from_str(&stdout_with_status(&inspected, 0))
+        .expect("inspect --json prints JSON");
+    assert!(report["summary"]["rejected"].as_u64().expect("count") >= rejected);
     report_figure(&format!(
         "process broken corpus: {} cases, {rejected} rejected with their code, {} accepted controls, nothing broken published or paid",
         cases.len(),
