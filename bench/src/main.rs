@@ -87,6 +87,11 @@ fn main() -> anyhow::Result<()> {
                 .arg(frames.join("%05d.jpg")),
         )?);
         let (seconds, summary) = run_process(&bin, &short, &args.work.join("out-60s"))?;
+        let session = &summary["sessions"][0];
+        ensure!(
+            session["status"] == "accepted" && session["frames"] == 1800,
+            "the 60 s bundle was not processed whole: {session}"
+        );
         process.push(seconds);
         rss_60s.push(summary["peak_rss_kb"].as_f64().unwrap_or(f64::NAN) / 1024.0);
     }
@@ -102,7 +107,13 @@ fn main() -> anyhow::Result<()> {
     } else {
         let raw = bundle_10min(&args.work, &short)?;
         let (seconds, summary) = run_process(&bin, &raw, &args.work.join("out-10min"))?;
-        let frames: u64 = summary["sessions"][0]["frames"].as_u64().unwrap_or(0);
+        let session = &summary["sessions"][0];
+        let frames: u64 = session["frames"].as_u64().unwrap_or(0);
+        // A rejected bundle is never decoded: its RSS would say nothing.
+        ensure!(
+            session["status"] == "accepted" && frames >= 17_000,
+            "the 10-minute bundle was not processed whole: {session}"
+        );
         Some((
             seconds,
             summary["peak_rss_kb"].as_f64().unwrap_or(f64::NAN) / 1024.0,

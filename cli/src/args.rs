@@ -107,6 +107,27 @@ pub struct LayoutArgs {
     /// The review area: failed segments, same layout (same filesystem as --out).
     #[arg(long, value_name = "DIR", default_value = "out/review")]
     pub review: PathBuf,
+
+    /// Where a run stages its files and keeps its lock: beside --out, on the same filesystem,
+    /// never read by consumers [default: `.sd-work` beside --out].
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+}
+
+impl LayoutArgs {
+    /// The work folder: `--work`, else `.sd-work` beside the clean layout.
+    pub fn work_dir(&self) -> PathBuf {
+        self.work.clone().unwrap_or_else(|| {
+            match self.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(parent) => parent.join(".sd-work"),
+                None => PathBuf::from(".sd-work"),
+            }
+        })
+    }
+
+    pub fn open(&self) -> Result<sd_core::OutputLayout, sd_core::PublishError> {
+        sd_core::OutputLayout::open(&self.out, &self.review, &self.work_dir())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +162,17 @@ pub enum PayoutsCommand {
     Approve(PayoutsApproveArgs),
     /// Record that an approved payout was transferred.
     MarkPaid(PayoutsMarkPaidArgs),
+    /// Change what a valid segment pays: re-prices pending payouts only (approved and paid ones
+    /// never change). Set `[payout] lamports_per_segment` in the config to the same value.
+    SetRate(PayoutsSetRateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PayoutsSetRateArgs {
+    /// Lamports per valid segment (1 SOL = 1 000 000 000 lamports).
+    pub lamports: i64,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +194,10 @@ pub struct PayoutsApproveArgs {
     /// Who approves (recorded with the payout).
     #[arg(long, value_name = "NAME")]
     pub by: String,
+    /// The amount you reviewed (`payouts list` shows it): refused if the pending payout has
+    /// changed since, e.g. because a run added segments.
+    #[arg(long, value_name = "LAMPORTS")]
+    pub lamports: Option<i64>,
     #[command(flatten)]
     pub ledger: LedgerArgs,
 }

@@ -13,7 +13,12 @@ pub fn run(command: &PayoutsCommand) -> anyhow::Result<ExitCode> {
         PayoutsCommand::List(args) => list(args),
         PayoutsCommand::Approve(args) => {
             let mut ledger = crate::review::open_existing(&args.ledger.ledger)?;
-            let payout = ledger.approve(&args.wallet, &args.by, &crate::clock::now_rfc3339())?;
+            let payout = ledger.approve(
+                &args.wallet,
+                &args.by,
+                &crate::clock::now_rfc3339(),
+                args.lamports.map(sd_core::Lamports),
+            )?;
             crate::output::print(&format!(
                 "approved payout #{} to {}: {} SOL ({} lamports, {} item{}), by {}\n",
                 payout.id,
@@ -23,6 +28,24 @@ pub fn run(command: &PayoutsCommand) -> anyhow::Result<ExitCode> {
                 payout.items.len(),
                 if payout.items.len() == 1 { "" } else { "s" },
                 args.by
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        PayoutsCommand::SetRate(args) => {
+            let mut ledger = crate::review::open_existing(&args.ledger.ledger)?;
+            let before = ledger.rate()?;
+            ledger.set_rate(
+                sd_core::Lamports(args.lamports),
+                &crate::clock::now_rfc3339(),
+            )?;
+            crate::output::print(&format!(
+                "rate: {} -> {} lamports per valid segment ({} SOL); pending payouts re-priced, \
+                 approved and paid ones unchanged. Set [payout] lamports_per_segment = {} in the \
+                 config too.\n",
+                before.map_or("unset".to_owned(), |r| r.0.to_string()),
+                args.lamports,
+                sd_core::Lamports(args.lamports).sol(),
+                args.lamports
             ))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -43,6 +66,10 @@ pub fn run(command: &PayoutsCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn list(args: &PayoutsListArgs) -> anyhow::Result<ExitCode> {
+    if let Some(wallet) = &args.wallet {
+        sd_core::WalletAddress::parse(wallet)
+            .map_err(|why| anyhow::anyhow!("--wallet {wallet:?} is not a wallet: {why}"))?;
+    }
     let ledger = crate::review::open_existing(&args.ledger.ledger)?;
     let payouts = ledger.payouts(args.wallet.as_deref())?;
     let totals: Vec<_> = ledger
@@ -65,7 +92,13 @@ fn list(args: &PayoutsListArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out = String::new();
     if payouts.is_empty() {
-        let _ = writeln!(out, "no payouts yet (process some sessions first)");
+        let _ = writeln!(
+            out,
+            "no payouts{}: no valid segment has earned anything yet",
+            args.wallet
+                .as_deref()
+                .map_or(String::new(), |w| format!(" for {w}"))
+        );
     }
     for payout in &payouts {
         render_payout(&mut out, payout);

@@ -67,7 +67,19 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
     }
     let mut ledger = Ledger::open(ledger_path)
         .with_context(|| format!("cannot open the ledger {}", ledger_path.display()))?;
-    let layout = OutputLayout::open(&args.layout.out, &args.layout.review)?;
+    if let Some(ledger_rate) = ledger.rate()? {
+        anyhow::ensure!(
+            ledger_rate == rate,
+            "the ledger {} pays {} lamports per segment but the config says {}: nothing was \
+             processed. Use the ledger's rate (payout.lamports_per_segment = {}), or change it \
+             with `scale-diffusion payouts set-rate LAMPORTS` (re-prices pending payouts only)",
+            ledger_path.display(),
+            ledger_rate.0,
+            rate.0,
+            ledger_rate.0
+        );
+    }
+    let layout = args.layout.open()?;
     let run = RunInfo {
         run_id: crate::clock::run_id(),
         processed_at: crate::clock::now_rfc3339(),
@@ -76,8 +88,9 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
 
     let started = Instant::now();
     let mut lines = Vec::with_capacity(discovery.bundles.len());
+    let mut not_processed = Vec::new();
     for (n, source) in discovery.bundles.iter().enumerate() {
-        let line = process_session(
+        let result = process_session(
             source,
             n,
             &config,
@@ -86,21 +99,30 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
             &mut ledger,
             &run,
             !(args.quiet || args.json),
-        )
-        .with_context(|| {
-            format!(
-                "processing {} in {} stopped (nothing of it was recorded)",
-                source.session_id,
-                source.folder.display()
-            )
-        })?;
-        if !(args.quiet || args.json) {
-            crate::output::print(&session_line(&line))?;
+        );
+        match result {
+            Ok(line) => {
+                if !(args.quiet || args.json) {
+                    crate::output::print(&session_line(&line))?;
+                }
+                lines.push(line);
+            }
+            Err(err) => {
+                // A system problem (disk, permissions), not the contributor's: nothing of this
+                // session is recorded and its earlier record stands; the others go on.
+                let message = format!(
+                    "{} in {}: NOT PROCESSED, its earlier record (if any) stands: {err:#}",
+                    source.session_id,
+                    source.folder.display()
+                );
+                tracing::error!("{message}");
+                eprintln!("error: {message}");
+                not_processed.push(source.session_id.clone());
+            }
         }
-        lines.push(line);
     }
 
-    let summary = Summary::build(&lines, &ledger, discovery.ignored.len())?;
+    let summary = Summary::build(&lines, &ledger, not_processed.len())?;
     if args.json {
         let doc = RunDocument {
             run: &run,
@@ -122,7 +144,16 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
             discovery.ignored.len(),
         ))?;
     }
-    Ok(ExitCode::SUCCESS)
+    if not_processed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: {} session(s) could not be processed because of a system error (see above): {}",
+            not_processed.len(),
+            not_processed.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -162,6 +193,15 @@ fn process_session(
 
     let source_text = source.folder.display().to_string();
     let line = match analysis {
+        Analysis::Rejected {
+            reason: reason @ RejectReason::Unreadable { .. },
+            ..
+        } => {
+            // A part that exists but cannot be read is this machine's problem (permissions, a
+            // failing disk), not the contributor's: never a rejection that takes money back.
+            layout.discard(staged)?;
+            anyhow::bail!("{reason}");
+        }
         Analysis::Rejected { loaded, reason } => {
             let wallet = rejected_wallet(source, &loaded);
             let session_json = SessionFile::rejected(&loaded, &reason, &wallet, run);
@@ -250,13 +290,14 @@ fn process_session(
     Ok(line)
 }
 
-/// The wallet a rejected bundle is filed under: the storage key's, else what meta says.
+/// The wallet a rejected bundle is filed under: the storage key's, else what meta says, else
+/// (nothing says) its folder, so that unrelated wallet-less bundles never share a record.
 fn rejected_wallet(source: &BundleSource, loaded: &LoadedBundle) -> String {
     source
         .key_wallet
         .clone()
         .or_else(|| loaded.meta.as_ref().map(|meta| meta.wallet_address.clone()))
-        .unwrap_or_default()
+        .unwrap_or_else(|| format!("(no wallet: {})", source.folder.display()))
 }
 
 fn rejected_line(
@@ -363,6 +404,8 @@ fn session_line(line: &SessionLine) -> String {
 #[derive(Debug, Serialize)]
 struct Summary {
     sessions: usize,
+    /// Sessions a system error kept from being processed (nothing recorded for them).
+    not_processed: usize,
     accepted: usize,
     rejected: usize,
     rejected_by_code: BTreeMap<String, usize>,
@@ -375,7 +418,7 @@ struct Summary {
 }
 
 impl Summary {
-    fn build(lines: &[SessionLine], ledger: &Ledger, _ignored: usize) -> anyhow::Result<Self> {
+    fn build(lines: &[SessionLine], ledger: &Ledger, not_processed: usize) -> anyhow::Result<Self> {
         let mut rejected_by_code = BTreeMap::new();
         let mut failed_by_check = BTreeMap::new();
         for line in lines {
@@ -391,7 +434,8 @@ impl Summary {
             .filter(|l| l.status == SessionStatus::Accepted)
             .count();
         Ok(Self {
-            sessions: lines.len(),
+            sessions: lines.len() + not_processed,
+            not_processed,
             accepted,
             rejected: lines.len() - accepted,
             rejected_by_code,
@@ -421,6 +465,13 @@ fn render_summary(
         summary.accepted,
         summary.rejected
     );
+    if summary.not_processed > 0 {
+        let _ = write!(
+            out,
+            ", {} NOT PROCESSED (system errors above)",
+            summary.not_processed
+        );
+    }
     if !summary.rejected_by_code.is_empty() {
         let codes: Vec<String> = summary
             .rejected_by_code

@@ -64,9 +64,11 @@ impl PipelineConfig {
                 "output.jpeg_quality must lie in [1, 100]".into(),
             ));
         }
-        if payout.rate().is_err() {
+        if payout.rate().is_err() || payout.lamports_per_segment == 0 {
             return Err(ConfigError(
-                "payout.lamports_per_segment is larger than an i64 of lamports".into(),
+                "payout.lamports_per_segment must be a positive whole number of lamports, at most \
+                 i64::MAX"
+                    .into(),
             ));
         }
         Ok(Self {

@@ -124,19 +124,23 @@ impl JpegWriter {
             return Err(err);
         }
         let (width, height) = (picture.width, picture.height);
+        // libjpeg-turbo wants the luma plane padded to whole chroma blocks (even width and
+        // height for 4:2:0): an odd-sized picture repeats its last column and row.
+        let (luma_width, luma_height) = (width + width % 2, height + height % 2);
         let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
-        let len = width * height + 2 * chroma_width * chroma_height;
+        let len = luma_width * luma_height + 2 * chroma_width * chroma_height;
         let mut pixels = self.spare.try_recv().unwrap_or_default();
         pixels.clear();
         pixels.reserve(len);
         let sizes = [
-            (width, height),
-            (chroma_width, chroma_height),
-            (chroma_width, chroma_height),
+            (width, height, luma_width, luma_height),
+            (chroma_width, chroma_height, chroma_width, chroma_height),
+            (chroma_width, chroma_height, chroma_width, chroma_height),
         ];
-        for ((plane, stride), (plane_width, plane_height)) in
+        for ((plane, stride), (plane_width, plane_height, padded_width, padded_height)) in
             picture.planes.iter().zip(picture.strides).zip(sizes)
         {
+            let plane_start = pixels.len();
             for row in 0..plane_height {
                 let start = row * stride;
                 let Some(line) = plane.get(start..start + plane_width) else {
@@ -146,7 +150,15 @@ impl JpegWriter {
                     });
                 };
                 pixels.extend_from_slice(line);
+                if padded_width > plane_width {
+                    pixels.push(line[plane_width - 1]);
+                }
             }
+            if padded_height > plane_height {
+                let last = pixels.len() - padded_width;
+                pixels.extend_from_within(last..);
+            }
+            debug_assert_eq!(pixels.len() - plane_start, padded_width * padded_height);
         }
         let job = Job {
             frame,
@@ -246,8 +258,10 @@ fn encode_frames(
             return Ok(written);
         };
         let (width, height) = (job.width, job.height);
+        let luma_width = width + width % 2;
+        let luma_len = luma_width * (height + height % 2);
         let chroma_width = width.div_ceil(2);
-        let (y, chroma) = job.pixels.split_at(width * height);
+        let (y, chroma) = job.pixels.split_at(luma_len.min(job.pixels.len()));
         let (u, v) = chroma.split_at(chroma.len() / 2);
         let image = turbojpeg::YuvPlanesImage {
             y_plane: y,
@@ -255,14 +269,25 @@ fn encode_frames(
             v_plane: v,
             width,
             height,
-            y_stride: width,
+            y_stride: luma_width,
             u_stride: chroma_width,
             v_stride: chroma_width,
             subsamp: turbojpeg::Subsamp::Sub2x2,
         };
-        let jpeg = compressor
-            .compress_yuv_planes_to_owned(&image)
-            .map_err(|err| encode_err(job.frame, err))?;
+        // The crate asserts its size rules; a picture that breaks them is an error for this
+        // frame, never a lost thread.
+        let compressed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            compressor.compress_yuv_planes_to_owned(&image)
+        }));
+        let jpeg = match compressed {
+            Ok(result) => result.map_err(|err| encode_err(job.frame, err))?,
+            Err(_) => {
+                return Err(FrameWriteError::Encode {
+                    frame: job.frame,
+                    detail: format!("libjpeg-turbo refused a {width}x{height} picture"),
+                })
+            }
+        };
         let path = folder.join(frame_file_name(job.frame));
         std::fs::File::create(&path)
             .and_then(|mut file| file.write_all(&jpeg))

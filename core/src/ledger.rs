@@ -220,7 +220,7 @@ impl fmt::Display for SegmentKey {
 }
 
 /// A reference to a segment as a person types it: `[{wallet}/]{session_id}/segment_NNN`
-/// (a trailing `/` and a leading path to the output root are tolerated).
+/// (a trailing `/` and a leading path to the output root, before the wallet, are tolerated).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentRef {
     pub wallet: Option<String>,
@@ -236,8 +236,8 @@ impl SegmentRef {
             .filter(|p| !p.is_empty())
             .collect();
         let (segment, session, wallet) = match parts.as_slice() {
-            [.., wallet, session, segment] => (*segment, *session, Some(*wallet)),
             [session, segment] => (*segment, *session, None),
+            [.., wallet, session, segment] => (*segment, *session, Some(*wallet)),
             _ => {
                 return Err(format!(
                     "{text:?} is not [WALLET/]SESSION_ID/segment_NNN (e.g. session_1769936388223_tp5owb/segment_001)"
@@ -251,12 +251,17 @@ impl SegmentRef {
             .ok_or_else(|| format!("{segment:?} is not segment_NNN (1-based)"))?;
         crate::ids::SessionId::parse(session)
             .map_err(|why| format!("{session:?} is not a session id: {why}"))?;
+        // What stands before the session must be its wallet: a mistyped wallet must not silently
+        // select the session under whichever wallet owns it.
         let wallet = match wallet {
-            Some(wallet) if crate::ids::WalletAddress::parse(wallet).is_ok() => {
-                Some(wallet.to_owned())
-            }
-            // A leading path (`out/clean/session_.../segment_001`) that is not a wallet is fine.
-            _ => None,
+            Some(wallet) => Some(
+                crate::ids::WalletAddress::parse(wallet)
+                    .map_err(|why| {
+                        format!("{wallet:?} (before the session id) is not a wallet: {why}")
+                    })?
+                    .to_string(),
+            ),
+            None => None,
         };
         Ok(Self {
             wallet,
@@ -454,6 +459,8 @@ mod tests {
             "x/segment_001",
             "session_1_a/segment_000",
             "session_1_a/seg",
+            // A mistyped wallet is an error, not "any wallet".
+            "out/TYPOWALLET/session_1769936388223_tp5owb/segment_001",
         ] {
             assert!(SegmentRef::parse(bad).is_err(), "{bad}");
         }

@@ -90,7 +90,9 @@ pub use outputs::{
 };
 pub use parse::{parse_json_bytes, parse_json_part, Limits};
 pub use pipeline::{align_config, analyse_bundle, AcceptedSession, Analysis};
-pub use publish::{OutputLayout, PublishError, Published, SegmentFiles, StagedSession};
+pub use publish::{
+    OutputLayout, PublishError, Published, SegmentFiles, StagedSession, ABORT_AFTER_RENAMES_ENV,
+};
 pub use reject::{RejectReason, WalletFoundIn};
 pub use schema::{schema, SCHEMA_NAMES};
 pub use splice::{splice, Segment, SkipKind, Skipped, Splice, SpliceConfig};

@@ -6,11 +6,11 @@
 //! CLEAN/{wallet}/{session_id}/segment_NNN/{frames/,aligned.json,quality.json}   passing segments
 //! REVIEW/{wallet}/{session_id}/segment_NNN/...          failed segments, same layout
 //! REVIEW/{wallet}/{session_id}/session.json            rejected sessions (with their reason)
-//! CLEAN/.sd/                                            lock and staging: never read by consumers
+//! WORK/lock, WORK/staging/                              outside both: never seen by consumers
 //! ```
 //!
-//! Everything is written under `CLEAN/.sd/staging/` first (same filesystem as both roots), flushed
-//! to disk once with `syncfs`, then moved into place by `rename`. A segment that already exists is
+//! Everything is written under `WORK/staging/` first (same filesystem as both roots), flushed to
+//! disk once with `syncfs`, then moved into place by `rename`. A segment that already exists is
 //! swapped with its new version by one `renameat2(RENAME_EXCHANGE)`, so readers see the old
 //! segment or the new one, never a mix and never a gap. A killed run leaves only staging behind,
 //! which the next run clears.
@@ -38,10 +38,20 @@ pub enum PublishError {
     )]
     Locked(PathBuf),
     #[error(
-        "the review folder {review} is on another filesystem than {clean}: segments move between \
-         them by rename, so both must be on one filesystem"
+        "{other} is on another filesystem than {clean}: segments move between the clean layout, \
+         the review area and the work folder by rename, so all three must be on one filesystem"
     )]
-    CrossDevice { clean: PathBuf, review: PathBuf },
+    CrossDevice { clean: PathBuf, other: PathBuf },
+    #[error(
+        "the clean layout {clean} and the review area {review} overlap: they must be two separate \
+         folders (failed segments must never sit where consumers read)"
+    )]
+    Overlap { clean: PathBuf, review: PathBuf },
+    #[error(
+        "the work folder {0} is inside the clean layout or the review area: consumers would see \
+         half-written files there; choose a folder beside them"
+    )]
+    WorkInsideOutput(PathBuf),
     #[error("no segment {0} in the clean layout or the review area")]
     NoSuchSegment(String),
 }
@@ -59,7 +69,16 @@ pub struct OutputLayout {
     staging: PathBuf,
     /// Held for as long as the layout is open.
     _lock: File,
+    /// Renames readers can see so far, and the test hook's limit (see [`ABORT_AFTER_RENAMES_ENV`]).
+    visible_renames: std::cell::Cell<usize>,
+    abort_after_renames: Option<usize>,
 }
+
+/// Test hook: with `SD_TEST_ABORT_AFTER_RENAMES=k` set, the process aborts right after the k-th
+/// rename that changes what readers of the layout see, as a SIGKILL landing there would. The
+/// end-to-end tests walk k over every step of a publish to check that no step leaves anything
+/// partial where consumers read.
+pub const ABORT_AFTER_RENAMES_ENV: &str = "SD_TEST_ABORT_AFTER_RENAMES";
 
 /// A session's files being prepared in staging.
 #[derive(Debug)]
@@ -94,29 +113,40 @@ pub struct Published {
     pub withdrawn_segments: usize,
 }
 
-const STATE_DIR: &str = ".sd";
-
 impl OutputLayout {
-    /// Creates both roots if needed, takes the run lock and clears what a killed run left in
-    /// staging.
-    pub fn open(clean: &Path, review: &Path) -> Result<Self, PublishError> {
-        fs::create_dir_all(clean).map_err(io("cannot create", clean))?;
-        fs::create_dir_all(review).map_err(io("cannot create", review))?;
-        {
-            use std::os::unix::fs::MetadataExt as _;
-            let clean_dev = fs::metadata(clean).map_err(io("cannot read", clean))?.dev();
-            let review_dev = fs::metadata(review)
-                .map_err(io("cannot read", review))?
-                .dev();
-            if clean_dev != review_dev {
+    /// Creates the roots if needed, takes the run lock (in `work`) and clears what a killed run
+    /// left in staging. `work` holds only the lock and staging; it must be on the same filesystem
+    /// as `clean` and `review`, and outside both.
+    pub fn open(clean: &Path, review: &Path, work: &Path) -> Result<Self, PublishError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let mut devices = Vec::new();
+        for root in [clean, review, work] {
+            fs::create_dir_all(root).map_err(io("cannot create", root))?;
+            devices.push(fs::metadata(root).map_err(io("cannot read", root))?.dev());
+        }
+        for (other, device) in [(review, devices[1]), (work, devices[2])] {
+            if device != devices[0] {
                 return Err(PublishError::CrossDevice {
                     clean: clean.to_path_buf(),
-                    review: review.to_path_buf(),
+                    other: other.to_path_buf(),
                 });
             }
         }
-        let state = clean.join(STATE_DIR);
-        fs::create_dir_all(&state).map_err(io("cannot create", &state))?;
+        let within = |inner: &Path, outer: &Path| match (inner.canonicalize(), outer.canonicalize())
+        {
+            (Ok(inner), Ok(outer)) => inner.starts_with(&outer),
+            _ => false,
+        };
+        if within(review, clean) || within(clean, review) {
+            return Err(PublishError::Overlap {
+                clean: clean.to_path_buf(),
+                review: review.to_path_buf(),
+            });
+        }
+        if within(work, clean) || within(work, review) {
+            return Err(PublishError::WorkInsideOutput(work.to_path_buf()));
+        }
+        let state = work.to_path_buf();
         let lock_path = state.join("lock");
         let lock = File::options()
             .create(true)
@@ -140,7 +170,24 @@ impl OutputLayout {
             review: review.to_path_buf(),
             staging,
             _lock: lock,
+            visible_renames: std::cell::Cell::new(0),
+            abort_after_renames: std::env::var(ABORT_AFTER_RENAMES_ENV)
+                .ok()
+                .and_then(|k| k.parse().ok()),
         })
+    }
+
+    /// Counts one rename readers can see (and aborts there under the test hook).
+    fn visible_step(&self) {
+        let done = self.visible_renames.get() + 1;
+        self.visible_renames.set(done);
+        if self.abort_after_renames == Some(done) {
+            tracing::warn!(
+                renames = done,
+                "{ABORT_AFTER_RENAMES_ENV}: aborting as asked"
+            );
+            std::process::abort();
+        }
     }
 
     pub fn root(&self, location: Location) -> &Path {
@@ -210,48 +257,60 @@ impl OutputLayout {
         // 2. One flush of everything written, before anything becomes visible.
         sync_filesystem(&staged.root)?;
 
-        // 3. Move into place.
+        // 3. Take out first what must leave a place (a segment whose verdict changed, a segment
+        //    this run no longer makes), then put the new versions in: a run killed in between
+        //    leaves a segment missing until the next run, never a failed one where consumers read.
         let clean_dir = self.session_dir(Location::Clean, wallet, session);
         let review_dir = self.session_dir(Location::Review, wallet, session);
-        for dir in [&clean_dir, &review_dir] {
-            fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
-        }
         let trash = staged.root.join("withdrawn");
         fs::create_dir_all(&trash).map_err(io("cannot create", &trash))?;
-        let mut wanted: BTreeSet<(Location, String)> = BTreeSet::new();
-        for (files, folder) in &ready {
-            let name = SegmentKey::folder_name(files.segment);
-            let (target_dir, other_dir) = match files.location {
-                Location::Clean => (&clean_dir, &review_dir),
-                Location::Review => (&review_dir, &clean_dir),
-            };
-            swap_into_place(folder, &target_dir.join(&name))?;
-            // The same segment in the other place (its verdict changed): withdraw it.
-            withdraw(&other_dir.join(&name), &trash.join(format!("other-{name}")))?;
-            wanted.insert((files.location, name));
-            match files.location {
-                Location::Clean => published.clean_segments += 1,
-                Location::Review => published.review_segments += 1,
-            }
-        }
+        let wanted: BTreeSet<(Location, String)> = ready
+            .iter()
+            .map(|(files, _)| (files.location, SegmentKey::folder_name(files.segment)))
+            .collect();
         for (location, dir) in [
             (Location::Clean, &clean_dir),
             (Location::Review, &review_dir),
         ] {
             for name in segment_folders(dir)? {
-                if !wanted.contains(&(location, name.clone())) {
-                    withdraw(
-                        &dir.join(&name),
-                        &trash.join(format!("{}-{name}", location.as_str())),
-                    )?;
+                if wanted.contains(&(location, name.clone())) {
+                    continue;
+                }
+                withdraw(
+                    &dir.join(&name),
+                    &trash.join(format!("{}-{name}", location.as_str())),
+                )?;
+                self.visible_step();
+                let moved = wanted.iter().any(|(_, wanted_name)| *wanted_name == name);
+                if !moved {
                     published.withdrawn_segments += 1;
                 }
             }
         }
+        for dir in [&clean_dir, &review_dir] {
+            create_dir_durably(dir)?;
+        }
+        for (files, folder) in &ready {
+            let target_dir = match files.location {
+                Location::Clean => &clean_dir,
+                Location::Review => &review_dir,
+            };
+            swap_into_place(
+                folder,
+                &target_dir.join(SegmentKey::folder_name(files.segment)),
+            )?;
+            self.visible_step();
+            match files.location {
+                Location::Clean => published.clean_segments += 1,
+                Location::Review => published.review_segments += 1,
+            }
+        }
         let target = clean_dir.join("session.json");
         fs::rename(&session_file, &target).map_err(io("cannot publish", &target))?;
+        self.visible_step();
         // An earlier run's record of this session as rejected no longer holds.
         remove_file_if_exists(&review_dir.join("session.json"))?;
+        self.visible_step();
         for dir in [&clean_dir, &review_dir] {
             sync_dir(dir)?;
         }
@@ -280,8 +339,9 @@ impl OutputLayout {
         if clean_dir.exists() {
             published.withdrawn_segments += segment_folders(&clean_dir)?.len();
             withdraw(&clean_dir, &trash.join("clean"))?;
+            self.visible_step();
         }
-        fs::create_dir_all(&review_dir).map_err(io("cannot create", &review_dir))?;
+        create_dir_durably(&review_dir)?;
         for name in segment_folders(&review_dir)? {
             withdraw(
                 &review_dir.join(&name),
@@ -291,6 +351,7 @@ impl OutputLayout {
         }
         let target = review_dir.join("session.json");
         fs::rename(&session_file, &target).map_err(io("cannot publish", &target))?;
+        self.visible_step();
         sync_dir(&review_dir)?;
         if let Some(parent) = clean_dir.parent().filter(|parent| parent.is_dir()) {
             sync_dir(parent)?;
@@ -343,16 +404,45 @@ impl OutputLayout {
         write_file(&next.join("quality.json"), quality_json)?;
         sync_filesystem(&staged)?;
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(io("cannot create", parent))?;
+            create_dir_durably(parent)?;
         }
         swap_into_place(&next, &target)?;
+        self.visible_step();
         if source != target {
             withdraw(&source, &staged.join("old"))?;
+            self.visible_step();
         }
         for dir in [source.parent(), target.parent()].into_iter().flatten() {
             sync_dir(dir)?;
         }
         fs::remove_dir_all(&staged).map_err(io("cannot clear", &staged))?;
+        Ok(())
+    }
+
+    /// Replaces a published `session.json` (after an override changed a placement), through
+    /// staging: readers see the old file or the new one.
+    pub fn replace_session_json(
+        &self,
+        wallet: &str,
+        session_id: &str,
+        session_json: &[u8],
+    ) -> Result<(), PublishError> {
+        let target = self
+            .clean
+            .join(wallet)
+            .join(session_id)
+            .join("session.json");
+        let staged = self.staging.join(format!("session-{session_id}.json"));
+        File::create(&staged)
+            .and_then(|mut file| {
+                file.write_all(session_json)?;
+                file.sync_all()
+            })
+            .map_err(io("cannot write", &staged))?;
+        fs::rename(&staged, &target).map_err(io("cannot publish", &target))?;
+        if let Some(parent) = target.parent() {
+            sync_dir(parent)?;
+        }
         Ok(())
     }
 
@@ -448,6 +538,27 @@ fn swap_into_place(staged: &Path, target: &Path) -> Result<(), PublishError> {
 fn sync_filesystem(path: &Path) -> Result<(), PublishError> {
     let dir = File::open(path).map_err(io("cannot open", path))?;
     rustix::fs::syncfs(&dir).map_err(|errno| io("cannot flush", path)(errno.into()))
+}
+
+/// Creates `dir` and its missing parents, fsyncing each new entry's parent so that the folders
+/// survive a crash with the files renamed into them.
+fn create_dir_durably(dir: &Path) -> Result<(), PublishError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(io("cannot create", dir)(err))
+        }
+        _ => {}
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
 }
 
 /// Makes the renames inside `dir` durable.

@@ -24,6 +24,8 @@ fn unknown_keys_and_bad_values_are_refused() {
     assert!(table.to_string().contains("blurr"), "{table}");
     let rate = PipelineConfig::from_toml("[payout]\nlamports_per_segment = 0.5\n").unwrap_err();
     assert!(rate.to_string().contains("payout"), "{rate}");
+    let free = PipelineConfig::from_toml("[payout]\nlamports_per_segment = 0\n").unwrap_err();
+    assert!(free.to_string().contains("positive"), "{free}");
     let quality = PipelineConfig::from_toml("[output]\njpeg_quality = 0\n").unwrap_err();
     assert!(quality.to_string().contains("jpeg_quality"), "{quality}");
     // Absent keys keep their defaults.

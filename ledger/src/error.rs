@@ -31,9 +31,22 @@ pub enum LedgerError {
         why: String,
     },
 
-    /// A negative per-segment rate.
-    #[error("the rate per segment must not be negative, got {rate}")]
-    NegativeRate { rate: Lamports },
+    /// A per-segment rate that is not positive (the ledger stores rates > 0 only).
+    #[error(
+        "the rate per segment must be a positive number of lamports, got {rate}; nothing was written"
+    )]
+    InvalidRate { rate: Lamports },
+
+    /// `record_session` or `override_segment` with a rate other than the ledger's: the ledger
+    /// keeps the rate it pays (set by the first call that passed one, or by `set_rate`), so a
+    /// command run with another config cannot re-price what is pending. Nothing was written.
+    #[error(
+        "the ledger pays {ledger} per segment but the config says {config}; nothing was written: \
+         use the ledger's rate (payout.lamports_per_segment = {}), or change it explicitly with \
+         set_rate (which re-prices pending payouts only)",
+        ledger.0
+    )]
+    RateMismatch { ledger: Lamports, config: Lamports },
 
     /// A required piece of text (a reason, who did it, a timestamp) was empty.
     #[error("{what} must not be empty")]
@@ -74,6 +87,19 @@ pub enum LedgerError {
         amount_lamports: Lamports,
     },
 
+    /// `approve` with the amount the approver saw, and the pending payout now holds another
+    /// (something was recorded or overridden since it was listed). Nothing was written.
+    #[error(
+        "payout #{payout_id} of {wallet} is now {actual}, not the {expected} you approved; \
+         nothing was written: list it again and approve what it holds now"
+    )]
+    PendingChanged {
+        payout_id: i64,
+        wallet: String,
+        expected: Lamports,
+        actual: Lamports,
+    },
+
     /// No payout has this id.
     #[error("there is no payout #{payout_id}")]
     PayoutNotFound { payout_id: i64 },
@@ -96,6 +122,35 @@ pub enum LedgerError {
         payout_id: i64,
         signature: String,
         why: String,
+    },
+
+    /// `mark_paid` with a transaction signature that already records the payment of another
+    /// payout: one transfer pays one payout. Nothing was written.
+    #[error(
+        "payout #{payout_id}: transaction signature {signature} already records the payment of \
+         payout #{paid_payout_id}; one transfer pays one payout, nothing was written: give the \
+         signature of the transfer that paid #{payout_id}"
+    )]
+    SignatureAlreadyUsed {
+        payout_id: i64,
+        signature: String,
+        paid_payout_id: i64,
+    },
+
+    /// A ledger of schema version 1 in which several payouts carry one transaction signature:
+    /// version 2 refuses that, so the file is left as it is (not upgraded) until a person decides
+    /// which payout the transfer paid.
+    #[error(
+        "{}: payouts {} all carry transaction signature {signature}, but one transfer pays one \
+         payout; the ledger was not upgraded (still schema 1, unchanged): find which payout that \
+         transfer paid and correct the others by hand before opening it with this version",
+        path.as_deref().map_or_else(|| "ledger in memory".to_owned(), |p| p.display().to_string()),
+        payout_ids.iter().map(|id| format!("#{id}")).collect::<Vec<_>>().join(", ")
+    )]
+    SharedSignature {
+        path: Option<PathBuf>,
+        signature: String,
+        payout_ids: Vec<i64>,
     },
 
     /// A row the ledger wrote reads back as something it never writes (edited by hand?).

@@ -9,7 +9,11 @@
 //! - [`Ledger::override_segment`] appends a reviewer's verdict (an `sd_core::OverrideNote`,
 //!   [`OverrideOutcome`]); overrides apply only to the cut (frame range) they were made on.
 //! - [`Payout`]s move `pending -> approved -> paid`; the pending one is recomputed from what is due
-//!   per segment on every change, approved and paid ones are frozen by SQL triggers.
+//!   per segment on every change, approved and paid ones are frozen by SQL triggers. `approve`
+//!   can be tied to the amount the approver saw; a transfer signature pays one payout only.
+//! - The rate per valid segment is the ledger's ([`Ledger::rate`]): set by the first call that
+//!   passes one, a call with another rate is refused ([`LedgerError::RateMismatch`]), and only
+//!   [`Ledger::set_rate`] changes it (re-pricing pending earnings, never approved or paid ones).
 //! - [`WalletTotals`]: the per-wallet view of the SPEC, derived in SQL.
 //!
 //! Money is integer lamports ([`sd_core::Lamports`]) in Rust and in SQL; SOL is display text.
@@ -20,12 +24,13 @@
 //! let mut ledger = Ledger::open_in_memory().unwrap();
 //! assert!(ledger.wallet_totals().unwrap().is_empty());
 //! let wallet = "Dzse3tYXLgtRJrBHVVUK5ZYbZoCjBee1tK3oSv5RyLyR";
-//! let refused = ledger.approve(wallet, "ops", "2026-02-01T12:00:00Z");
+//! let refused = ledger.approve(wallet, "ops", "2026-02-01T12:00:00Z", None);
 //! assert!(matches!(refused, Err(LedgerError::NothingPending { .. })));
 //! ```
 
 mod error;
 mod payouts;
+mod rate;
 mod record;
 mod store;
 mod totals;

@@ -114,7 +114,8 @@ fn payout_list(ids: &BTreeSet<i64>) -> String {
 /// an accepted session (with its effective verdict), `settled` what approved and paid payouts
 /// hold for it. `None` when nothing is due.
 ///
-/// target = valid ? (settled > 0 ? settled : rate) : 0; due = target - settled.
+/// target = valid ? (settled > 0 ? settled : rate) : 0; due = target - settled, where `rate` is
+/// the ledger's rate.
 fn due_item(
     key: &SegmentKey,
     current: Option<&crate::SegmentVerdictRow>,
@@ -489,7 +490,18 @@ impl Ledger {
 
     /// Signs off the wallet's pending payout: `pending -> approved`. From then on it never
     /// changes (the SQL triggers refuse it) except to become paid.
-    pub fn approve(&mut self, wallet: &str, by: &str, now: &str) -> Result<Payout, LedgerError> {
+    ///
+    /// `expected_lamports` is the amount the approver was shown: when given and the pending
+    /// payout now holds another amount (a session was recorded or a segment overridden since),
+    /// the approval is refused with [`LedgerError::PendingChanged`] and nothing is written.
+    /// `None` approves whatever is pending.
+    pub fn approve(
+        &mut self,
+        wallet: &str,
+        by: &str,
+        now: &str,
+        expected_lamports: Option<Lamports>,
+    ) -> Result<Payout, LedgerError> {
         for (text, what) in [(by, "who approves a payout"), (now, "an approval's time")] {
             if text.trim().is_empty() {
                 return Err(LedgerError::EmptyText { what });
@@ -507,6 +519,16 @@ impl Ledger {
                 "payout #{id} says {} but its items sum to {sum}",
                 pending.amount_lamports
             )));
+        }
+        if let Some(expected) = expected_lamports {
+            if expected != pending.amount_lamports {
+                return Err(LedgerError::PendingChanged {
+                    payout_id: id,
+                    wallet: wallet.to_owned(),
+                    expected,
+                    actual: pending.amount_lamports,
+                });
+            }
         }
         if pending.amount_lamports <= Lamports::ZERO {
             return Err(LedgerError::NotPayable {
@@ -534,7 +556,9 @@ impl Ledger {
     }
 
     /// Records the transfer of an approved payout: `approved -> paid`, with the transaction
-    /// signature (base58 of 64 bytes). Any other state is refused.
+    /// signature (base58 of 64 bytes). Any other state is refused, and so is a signature that
+    /// already records the payment of another payout ([`LedgerError::SignatureAlreadyUsed`]; a
+    /// unique index enforces it in SQL too).
     pub fn mark_paid(
         &mut self,
         id: i64,
@@ -554,6 +578,17 @@ impl Ledger {
                 payout_id: id,
                 wallet: payout.wallet,
                 state: payout.state,
+            });
+        }
+        let used_by: Option<i64> = tx
+            .prepare_cached("SELECT id FROM payouts WHERE signature = ?1")?
+            .query_row(params![signature], |row| row.get(0))
+            .optional()?;
+        if let Some(paid_payout_id) = used_by {
+            return Err(LedgerError::SignatureAlreadyUsed {
+                payout_id: id,
+                signature: signature.to_owned(),
+                paid_payout_id,
             });
         }
         tx.prepare_cached(

@@ -8,6 +8,7 @@ use serde::Serialize;
 use sd_core::{Lamports, OverrideNote, SessionId, SessionRecord, SessionStatus, WalletAddress};
 
 use crate::payouts::{refresh_pending, Payout};
+use crate::rate::{agree_rate, check_rate};
 use crate::verdicts::{session_verdicts, SegmentVerdictRow};
 use crate::{Ledger, LedgerError};
 
@@ -230,8 +231,10 @@ impl Ledger {
     /// total and adds nothing twice; a changed record replaces the contribution. Overrides are
     /// kept and apply again to segments with the same frame range.
     ///
-    /// `rate` is the lamports per valid segment, `now` the RFC 3339 time of processing and
-    /// `run_id` the pipeline run's id.
+    /// `rate` is the lamports per valid segment from the command's config: it must be the
+    /// ledger's rate ([`Ledger::rate`]; a ledger without one takes it), else
+    /// [`LedgerError::RateMismatch`] and nothing is written. `now` is the RFC 3339 time of
+    /// processing and `run_id` the pipeline run's id.
     pub fn record_session(
         &mut self,
         record: &SessionRecord,
@@ -240,15 +243,14 @@ impl Ledger {
         run_id: &str,
     ) -> Result<RecordedSession, LedgerError> {
         check_record(record)?;
-        if rate < Lamports::ZERO {
-            return Err(LedgerError::NegativeRate { rate });
-        }
+        check_rate(rate)?;
         for (text, what) in [(now, "a record's time"), (run_id, "a record's run id")] {
             if text.trim().is_empty() {
                 return Err(LedgerError::EmptyText { what });
             }
         }
         let tx = self.write()?;
+        let rate = agree_rate(&tx, rate, now)?;
         let before = session_verdicts(&tx, &record.wallet, &record.session_id)?;
         let times_processed = write_session(&tx, record, now, run_id)?;
         let segments = session_verdicts(&tx, &record.wallet, &record.session_id)?;

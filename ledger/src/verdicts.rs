@@ -6,6 +6,7 @@ use serde::Serialize;
 use sd_core::{Lamports, OverrideNote, SegmentKey, SegmentRef, Verdict};
 
 use crate::payouts::{refresh_pending, Payout};
+use crate::rate::{agree_rate, check_rate};
 use crate::{Ledger, LedgerError};
 
 /// A current segment of an accepted session with the verdict that counts.
@@ -287,6 +288,10 @@ impl Ledger {
     /// Records a reviewer's verdict on the current cut of a segment and refreshes the wallet's
     /// pending payout, in one transaction. `from` is the effective verdict before; an override to
     /// the verdict it already has is recorded too (it pins the verdict for this cut).
+    ///
+    /// `rate` is the lamports per valid segment from the command's config: it must be the
+    /// ledger's rate ([`Ledger::rate`]; a ledger without one takes it), else
+    /// [`LedgerError::RateMismatch`] and nothing is written.
     pub fn override_segment(
         &mut self,
         key: &SegmentKey,
@@ -305,10 +310,9 @@ impl Ledger {
                 return Err(LedgerError::EmptyText { what });
             }
         }
-        if rate < Lamports::ZERO {
-            return Err(LedgerError::NegativeRate { rate });
-        }
+        check_rate(rate)?;
         let tx = self.write()?;
+        let rate = agree_rate(&tx, rate, now)?;
         let before = segment_verdict(&tx, key)?.ok_or_else(|| {
             match why_missing(&tx, Some(&key.wallet), &key.session_id, key.segment) {
                 Ok(why) => LedgerError::not_found(key, why),

@@ -390,12 +390,12 @@ fn approved_payouts_never_change_and_nothing_is_paid_twice() {
     ledger
         .record_session(&session(&w, &s, &[true, true]), RATE, NOW, "run-1")
         .unwrap();
-    let approved = ledger.approve(&w, "ops", NOW).unwrap();
+    let approved = ledger.approve(&w, "ops", NOW, None).unwrap();
     assert_eq!(approved.state, PayoutState::Approved);
     assert_eq!(approved.amount_lamports, Lamports(2 * RATE.0));
     assert!(approved.items.iter().all(|i| i.kind == ItemKind::Earning));
     assert!(matches!(
-        ledger.approve(&w, "ops", NOW),
+        ledger.approve(&w, "ops", NOW, None),
         Err(LedgerError::NothingPending { .. })
     ));
 
@@ -423,7 +423,7 @@ fn approved_payouts_never_change_and_nothing_is_paid_twice() {
     );
     // A payout that nets a take-back is not signed off.
     assert!(matches!(
-        ledger.approve(&w, "ops", LATER),
+        ledger.approve(&w, "ops", LATER, None),
         Err(LedgerError::NotPayable { .. })
     ));
 
@@ -447,7 +447,7 @@ fn approved_payouts_never_change_and_nothing_is_paid_twice() {
             "run-4",
         )
         .unwrap();
-    let second = ledger.approve(&w, "ops", LATER).unwrap();
+    let second = ledger.approve(&w, "ops", LATER, None).unwrap();
     assert_eq!(second.amount_lamports, RATE);
     assert_eq!(second.items.len(), 3);
     // Segment 1 passes once more: it was taken back, so it earns again (once).
@@ -479,8 +479,9 @@ fn a_paid_segment_is_never_topped_up_when_the_rate_changes() {
     ledger
         .record_session(&session(&w, &s, &[true]), RATE, NOW, "r")
         .unwrap();
-    let paid = ledger.approve(&w, "ops", NOW).unwrap();
+    let paid = ledger.approve(&w, "ops", NOW, None).unwrap();
     let double = Lamports(2 * RATE.0);
+    ledger.set_rate(double, LATER).unwrap();
     ledger
         .record_session(&session(&w, &s, &[true, true]), double, LATER, "r")
         .unwrap();
@@ -500,7 +501,7 @@ fn sql_triggers_refuse_to_change_approved_and_paid_payouts() {
     ledger
         .record_session(&session(&w, &s, &[true, true]), RATE, NOW, "r")
         .unwrap();
-    let approved = ledger.approve(&w, "ops", NOW).unwrap();
+    let approved = ledger.approve(&w, "ops", NOW, None).unwrap();
     let conn = raw(&path);
     let id = approved.id;
     let refused = |sql: &str| {
@@ -581,7 +582,7 @@ fn mark_paid_needs_an_approved_payout_and_a_transaction_signature() {
         err.to_string().contains(&format!("payout #{id}")) && err.to_string().contains("pending")
     );
 
-    ledger.approve(&w, "ops", NOW).unwrap();
+    ledger.approve(&w, "ops", NOW, None).unwrap();
     let short = bs58::encode([1u8; 32]).into_string();
     for bad in ["", "not-base58-0OIl", short.as_str(), "3xyz"] {
         assert!(
@@ -694,27 +695,51 @@ fn overflow_is_refused_and_nothing_is_written() {
         .unwrap_err();
     assert!(matches!(err, LedgerError::Overflow { .. }), "{err}");
     assert_eq!(ledger.sessions().unwrap().len(), 1);
-    // Approved, the wallet's net is i64::MAX: one more lamport anywhere would not fit.
-    ledger.approve(&w, "ops", NOW).unwrap();
+    // Approved, the wallet's net is i64::MAX: a pending payout of i64::MAX fits, the net does not.
+    ledger.approve(&w, "ops", NOW, None).unwrap();
+    let err = ledger
+        .record_session(&session(&w, &session_id(31), &[true]), max, NOW, "r")
+        .unwrap_err();
+    assert!(err.to_string().contains("net payout"), "{err}");
+    assert_eq!(totals(&ledger, &w).payout_sol, "9223372036.854775807");
+    assert_eq!(ledger.sessions().unwrap().len(), 1);
+    // A rate that pays nothing or takes back is not a rate.
+    for bad in [Lamports(-1), Lamports::ZERO, Lamports(i64::MIN)] {
+        assert!(matches!(
+            ledger.record_session(&session(&w, &session_id(31), &[true]), bad, NOW, "r"),
+            Err(LedgerError::InvalidRate { rate }) if rate == bad
+        ));
+        assert!(matches!(
+            ledger.set_rate(bad, NOW),
+            Err(LedgerError::InvalidRate { .. })
+        ));
+    }
+    assert_eq!(ledger.rate().unwrap(), Some(max));
+}
+
+#[test]
+fn a_refused_first_call_does_not_set_the_rate() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let w = wallet(18);
+    let near_max = Lamports(i64::MAX / 2 + 1);
     let err = ledger
         .record_session(
-            &session(&w, &session_id(31), &[true]),
-            Lamports(1),
+            &session(&w, &session_id(32), &[true, true]),
+            near_max,
             NOW,
             "r",
         )
         .unwrap_err();
-    assert!(err.to_string().contains("net payout"), "{err}");
-    assert_eq!(totals(&ledger, &w).payout_sol, "9223372036.854775807");
-    assert!(matches!(
-        ledger.record_session(
-            &session(&w, &session_id(31), &[true]),
-            Lamports(-1),
-            NOW,
-            "r"
-        ),
-        Err(LedgerError::NegativeRate { .. })
-    ));
+    assert!(matches!(err, LedgerError::Overflow { .. }), "{err}");
+    assert_eq!(ledger.rate().unwrap(), None);
+    // set_rate is one transaction too: a rate that overflows a pending payout is not kept.
+    ledger
+        .record_session(&session(&w, &session_id(32), &[true, true]), RATE, NOW, "r")
+        .unwrap();
+    let err = ledger.set_rate(near_max, LATER).unwrap_err();
+    assert!(matches!(err, LedgerError::Overflow { .. }), "{err}");
+    assert_eq!(ledger.rate().unwrap(), Some(RATE));
+    assert_eq!(totals(&ledger, &w).pending_lamports, Lamports(2 * RATE.0));
 }
 
 #[test]
@@ -896,7 +921,7 @@ fn the_worked_example_of_the_docs_holds() {
         .unwrap();
     assert_eq!((two.id, two.amount_lamports), (one.id, Lamports(3_000_000)));
     // 3.
-    ledger.approve(&w, "ops", NOW).unwrap();
+    ledger.approve(&w, "ops", NOW, None).unwrap();
     ledger.mark_paid(one.id, &signature(9), NOW).unwrap();
     let t = totals(&ledger, &w);
     assert_eq!(
@@ -918,7 +943,7 @@ fn the_worked_example_of_the_docs_holds() {
         )
     );
     assert!(matches!(
-        ledger.approve(&w, "ops", LATER),
+        ledger.approve(&w, "ops", LATER, None),
         Err(LedgerError::NotPayable { .. })
     ));
     let t = totals(&ledger, &w);
@@ -940,7 +965,7 @@ fn the_worked_example_of_the_docs_holds() {
     ledger
         .record_session(&session(&w, &b, &[true, true]), RATE, LATER, "r")
         .unwrap();
-    let five = ledger.approve(&w, "ops", LATER).unwrap();
+    let five = ledger.approve(&w, "ops", LATER, None).unwrap();
     assert_eq!(
         (five.id, five.amount_lamports),
         (four.id, Lamports(1_000_000))
@@ -959,4 +984,349 @@ fn the_worked_example_of_the_docs_holds() {
     );
     assert_eq!(totals(&ledger, &w).payout_lamports, Lamports(5_000_000));
     assert_eq!(totals(&ledger, &w).valid_segments, 5);
+}
+
+/// Sessions, payouts, totals, one segment's override history and the rate.
+type Snapshot = (
+    Vec<sd_ledger::SessionRow>,
+    Vec<Payout>,
+    Vec<WalletTotals>,
+    Vec<sd_core::OverrideNote>,
+    Option<Lamports>,
+);
+
+/// Everything a refused call must leave as it was.
+fn snapshot(ledger: &Ledger, k: &SegmentKey) -> Snapshot {
+    (
+        ledger.sessions().expect("sessions"),
+        ledger.payouts(None).expect("payouts"),
+        ledger.wallet_totals().expect("wallet totals"),
+        ledger.override_history(k).expect("override history"),
+        ledger.rate().expect("rate"),
+    )
+}
+
+/// The review's case: `process` at 2M a segment, then `review override` with the default 1M must
+/// not halve what is pending.
+#[test]
+fn a_rate_other_than_the_ledgers_is_refused_and_nothing_is_written() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    assert_eq!(ledger.rate().unwrap(), None);
+    let (w, s) = (wallet(19), session_id(19));
+    let double = Lamports(2 * RATE.0);
+    ledger
+        .record_session(&session(&w, &s, &[true, false]), double, NOW, "run-1")
+        .unwrap();
+    assert_eq!(ledger.rate().unwrap(), Some(double));
+    let k = key(&w, &s, 2);
+    let before = snapshot(&ledger, &k);
+    assert_eq!(before.2[0].pending_lamports, double);
+
+    // Reprocessing with another config: refused, the session is not even replaced.
+    let err = ledger
+        .record_session(&session(&w, &s, &[true, true]), RATE, LATER, "run-2")
+        .unwrap_err();
+    assert!(
+        matches!(err, LedgerError::RateMismatch { ledger, config } if ledger == double && config == RATE),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("ledger pays 2000000 lamports per segment")
+            && text.contains("config says 1000000 lamports")
+            && text.contains("set_rate"),
+        "{text}"
+    );
+    assert_eq!(snapshot(&ledger, &k), before);
+
+    // An override with another config: refused, no override recorded.
+    let err = ledger
+        .override_segment(&k, Verdict::Pass, "rain on the lens", "ana", LATER, RATE)
+        .unwrap_err();
+    assert!(
+        matches!(err, LedgerError::RateMismatch { ledger, config } if ledger == double && config == RATE),
+        "{err:?}"
+    );
+    assert_eq!(snapshot(&ledger, &k), before);
+
+    // The rate is the ledger's, not the wallet's: another wallet's first session is refused too.
+    let other = wallet(20);
+    assert!(matches!(
+        ledger.record_session(&session(&other, &session_id(20), &[true]), RATE, LATER, "r"),
+        Err(LedgerError::RateMismatch { .. })
+    ));
+    assert_eq!(snapshot(&ledger, &k), before);
+
+    // With the ledger's rate both go through, priced at it.
+    let up = ledger
+        .override_segment(&k, Verdict::Pass, "rain on the lens", "ana", LATER, double)
+        .unwrap();
+    assert_eq!(up.pending.unwrap().amount_lamports, Lamports(2 * double.0));
+    ledger
+        .record_session(&session(&w, &s, &[true, true]), double, LATER, "run-2")
+        .unwrap();
+    assert_eq!(totals(&ledger, &w).pending_lamports, Lamports(2 * double.0));
+}
+
+#[test]
+fn set_rate_reprices_pending_earnings_only() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    // Wallet a: two segments approved, one more pending.
+    let a = wallet(21);
+    ledger
+        .record_session(&session(&a, &session_id(21), &[true, true]), RATE, NOW, "r")
+        .unwrap();
+    let a_approved = ledger.approve(&a, "ops", NOW, None).unwrap();
+    ledger
+        .record_session(&session(&a, &session_id(22), &[true]), RATE, NOW, "r")
+        .unwrap();
+    // Wallet b: paid, then a segment failed: only a take-back is pending.
+    let b = wallet(22);
+    ledger
+        .record_session(&session(&b, &session_id(23), &[true, true]), RATE, NOW, "r")
+        .unwrap();
+    let b_approved = ledger.approve(&b, "ops", NOW, None).unwrap();
+    let b_paid = ledger
+        .mark_paid(b_approved.id, &signature(21), NOW)
+        .unwrap();
+    ledger
+        .record_session(
+            &session(&b, &session_id(23), &[true, false]),
+            RATE,
+            NOW,
+            "r",
+        )
+        .unwrap();
+    let b_back = pending(&ledger, &b).unwrap();
+    assert_eq!(b_back.amount_lamports, Lamports(-RATE.0));
+    // Wallet c: everything approved, nothing pending.
+    let c = wallet(23);
+    ledger
+        .record_session(&session(&c, &session_id(24), &[true]), RATE, NOW, "r")
+        .unwrap();
+    let c_approved = ledger.approve(&c, "ops", NOW, None).unwrap();
+    // Wallet d: only pending.
+    let d = wallet(24);
+    ledger
+        .record_session(
+            &session(&d, &session_id(25), &[true, true, false]),
+            RATE,
+            NOW,
+            "r",
+        )
+        .unwrap();
+
+    let triple = Lamports(3 * RATE.0);
+    ledger.set_rate(triple, LATER).unwrap();
+    assert_eq!(ledger.rate().unwrap(), Some(triple));
+
+    // Approved and paid payouts: untouched, to the byte.
+    assert_eq!(ledger.payout(a_approved.id).unwrap(), a_approved);
+    assert_eq!(ledger.payout(b_paid.id).unwrap(), b_paid);
+    assert_eq!(ledger.payout(c_approved.id).unwrap(), c_approved);
+    // Pending earnings: at the new rate.
+    let a_pending = pending(&ledger, &a).unwrap();
+    assert_eq!(a_pending.items.len(), 1);
+    assert_eq!(
+        (a_pending.items[0].kind, a_pending.amount_lamports),
+        (ItemKind::Earning, triple)
+    );
+    assert_eq!(
+        pending(&ledger, &d).unwrap().amount_lamports,
+        Lamports(2 * triple.0)
+    );
+    // A take-back takes back what was paid, whatever the rate: unchanged, same row.
+    assert_eq!(pending(&ledger, &b).unwrap(), b_back);
+    // A fully settled wallet gets no top-up.
+    assert!(pending(&ledger, &c).is_none());
+    let t = totals(&ledger, &a);
+    assert_eq!(
+        (t.approved_lamports, t.pending_lamports),
+        (Lamports(2 * RATE.0), triple)
+    );
+
+    // From now on the old rate is refused and the new one accepted.
+    assert!(matches!(
+        ledger.record_session(&session(&d, &session_id(25), &[true]), RATE, LATER, "r"),
+        Err(LedgerError::RateMismatch { .. })
+    ));
+    ledger
+        .record_session(&session(&d, &session_id(26), &[true]), triple, LATER, "r")
+        .unwrap();
+    assert_eq!(
+        pending(&ledger, &d).unwrap().amount_lamports,
+        Lamports(3 * triple.0)
+    );
+    // Setting the same rate again changes nothing.
+    let all = ledger.payouts(None).unwrap();
+    ledger.set_rate(triple, LATER).unwrap();
+    assert_eq!(ledger.payouts(None).unwrap(), all);
+    assert!(matches!(
+        ledger.set_rate(RATE, " "),
+        Err(LedgerError::EmptyText { .. })
+    ));
+    assert_eq!(ledger.rate().unwrap(), Some(triple));
+
+    // On an empty ledger set_rate just sets the rate the first call must bring.
+    let mut fresh = Ledger::open_in_memory().unwrap();
+    fresh.set_rate(triple, NOW).unwrap();
+    assert!(matches!(
+        fresh.record_session(&session(&a, &session_id(21), &[true]), RATE, NOW, "r"),
+        Err(LedgerError::RateMismatch { .. })
+    ));
+    assert!(fresh.sessions().unwrap().is_empty());
+}
+
+#[test]
+fn the_rate_persists_across_reopen_and_sql_guards_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let (w, s) = (wallet(25), session_id(27));
+    let double = Lamports(2 * RATE.0);
+    {
+        let mut ledger = Ledger::open(&path).unwrap();
+        ledger
+            .record_session(&session(&w, &s, &[true, false]), double, NOW, "r")
+            .unwrap();
+    }
+    let mut ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.rate().unwrap(), Some(double));
+    let k = key(&w, &s, 2);
+    let before = snapshot(&ledger, &k);
+    assert!(matches!(
+        ledger.override_segment(&k, Verdict::Pass, "ok", "ana", LATER, RATE),
+        Err(LedgerError::RateMismatch { .. })
+    ));
+    assert!(matches!(
+        ledger.record_session(&session(&w, &s, &[true, true]), RATE, LATER, "r"),
+        Err(LedgerError::RateMismatch { .. })
+    ));
+    assert_eq!(snapshot(&ledger, &k), before);
+    ledger.set_rate(RATE, LATER).unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.rate().unwrap(), Some(RATE));
+    assert_eq!(totals(&ledger, &w).pending_lamports, RATE);
+
+    // By hand: the rate is never dropped (the next command's config would set it again), is an
+    // integer > 0, and there is one.
+    let conn = raw(&path);
+    let err = conn.execute("DELETE FROM settings", []).unwrap_err();
+    assert!(err.to_string().contains("never deleted"), "{err}");
+    for bad in [
+        "UPDATE settings SET lamports_per_segment = 0",
+        "UPDATE settings SET lamports_per_segment = 1000000.5",
+        "UPDATE settings SET lamports_per_segment = 'a million'",
+        "UPDATE settings SET lamports_per_segment = NULL",
+        "INSERT INTO settings (id, lamports_per_segment, rate_set_at) VALUES (2, 5, 'x')",
+    ] {
+        assert!(conn.execute(bad, []).is_err(), "{bad}");
+    }
+    assert_eq!(ledger.rate().unwrap(), Some(RATE));
+}
+
+#[test]
+fn one_transfer_signature_pays_one_payout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let mut ledger = Ledger::open(&path).unwrap();
+    let mut ids = Vec::new();
+    for n in 26..29 {
+        let w = wallet(n);
+        ledger
+            .record_session(
+                &session(&w, &session_id(u32::from(n)), &[true]),
+                RATE,
+                NOW,
+                "r",
+            )
+            .unwrap();
+        ids.push(ledger.approve(&w, "ops", NOW, None).unwrap().id);
+    }
+    let (first, second, third) = (ids[0], ids[1], ids[2]);
+    ledger.mark_paid(first, &signature(26), NOW).unwrap();
+    let approved = ledger.payout(second).unwrap();
+
+    let err = ledger.mark_paid(second, &signature(26), LATER).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LedgerError::SignatureAlreadyUsed { payout_id, paid_payout_id, signature: sig }
+                if *payout_id == second && *paid_payout_id == first && *sig == signature(26)
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("already records the payment of payout #{first}")),
+        "{err}"
+    );
+    assert_eq!(ledger.payout(second).unwrap(), approved);
+
+    // Its own transfer's signature is fine.
+    let paid = ledger.mark_paid(second, &signature(27), LATER).unwrap();
+    assert_eq!(paid.signature, Some(signature(27)));
+
+    // By hand, the unique index refuses it.
+    let conn = raw(&path);
+    let err = conn
+        .execute(
+            "UPDATE payouts SET state = 'paid', paid_at = 'x', signature = ?1 WHERE id = ?2",
+            rusqlite::params![signature(26), third],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    assert_eq!(ledger.payout(third).unwrap().state, PayoutState::Approved);
+}
+
+#[test]
+fn approve_is_refused_when_the_pending_amount_is_not_what_was_seen() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let w = wallet(29);
+    ledger
+        .record_session(&session(&w, &session_id(29), &[true]), RATE, NOW, "r")
+        .unwrap();
+    let seen = pending(&ledger, &w).unwrap();
+    assert_eq!(seen.amount_lamports, RATE);
+    // Meanwhile another session comes in.
+    ledger
+        .record_session(&session(&w, &session_id(30), &[true]), RATE, NOW, "r")
+        .unwrap();
+    let now_pending = pending(&ledger, &w).unwrap();
+    assert_eq!(now_pending.id, seen.id);
+    let before = ledger.payouts(None).unwrap();
+
+    let err = ledger
+        .approve(&w, "ops", LATER, Some(seen.amount_lamports))
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LedgerError::PendingChanged { payout_id, expected, actual, .. }
+                if *payout_id == seen.id && *expected == RATE && *actual == Lamports(2 * RATE.0)
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!(
+            "payout #{} of {w} is now 2000000 lamports, not the 1000000 lamports you approved",
+            seen.id
+        )),
+        "{err}"
+    );
+    assert_eq!(ledger.payouts(None).unwrap(), before);
+
+    // The amount it holds now is accepted.
+    let approved = ledger
+        .approve(&w, "ops", LATER, Some(now_pending.amount_lamports))
+        .unwrap();
+    assert_eq!(
+        (approved.id, approved.state, approved.amount_lamports),
+        (seen.id, PayoutState::Approved, Lamports(2 * RATE.0))
+    );
+    assert_eq!(approved.items, now_pending.items);
+    assert!(matches!(
+        ledger.approve(&w, "ops", LATER, Some(RATE)),
+        Err(LedgerError::NothingPending { .. })
+    ));
 }

@@ -71,6 +71,18 @@ fn synthetic_raw(dir: &Dir, seconds: f64, seed: u64) -> (PathBuf, String) {
     (raw, written.session_id)
 }
 
+/// Consumers read the clean layout: nothing there but wallet folders (no staging, no lock).
+fn assert_no_hidden_entries(root: &Path) {
+    for entry in std::fs::read_dir(root).expect("clean layout") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(!name.starts_with('.'), "{name} in the clean layout");
+    }
+}
+
 /// Every `segment_*` folder under a layout root, checked whole: its frames are exactly the ones
 /// `aligned.json` lists, and `quality.json` is there. Returns (path, frames) of each.
 fn complete_segments(root: &Path) -> Vec<(PathBuf, usize)> {
@@ -455,6 +467,9 @@ fn sigkill_mid_run_leaves_no_partial_segment_and_a_rerun_converges() {
         // Whatever is visible is whole.
         complete_segments(&out.clean);
         complete_segments(&out.review);
+        if out.clean.is_dir() {
+            assert_no_hidden_entries(&out.clean);
+        }
     }
     report_figure(&format!(
         "process SIGKILL: {kills} of 5 runs killed mid-way (full run {:.1} s); every visible segment whole",
@@ -482,14 +497,12 @@ fn sigkill_mid_run_leaves_no_partial_segment_and_a_rerun_converges() {
         payouts
     };
     assert_eq!(strip(out.payouts_json()), strip(expected));
+    let staging = dir.path().join("out/.sd-work/staging");
     assert!(
-        !out.clean
-            .join(".sd/staging")
-            .read_dir()
-            .expect("staging")
-            .any(|_| true),
+        !staging.read_dir().expect("staging").any(|_| true),
         "staging is empty after a completed run"
     );
+    assert_no_hidden_entries(&out.clean);
 }
 
 #[test]
@@ -614,6 +627,34 @@ fn broken_corpus_is_rejected_case_by_case_and_nothing_broken_is_published_or_pai
             );
         }
     }
+    // Every processed case is in the ledger with its one reason; rejected ones hold no segment.
+    let ledger = sd_ledger::Ledger::open(&out.ledger).expect("ledger");
+    let rows = ledger.sessions().expect("sessions");
+    for case in &cases {
+        let row = rows.iter().find(|r| r.session_id == case.session_id);
+        match &case.expected {
+            Expected::Rejected { code } => {
+                let row = row.unwrap_or_else(|| panic!("{}: not in the ledger", case.name));
+                assert_eq!(row.reject_code.as_deref(), Some(*code), "{}", case.name);
+                assert!(row.reject_message.is_some(), "{}", case.name);
+                assert_eq!((row.segments, row.valid_segments), (0, 0), "{}", case.name);
+            }
+            Expected::AcceptedFailing { .. } => {
+                let row = row.unwrap_or_else(|| panic!("{}: not in the ledger", case.name));
+                assert_eq!(row.valid_segments, 0, "{}: nothing of it counts", case.name);
+            }
+            Expected::Accepted => assert!(row.is_some(), "{}: not in the ledger", case.name),
+            Expected::Ignored | Expected::Unlisted => {
+                assert!(
+                    row.is_none(),
+                    "{}: recorded, but never processed",
+                    case.name
+                )
+            }
+        }
+    }
+    drop(ledger);
+
     // `inspect` reads the same tree (odd file names included) and still reports it as JSON.
     let inspected = run(&["inspect", "--json", &raw.display().to_string()]);
     let report: Value = serde_json::from_str(&stdout_with_status(&inspected, 0))
@@ -624,4 +665,143 @@ fn broken_corpus_is_rejected_case_by_case_and_nothing_broken_is_published_or_pai
         cases.len(),
         accepted_sessions.len()
     ));
+}
+
+#[test]
+fn publish_aborted_at_every_step_never_shows_a_partial_or_failed_segment() {
+    let dir = Dir::new("process_abort_steps");
+    let (raw, _) = synthetic_raw(&dir, 21.0, 13);
+    let out = Outputs::in_dir(&dir);
+    // Run A: four passing segments in the clean layout.
+    out.process_json(&raw);
+    assert_eq!(complete_segments(&out.clean).len(), 4);
+    // Run B fails them all (10 fps is under a 20 fps bar): every step of moving them out of the
+    // clean layout, killed in turn.
+    let strict = dir.path().join("strict.toml");
+    std::fs::write(&strict, "[video]\nmin_fps = 20.0\n").expect("write config");
+    let bin = Path::new(env!("CARGO_BIN_EXE_scale-diffusion"));
+    let mut args = vec![
+        "process".to_owned(),
+        raw.display().to_string(),
+        "--quiet".into(),
+    ];
+    args.extend(out.layout_args());
+    args.extend(["--config".to_owned(), strict.display().to_string()]);
+    let mut aborted = 0;
+    for step in 1..=12 {
+        let status = Command::new(bin)
+            .args(&args)
+            .env(sd_core::ABORT_AFTER_RENAMES_ENV, step.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run process");
+        if status.success() {
+            break;
+        }
+        aborted += 1;
+        // Whole segments only; a segment in the clean layout still says it belongs there.
+        for (path, _) in complete_segments(&out.clean) {
+            let quality: Value = serde_json::from_str(
+                &std::fs::read_to_string(path.join("quality.json")).expect("quality.json"),
+            )
+            .expect("JSON");
+            assert_eq!(
+                quality["placement"]["location"],
+                "clean",
+                "{}",
+                path.display()
+            );
+        }
+        complete_segments(&out.review);
+        assert_no_hidden_entries(&out.clean);
+    }
+    assert!(
+        aborted >= 5,
+        "only {aborted} publish steps were interrupted"
+    );
+    report_figure(&format!(
+        "process aborted after each of {aborted} visible renames: never a partial or misplaced segment"
+    ));
+    // The run that is let finish converges: all four in review, none in the clean layout.
+    let strict_run = out.process(
+        &raw,
+        &["--quiet", "--config", &strict.display().to_string()],
+    );
+    stdout_with_status(&strict_run, 0);
+    assert!(complete_segments(&out.clean).is_empty());
+    assert_eq!(complete_segments(&out.review).len(), 4);
+    assert_eq!(out.payouts_json()["wallets"][0]["valid_segments"], 0);
+}
+
+#[test]
+fn the_rate_is_the_ledgers_and_approval_checks_what_was_seen() {
+    let dir = Dir::new("process_rate");
+    let (raw, _) = synthetic_raw(&dir, 11.0, 14);
+    let out = Outputs::in_dir(&dir);
+    out.process_json(&raw);
+    let ledger = out.ledger.display().to_string();
+    // A config with another rate is refused before anything is processed.
+    let double = dir.path().join("double.toml");
+    std::fs::write(&double, "[payout]\nlamports_per_segment = 2000000\n").expect("config");
+    let refused = out.process(&raw, &["--config", &double.display().to_string()]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("pays 1000000 lamports per segment"),
+        "{stderr}"
+    );
+    assert_eq!(
+        out.payouts_json()["wallets"][0]["pending_lamports"],
+        2_000_000
+    );
+
+    // Approving an amount that is not the pending one is refused, nothing written.
+    let stale = run(&[
+        "payouts",
+        "approve",
+        REAL_WALLET,
+        "--by",
+        "finance",
+        "--lamports",
+        "1000000",
+        "--ledger",
+        &ledger,
+    ]);
+    assert_eq!(
+        stale.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
+    assert!(out.payouts_json()["payouts"][0]["state"] == "pending");
+
+    // An explicit rate change re-prices what is pending; the new config is then accepted.
+    stdout_with_status(
+        &run(&["payouts", "set-rate", "2000000", "--ledger", &ledger]),
+        0,
+    );
+    assert_eq!(
+        out.payouts_json()["wallets"][0]["pending_lamports"],
+        4_000_000
+    );
+    stdout_with_status(
+        &out.process(
+            &raw,
+            &["--quiet", "--config", &double.display().to_string()],
+        ),
+        0,
+    );
+    let approved = run(&[
+        "payouts",
+        "approve",
+        REAL_WALLET,
+        "--by",
+        "finance",
+        "--lamports",
+        "4000000",
+        "--ledger",
+        &ledger,
+    ]);
+    assert!(stdout_with_status(&approved, 0).contains("0.004000000 SOL"));
 }
