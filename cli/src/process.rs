@@ -60,6 +60,8 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
         .rate()
         .context("payout.lamports_per_segment is too large")?;
     let discovery = sd_core::discover(&args.raw)?;
+    // The layout first: a refused layout must not leave a new, empty ledger behind.
+    let layout = args.layout.open()?;
     let ledger_path = &args.ledger.ledger;
     if let Some(parent) = ledger_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -79,7 +81,6 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
             ledger_rate.0
         );
     }
-    let layout = args.layout.open()?;
     let run = RunInfo {
         run_id: crate::clock::run_id(),
         processed_at: crate::clock::now_rfc3339(),
@@ -172,7 +173,7 @@ fn process_session(
     let bar = if progress {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} {pos} frames decoded ({per_sec})")
+            ProgressStyle::with_template("{spinner} {prefix}  {pos} frames decoded, {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_prefix(source.session_id.clone());
@@ -512,16 +513,17 @@ fn render_summary(
         );
         let _ = writeln!(
             out,
-            "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}",
-            "wallet", "segments", "frames", "pending SOL", "approved SOL", "paid SOL"
+            "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}  {:>14}",
+            "wallet", "segments", "frames", "earned SOL", "pending SOL", "approved SOL", "paid SOL"
         );
         for wallet in &summary.wallets {
             let _ = writeln!(
                 out,
-                "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}",
+                "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}  {:>14}",
                 wallet.wallet_address,
                 wallet.valid_segments,
                 wallet.total_frames,
+                wallet.payout_sol,
                 wallet.pending_lamports.sol(),
                 wallet.approved_lamports.sol(),
                 wallet.paid_lamports.sol()

@@ -119,11 +119,24 @@ impl OutputLayout {
     /// as `clean` and `review`, and outside both.
     pub fn open(clean: &Path, review: &Path, work: &Path) -> Result<Self, PublishError> {
         use std::os::unix::fs::MetadataExt as _;
-        let mut devices = Vec::new();
-        for root in [clean, review, work] {
-            fs::create_dir_all(root).map_err(io("cannot create", root))?;
-            devices.push(fs::metadata(root).map_err(io("cannot read", root))?.dev());
-        }
+        // Checked on each folder's nearest existing ancestor, before creating anything: a refused
+        // layout leaves no folder behind.
+        let device = |path: &Path| -> Result<u64, PublishError> {
+            let mut existing = path;
+            loop {
+                match fs::metadata(existing) {
+                    Ok(metadata) => return Ok(metadata.dev()),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                        existing = match existing.parent() {
+                            Some(parent) if !parent.as_os_str().is_empty() => parent,
+                            _ => Path::new("."),
+                        };
+                    }
+                    Err(err) => return Err(io("cannot read", existing)(err)),
+                }
+            }
+        };
+        let devices = [device(clean)?, device(review)?, device(work)?];
         for (other, device) in [(review, devices[1]), (work, devices[2])] {
             if device != devices[0] {
                 return Err(PublishError::CrossDevice {
@@ -131,6 +144,9 @@ impl OutputLayout {
                     other: other.to_path_buf(),
                 });
             }
+        }
+        for root in [clean, review, work] {
+            fs::create_dir_all(root).map_err(io("cannot create", root))?;
         }
         let within = |inner: &Path, outer: &Path| match (inner.canonicalize(), outer.canonicalize())
         {

@@ -514,6 +514,25 @@ fn bad_invocations_are_usage_errors() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no-such-folder"));
 
+    // The clean layout and the review area in one folder would mix failed segments with what
+    // consumers read: refused before anything is written.
+    let (raw, _) = synthetic_raw(&dir, 3.0, 15);
+    let same = dir.path().join("same");
+    let shared_ledger = dir.path().join("same.sqlite");
+    let output = run(&[
+        "process",
+        &raw.display().to_string(),
+        "--out",
+        &same.display().to_string(),
+        "--review",
+        &same.display().to_string(),
+        "--ledger",
+        &shared_ledger.display().to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("overlap"));
+    assert!(!shared_ledger.exists(), "a refused run writes no ledger");
+
     let ledger = dir.path().join("none.sqlite").display().to_string();
     let output = run(&["payouts", "list", "--ledger", &ledger]);
     assert_eq!(output.status.code(), Some(2));
