@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sd_core::{Location, SegmentRef, Verdict};
+use sd_core::{Location, Placement, SegmentRef, Verdict};
 use sd_ledger::Ledger;
 
 use crate::args::{OverrideArgs, ReviewCommand};
@@ -43,27 +43,16 @@ fn override_segment(args: &OverrideArgs) -> anyhow::Result<ExitCode> {
         Verdict::Fail
     };
 
-    let (_, current) = layout.find_segment(&row.key).with_context(|| {
+    // Refused here, before anything is recorded, when the files are not where they should be.
+    layout.published_quality(&row.key).with_context(|| {
         format!(
-            "{} is in the ledger but in neither {} nor {}: do --out and --review name the folders \
-             `process` wrote to?",
+            "{} is in the ledger, but its files in {} / {} are not usable: do --out and --review \
+             name the folders `process` wrote to?",
             row.key,
             args.layout.out.display(),
             args.layout.review.display()
         )
     })?;
-    let quality_path = current.join("quality.json");
-    let quality_text = std::fs::read_to_string(&quality_path)
-        .with_context(|| format!("cannot read {}", quality_path.display()))?;
-    let mut quality: serde_json::Value = serde_json::from_str(&quality_text)
-        .with_context(|| format!("{} is not JSON", quality_path.display()))?;
-    anyhow::ensure!(
-        quality
-            .get("placement")
-            .is_some_and(serde_json::Value::is_object),
-        "{} has no `placement` object (written by another version?): run `process` again first",
-        quality_path.display()
-    );
 
     let outcome = ledger.override_segment(
         &row.key,
@@ -74,48 +63,22 @@ fn override_segment(args: &OverrideArgs) -> anyhow::Result<ExitCode> {
         rate,
     )?;
     let location = Location::of(outcome.segment.verdict);
-    let placement = quality
-        .get_mut("placement")
-        .and_then(serde_json::Value::as_object_mut)
-        .with_context(|| {
-            format!(
-                "{} has no `placement` object (written by another version?); the override is \
-                 recorded (#{}) and the next `process` run rewrites the file",
-                quality_path.display(),
-                outcome.recorded.id
-            )
-        })?;
-    placement.insert(
-        "verdict".into(),
-        serde_json::to_value(outcome.segment.verdict)?,
-    );
-    placement.insert("override".into(), serde_json::to_value(&outcome.recorded)?);
-    placement.insert("location".into(), serde_json::to_value(location)?);
-    let quality_json = serde_json::to_vec_pretty(&quality)?;
+    let placement = Placement {
+        segment: row.key.segment,
+        clean_passed: outcome.segment.clean_passed,
+        verdict: outcome.segment.verdict,
+        override_note: Some(outcome.recorded.clone()),
+        location,
+    };
     layout
-        .move_segment(&row.key, location, &quality_json)
+        .apply_placement(&row.key, &placement)
         .with_context(|| {
             format!(
-                "the override is recorded (#{}), but moving {} failed; the next `process` run \
-                 puts it where the ledger says",
+                "the override is recorded (#{}), but carrying it out on disk failed; the next \
+                 `process` run puts {} where the ledger says",
                 outcome.recorded.id, row.key
             )
         })?;
-
-    // session.json lists every segment's placement: keep it true.
-    let session_path = layout
-        .root(Location::Clean)
-        .join(&row.key.wallet)
-        .join(&row.key.session_id)
-        .join("session.json");
-    if let Err(err) =
-        update_session_json(&layout, &row.key, &session_path, placement_value(&quality))
-    {
-        eprintln!(
-            "warning: {} was not updated ({err:#}); the next `process` run rewrites it",
-            session_path.display()
-        );
-    }
 
     let pending =
         outcome
@@ -140,40 +103,4 @@ fn override_segment(args: &OverrideArgs) -> anyhow::Result<ExitCode> {
         pending
     ))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn placement_value(quality: &serde_json::Value) -> serde_json::Value {
-    quality
-        .get("placement")
-        .cloned()
-        .unwrap_or(serde_json::Value::Null)
-}
-
-/// Sets the placement of `key`'s segment in its session's `session.json`.
-fn update_session_json(
-    layout: &sd_core::OutputLayout,
-    key: &sd_core::SegmentKey,
-    path: &Path,
-    placement: serde_json::Value,
-) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut session: serde_json::Value = serde_json::from_str(&text)?;
-    let segment = session
-        .get_mut("segments")
-        .and_then(serde_json::Value::as_array_mut)
-        .and_then(|segments| {
-            segments.iter_mut().find(|s| {
-                s.get("segment").and_then(serde_json::Value::as_u64) == Some(key.segment as u64)
-            })
-        })
-        .and_then(serde_json::Value::as_object_mut)
-        .context("the segment is not listed")?;
-    segment.insert("placement".into(), placement);
-    layout.replace_session_json(
-        &key.wallet,
-        &key.session_id,
-        &serde_json::to_vec_pretty(&session)?,
-    )?;
-    Ok(())
 }

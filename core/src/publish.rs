@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ids::{SessionId, WalletAddress};
 use crate::ledger::SegmentKey;
-use crate::outputs::Location;
+use crate::outputs::{Location, Placement};
 
 /// A filesystem problem while publishing (never a bundle's fault).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,8 @@ pub enum PublishError {
          half-written files there; choose a folder beside them"
     )]
     WorkInsideOutput(PathBuf),
+    #[error("{path} is not what `process` writes ({detail}): run `process` again first")]
+    Malformed { path: PathBuf, detail: String },
     #[error("no segment {0} in the clean layout or the review area")]
     NoSuchSegment(String),
 }
@@ -378,7 +380,7 @@ impl OutputLayout {
 
     /// Moves one published segment between the clean layout and the review area (a reviewer's
     /// override), rewriting its `quality.json` with `quality_json`. Whole or not at all.
-    pub fn move_segment(
+    fn move_segment(
         &self,
         key: &SegmentKey,
         to: Location,
@@ -435,9 +437,86 @@ impl OutputLayout {
         Ok(())
     }
 
+    /// The published segment `key` and its `quality.json`, checked to be what `process` writes
+    /// (so that a reviewer's override is refused before it is recorded, not after).
+    pub fn published_quality(
+        &self,
+        key: &SegmentKey,
+    ) -> Result<(Location, serde_json::Value), PublishError> {
+        let (location, folder) = self
+            .find_segment(key)
+            .ok_or_else(|| PublishError::NoSuchSegment(key.to_string()))?;
+        let path = folder.join("quality.json");
+        let text = fs::read_to_string(&path).map_err(io("cannot read", &path))?;
+        let quality: serde_json::Value =
+            serde_json::from_str(&text).map_err(|err| PublishError::Malformed {
+                path: path.clone(),
+                detail: err.to_string(),
+            })?;
+        if !quality
+            .get("placement")
+            .is_some_and(serde_json::Value::is_object)
+        {
+            return Err(PublishError::Malformed {
+                path,
+                detail: "no `placement` object".to_owned(),
+            });
+        }
+        Ok((location, quality))
+    }
+
+    /// Carries out a reviewer's decision on disk: the segment's `quality.json` gets the new
+    /// placement, the segment moves to `placement.location` (whole or not at all), and the
+    /// session's `session.json` lists the new placement. The CLI and the desktop app both call
+    /// this after `sd_ledger::Ledger::override_segment` recorded the decision.
+    pub fn apply_placement(
+        &self,
+        key: &SegmentKey,
+        placement: &Placement,
+    ) -> Result<(), PublishError> {
+        let (_, mut quality) = self.published_quality(key)?;
+        let value = serde_json::to_value(placement).map_err(|err| PublishError::Malformed {
+            path: PathBuf::from(key.to_string()),
+            detail: err.to_string(),
+        })?;
+        if let Some(object) = quality.as_object_mut() {
+            object.insert("placement".into(), value.clone());
+        }
+        let quality_json = to_json(&quality, key)?;
+        self.move_segment(key, placement.location, &quality_json)?;
+
+        let session_path = self
+            .clean
+            .join(&key.wallet)
+            .join(&key.session_id)
+            .join("session.json");
+        let text = fs::read_to_string(&session_path).map_err(io("cannot read", &session_path))?;
+        let mut session: serde_json::Value =
+            serde_json::from_str(&text).map_err(|err| PublishError::Malformed {
+                path: session_path.clone(),
+                detail: err.to_string(),
+            })?;
+        let listed = session
+            .get_mut("segments")
+            .and_then(serde_json::Value::as_array_mut)
+            .and_then(|segments| {
+                segments.iter_mut().find(|s| {
+                    s.get("segment").and_then(serde_json::Value::as_u64) == Some(key.segment as u64)
+                })
+            })
+            .and_then(serde_json::Value::as_object_mut)
+            .ok_or_else(|| PublishError::Malformed {
+                path: session_path.clone(),
+                detail: format!("segment {} is not listed", key.segment),
+            })?;
+        listed.insert("placement".into(), value);
+        let session_json = to_json(&session, key)?;
+        self.replace_session_json(&key.wallet, &key.session_id, &session_json)
+    }
+
     /// Replaces a published `session.json` (after an override changed a placement), through
     /// staging: readers see the old file or the new one.
-    pub fn replace_session_json(
+    fn replace_session_json(
         &self,
         wallet: &str,
         session_id: &str,
@@ -472,6 +551,13 @@ impl OutputLayout {
             .map(|location| (location, self.root(location).join(&relative)))
             .find(|(_, path)| path.is_dir())
     }
+}
+
+fn to_json(value: &serde_json::Value, key: &SegmentKey) -> Result<Vec<u8>, PublishError> {
+    serde_json::to_vec_pretty(value).map_err(|err| PublishError::Malformed {
+        path: PathBuf::from(key.to_string()),
+        detail: err.to_string(),
+    })
 }
 
 /// `segment_NNN` folders in `dir` (none when it does not exist).

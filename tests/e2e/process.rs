@@ -327,6 +327,19 @@ fn override_moves_the_segment_and_approved_payouts_never_change() {
     .expect("JSON");
     assert_eq!(quality["placement"]["verdict"], "fail");
     assert_eq!(quality["placement"]["override"]["by"], "ana");
+    validate("segment-quality", &quality);
+    // session.json lists the new placement too.
+    let session_json = out
+        .clean
+        .join(REAL_WALLET)
+        .join(&session_id)
+        .join("session.json");
+    let session: Value =
+        serde_json::from_str(&std::fs::read_to_string(&session_json).expect("session.json"))
+            .expect("JSON");
+    assert_eq!(session["segments"][1]["placement"]["location"], "review");
+    assert_eq!(session["segments"][1]["placement"]["override"]["by"], "ana");
+    validate("session", &session);
     assert_eq!(out.payouts_json()["wallets"][0]["valid_segments"], 1);
     assert_eq!(
         out.payouts_json()["wallets"][0]["pending_lamports"],
