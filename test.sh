@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, then format, lints, layering, and every test.
 # Tests that need ../shared/real-sessions print SKIPPED when it is absent; set
-# SD_REQUIRE_REAL_SESSIONS=1 to make absence a failure (CI does).
+# SD_REQUIRE_REAL_SESSIONS=1 to make absence a failure (CI does). It also installs Debian's Chromium
+# for the test that renders the session report (SD_REQUIRE_BROWSER=1 makes its absence a failure).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-scripts/install-deps.sh
+scripts/install-deps.sh --browser
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 scripts/check-deps.sh

@@ -13,6 +13,11 @@ packages=(
   libsqlite3-dev
 )
 
+# `--browser`: also Debian's Chromium, for the test that renders the session report.
+if [ "${1:-}" = "--browser" ]; then
+  packages+=(chromium)
+fi
+
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -10,31 +10,7 @@ use crate::inspect::{name, seconds};
 
 pub fn run(args: &AlignArgs) -> anyhow::Result<ExitCode> {
     let discovery = sd_core::discover(&args.bundle)?;
-    let ids: Vec<&str> = discovery
-        .bundles
-        .iter()
-        .map(|b| b.session_id.as_str())
-        .collect();
-    let source = match (&args.session, discovery.bundles.as_slice()) {
-        (_, []) => anyhow::bail!("no bundle in {}", args.bundle.display()),
-        (None, [only]) => only,
-        (None, _) => anyhow::bail!(
-            "{} holds {} sessions; choose one with --session: {}",
-            args.bundle.display(),
-            ids.len(),
-            ids.join(", ")
-        ),
-        (Some(wanted), bundles) => bundles
-            .iter()
-            .find(|b| &b.session_id == wanted)
-            .with_context(|| {
-                format!(
-                    "no session {wanted} in {}: found {}",
-                    args.bundle.display(),
-                    ids.join(", ")
-                )
-            })?,
-    };
+    let source = select_session(&discovery, &args.bundle, args.session.as_deref())?;
 
     let bundle = match sd_core::load_bundle(source, &Limits::default()).into_bundle() {
         Ok(bundle) => bundle,
@@ -74,4 +50,37 @@ pub fn run(args: &AlignArgs) -> anyhow::Result<ExitCode> {
     }
     crate::output::print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one bundle of `discovery` a command works on: the only one, or the one `--session` names.
+pub(crate) fn select_session<'a>(
+    discovery: &'a sd_core::Discovery,
+    path: &std::path::Path,
+    session: Option<&str>,
+) -> anyhow::Result<&'a sd_core::BundleSource> {
+    let ids: Vec<&str> = discovery
+        .bundles
+        .iter()
+        .map(|b| b.session_id.as_str())
+        .collect();
+    match (session, discovery.bundles.as_slice()) {
+        (_, []) => anyhow::bail!("no bundle in {}", path.display()),
+        (None, [only]) => Ok(only),
+        (None, _) => anyhow::bail!(
+            "{} holds {} sessions; choose one with --session: {}",
+            path.display(),
+            ids.len(),
+            ids.join(", ")
+        ),
+        (Some(wanted), bundles) => bundles
+            .iter()
+            .find(|b| b.session_id == wanted)
+            .with_context(|| {
+                format!(
+                    "no session {wanted} in {}: found {}",
+                    path.display(),
+                    ids.join(", ")
+                )
+            }),
+    }
 }

@@ -45,6 +45,10 @@ pub enum Command {
     /// Exits 1, writing nothing, when the bundle is rejected (the reason is printed).
     Align(AlignArgs),
 
+    /// Write one bundle's visual report: a self-contained HTML page with the timing, the clock
+    /// join and every verdict (`process` writes the same page beside every session.json).
+    Report(ReportArgs),
+
     /// Print (or write) the JSON Schema of a file the system reads or writes.
     Schema(SchemaArgs),
 }
@@ -242,6 +246,24 @@ pub struct OverrideArgs {
     #[command(flatten)]
     pub ledger: LedgerArgs,
     /// Pipeline config, for the payout rate (like config/pipeline.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Folder holding the bundle's parts (in either key form), or a folder of them with --session.
+    pub bundle: PathBuf,
+
+    /// Where to write the page.
+    #[arg(long, short, value_name = "FILE", default_value = "report.html")]
+    pub out: PathBuf,
+
+    /// Which session, when the folder holds several.
+    #[arg(long, value_name = "SESSION_ID")]
+    pub session: Option<String>,
+
+    /// Pipeline config (TOML, like config/pipeline.toml); the built-in defaults otherwise.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }

@@ -8,6 +8,7 @@ mod inspect;
 mod output;
 mod payouts;
 mod process;
+mod report;
 mod review;
 mod schema;
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Review(command) => review::run(&command),
         Command::Inspect(args) => inspect::run(&args),
         Command::Align(args) => align::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Schema(args) => schema::run(&args),
     };
     match result {

@@ -205,15 +205,23 @@ fn process_session(
         }
         Analysis::Rejected { loaded, reason } => {
             let wallet = rejected_wallet(source, &loaded);
-            let session_json = SessionFile::rejected(&loaded, &reason, &wallet, run);
-            let session_json = serde_json::to_vec_pretty(&session_json)?;
+            let session_file = SessionFile::rejected(&loaded, &reason, &wallet, run);
+            let session_json = serde_json::to_vec_pretty(&session_file)?;
+            let report_html =
+                sd_core::render_report(&session_file, &config.quality, &Default::default());
             // The record goes where reviewers look only when its ids are safe to use as a path.
             match (
                 WalletAddress::parse(&wallet),
                 SessionId::parse(&source.session_id),
             ) {
                 (Ok(wallet), Ok(session)) => {
-                    layout.publish_rejected(&wallet, &session, staged, &session_json)?;
+                    layout.publish_rejected(
+                        &wallet,
+                        &session,
+                        staged,
+                        &session_json,
+                        report_html.as_bytes(),
+                    )?;
                 }
                 _ => layout.discard(staged)?,
             }
@@ -242,9 +250,17 @@ fn process_session(
             let timeline = sd_core::align_config(config).timeline;
             let session_file = SessionFile::accepted(&session, &placements, &timeline, run);
             let session_json = serde_json::to_vec_pretty(&session_file)?;
+            let thumbnails = thumbnails(&session_file, staged.frames_dir());
+            let report_html = sd_core::render_report(&session_file, &config.quality, &thumbnails);
             let publish_started = Instant::now();
-            let published =
-                layout.publish_session(&wallet, &session_id, staged, &files, &session_json)?;
+            let published = layout.publish_session(
+                &wallet,
+                &session_id,
+                staged,
+                &files,
+                &session_json,
+                report_html.as_bytes(),
+            )?;
             let publish_s = publish_started.elapsed().as_secs_f64();
             let record = accepted_record(&session, &source_text, &session_json);
             let recorded = ledger.record_session(&record, rate, &run.processed_at, &run.run_id)?;
@@ -289,6 +305,25 @@ fn process_session(
         }
     };
     Ok(line)
+}
+
+/// Small copies of a few frames of each segment, from the frames just written.
+pub(crate) fn thumbnails(session: &SessionFile, frames_dir: &Path) -> sd_core::Thumbnails {
+    let mut thumbnails = sd_core::Thumbnails::new();
+    for frame in sd_core::thumbnail_frames(session) {
+        let path = frames_dir.join(sd_core::frame_file_name(frame));
+        let small = std::fs::read(&path)
+            .map_err(|err| err.to_string())
+            .and_then(|jpeg| sd_core::thumbnail_jpeg(&jpeg).map_err(|err| err.to_string()));
+        match small {
+            Ok(small) => {
+                thumbnails.insert(frame, small);
+            }
+            // A report without one picture is still a report.
+            Err(err) => tracing::warn!(path = %path.display(), "no thumbnail: {err}"),
+        }
+    }
+    thumbnails
 }
 
 /// The wallet a rejected bundle is filed under: the storage key's, else what meta says, else

@@ -303,6 +303,43 @@ fn encode_frames(
     }
 }
 
+/// A small copy of a written frame for reports: decoded at 1/8 scale by libjpeg-turbo itself
+/// (160x88 from 1280x704) and re-encoded at quality 70, a few KB each.
+pub fn thumbnail_jpeg(jpeg: &[u8]) -> Result<Vec<u8>, FrameWriteError> {
+    let failed = |err: turbojpeg::Error| FrameWriteError::Encode {
+        frame: 0,
+        detail: format!("thumbnail: {err}"),
+    };
+    let mut decompressor = turbojpeg::Decompressor::new().map_err(failed)?;
+    decompressor
+        .set_scaling_factor(turbojpeg::ScalingFactor::ONE_EIGHTH)
+        .map_err(failed)?;
+    let header = decompressor
+        .read_header(jpeg)
+        .map_err(failed)?
+        .scaled(turbojpeg::ScalingFactor::ONE_EIGHTH);
+    let format = turbojpeg::PixelFormat::RGB;
+    let pitch = header.width * format.size();
+    let mut pixels = vec![0u8; pitch * header.height];
+    let image = turbojpeg::Image {
+        pixels: pixels.as_mut_slice(),
+        width: header.width,
+        pitch,
+        height: header.height,
+        format,
+    };
+    decompressor.decompress(jpeg, image).map_err(failed)?;
+    let image = turbojpeg::Image {
+        pixels: pixels.as_slice(),
+        width: header.width,
+        pitch,
+        height: header.height,
+        format,
+    };
+    let small = turbojpeg::compress(image, 70, turbojpeg::Subsamp::Sub2x2).map_err(failed)?;
+    Ok(small.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

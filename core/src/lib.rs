@@ -37,6 +37,7 @@ mod parse;
 mod pipeline;
 mod publish;
 mod reject;
+mod report;
 mod schema;
 mod splice;
 mod timeline;
@@ -64,7 +65,9 @@ pub use config::{OutputConfig, PipelineConfig};
 pub use discover::{
     discover, lossy_path, BundleSource, DiscoverError, Discovery, Ignored, PartFile,
 };
-pub use frames::{frame_file_name, FrameWriteError, FramesWritten, JpegSettings, JpegWriter};
+pub use frames::{
+    frame_file_name, thumbnail_jpeg, FrameWriteError, FramesWritten, JpegSettings, JpegWriter,
+};
 pub use ids::{PartKind, PartName, SessionId, WalletAddress};
 pub use image_stats::{
     blockiness, histogram, histogram_distance, laplacian_variance, std_dev, HISTOGRAM_BINS,
@@ -94,6 +97,7 @@ pub use publish::{
     OutputLayout, PublishError, Published, SegmentFiles, StagedSession, ABORT_AFTER_RENAMES_ENV,
 };
 pub use reject::{RejectReason, WalletFoundIn};
+pub use report::{render_report, thumbnail_frames, Thumbnails, THUMBNAILS_PER_SEGMENT};
 pub use schema::{schema, SCHEMA_NAMES};
 pub use splice::{splice, Segment, SkipKind, Skipped, Splice, SpliceConfig};
 pub use timeline::{repeated_timestamps, Burst, Stall, TimelineConfig, VideoHealth};

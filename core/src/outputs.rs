@@ -172,6 +172,8 @@ pub struct SessionSegment {
     pub start_pts_ms: f64,
     pub end_pts_ms: f64,
     pub failed: Vec<CheckName>,
+    /// Every check: value, threshold, pass/fail, reason (as in the segment's `quality.json`).
+    pub checks: Vec<CheckResult>,
     pub placement: Placement,
     /// Relative to the layout root: `{wallet}/{session_id}/segment_NNN`.
     pub path: String,
@@ -193,6 +195,14 @@ pub struct FrameMetrics {
     pub shift_dy_px: Option<f64>,
     pub blockiness: Option<f32>,
     pub histogram_jump: Option<f32>,
+    /// What ALIGN says the player did at this frame (the same rows `aligned.json` holds): the
+    /// driving keys held (`w`, `a`, `s`, `d`, in that order), the mouse movement since the
+    /// previous frame, and the camera log's speed and yaw interpolated at the frame.
+    pub driving_keys: Option<String>,
+    pub mouse_dx: Option<f64>,
+    pub mouse_dy: Option<f64>,
+    pub speed: Option<f64>,
+    pub yaw: Option<f64>,
 }
 
 /// `{wallet}/{session_id}/session.json`: the whole story of one processed session.
@@ -203,6 +213,9 @@ pub struct SessionFile {
     pub wallet: String,
     pub status: SessionStatus,
     pub run: RunInfo,
+    /// The city prompt and scenario from meta, when it could be read.
+    pub prompt: Option<String>,
+    pub scenario: Option<String>,
     pub parts: Vec<PartReport>,
     pub reject: Option<RejectNote>,
     pub video: Option<SessionVideo>,
@@ -244,6 +257,7 @@ impl SessionFile {
                 start_pts_ms: segment.start_pts_ms,
                 end_pts_ms: segment.end_pts_ms,
                 failed: quality.failed.clone(),
+                checks: quality.checks.clone(),
                 placement: placement.clone(),
                 path: format!(
                     "{wallet}/{session_id}/{}",
@@ -269,6 +283,17 @@ impl SessionFile {
                     shift_dy_px: stats.and_then(|s| s.shift).map(|s| s.dy_px),
                     blockiness: stats.and_then(|s| finite(s.blockiness)),
                     histogram_jump: stats.and_then(|s| s.histogram_jump).and_then(finite),
+                    driving_keys: row.driving_keys.map(|k| {
+                        [(k.w, 'w'), (k.a, 'a'), (k.s, 's'), (k.d, 'd')]
+                            .iter()
+                            .filter(|(held, _)| *held)
+                            .map(|(_, key)| *key)
+                            .collect()
+                    }),
+                    mouse_dx: row.mouse_dx,
+                    mouse_dy: row.mouse_dy,
+                    speed: row.pose.as_ref().map(|p| p.speed),
+                    yaw: row.pose.as_ref().map(|p| p.yaw),
                 }
             })
             .collect();
@@ -278,6 +303,8 @@ impl SessionFile {
             wallet,
             status: SessionStatus::Accepted,
             run: run.clone(),
+            prompt: bundle.meta.prompt.clone(),
+            scenario: bundle.meta.scenario.as_ref().and_then(|s| s.id.clone()),
             parts: part_reports(&bundle.source),
             reject: None,
             video: Some(SessionVideo {
@@ -309,6 +336,12 @@ impl SessionFile {
             wallet: wallet.to_owned(),
             status: SessionStatus::Rejected,
             run: run.clone(),
+            prompt: loaded.meta.as_ref().and_then(|m| m.prompt.clone()),
+            scenario: loaded
+                .meta
+                .as_ref()
+                .and_then(|m| m.scenario.as_ref())
+                .and_then(|s| s.id.clone()),
             parts: part_reports(&loaded.source),
             reject: Some(RejectNote {
                 code: reason.code().to_owned(),

@@ -2,10 +2,10 @@
 //! all, and a rerun converges.
 //!
 //! ```text
-//! CLEAN/{wallet}/{session_id}/session.json             every accepted session
+//! CLEAN/{wallet}/{session_id}/session.json, report.html every accepted session
 //! CLEAN/{wallet}/{session_id}/segment_NNN/{frames/,aligned.json,quality.json}   passing segments
 //! REVIEW/{wallet}/{session_id}/segment_NNN/...          failed segments, same layout
-//! REVIEW/{wallet}/{session_id}/session.json            rejected sessions (with their reason)
+//! REVIEW/{wallet}/{session_id}/session.json, report.html rejected sessions (with the reason)
 //! WORK/lock, WORK/staging/                              outside both: never seen by consumers
 //! ```
 //!
@@ -253,6 +253,7 @@ impl OutputLayout {
         staged: StagedSession,
         segments: &[SegmentFiles],
         session_json: &[u8],
+        report_html: &[u8],
     ) -> Result<Published, PublishError> {
         let mut published = Published::default();
         // 1. Assemble every segment folder in staging.
@@ -272,6 +273,8 @@ impl OutputLayout {
         }
         let session_file = staged.root.join("session.json");
         write_file(&session_file, session_json)?;
+        let report_file = staged.root.join("report.html");
+        write_file(&report_file, report_html)?;
         // 2. One flush of everything written, before anything becomes visible.
         sync_filesystem(&staged.root)?;
 
@@ -326,8 +329,11 @@ impl OutputLayout {
         let target = clean_dir.join("session.json");
         fs::rename(&session_file, &target).map_err(io("cannot publish", &target))?;
         self.visible_step();
+        let report = clean_dir.join("report.html");
+        fs::rename(&report_file, &report).map_err(io("cannot publish", &report))?;
         // An earlier run's record of this session as rejected no longer holds.
         remove_file_if_exists(&review_dir.join("session.json"))?;
+        remove_file_if_exists(&review_dir.join("report.html"))?;
         self.visible_step();
         for dir in [&clean_dir, &review_dir] {
             sync_dir(dir)?;
@@ -345,10 +351,13 @@ impl OutputLayout {
         session: &SessionId,
         staged: StagedSession,
         session_json: &[u8],
+        report_html: &[u8],
     ) -> Result<Published, PublishError> {
         let mut published = Published::default();
         let session_file = staged.root.join("session.json");
         write_file(&session_file, session_json)?;
+        let report_file = staged.root.join("report.html");
+        write_file(&report_file, report_html)?;
         sync_filesystem(&staged.root)?;
         let trash = staged.root.join("withdrawn");
         fs::create_dir_all(&trash).map_err(io("cannot create", &trash))?;
@@ -370,6 +379,8 @@ impl OutputLayout {
         let target = review_dir.join("session.json");
         fs::rename(&session_file, &target).map_err(io("cannot publish", &target))?;
         self.visible_step();
+        let report = review_dir.join("report.html");
+        fs::rename(&report_file, &report).map_err(io("cannot publish", &report))?;
         sync_dir(&review_dir)?;
         if let Some(parent) = clean_dir.parent().filter(|parent| parent.is_dir()) {
             sync_dir(parent)?;

@@ -14,3 +14,4 @@ fn run(args: &[&str]) -> Output {
 
 mod align;
 mod process;
+mod report;

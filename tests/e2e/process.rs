@@ -210,6 +210,9 @@ fn real_sessions_process_publish_and_rerun_converges() {
             serde_json::from_str(&std::fs::read_to_string(&path).expect("session.json"))
                 .expect("JSON");
         assert_eq!(session["status"], status, "{id}");
+        let report = path.with_file_name("report.html");
+        let html = std::fs::read_to_string(&report).expect("report.html beside session.json");
+        assert!(html.contains(id), "{}", report.display());
         if let Some(frames) = frames {
             assert_eq!(session["video"]["frames"], frames, "{id}");
         }
