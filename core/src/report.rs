@@ -226,7 +226,10 @@ fn timeline(html: &mut String, s: &SessionFile) {
         html,
         "<section id=\"timeline\"><h2>Timeline</h2><p class=\"muted\">Video time below; page time \
          (performance.now) above, from the clock join. Red ticks: frames whose time is unknown \
-         (repeated timestamps).</p><svg width=\"{WIDTH}\" height=\"{height}\" \
+         (repeated timestamps). Segments: green pass, red fail (hover for the failing checks). Left \
+         out: <span style=\"color:#667085\">■</span> stall, <span style=\"color:#f04438\">■</span> \
+         repeated timestamps, <span style=\"color:#7cd4fd\">■</span> idle, \
+         <span style=\"color:#d0d5dd\">■</span> too short (hover for the reason).</p><svg width=\"{WIDTH}\" height=\"{height}\" \
          viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"timeline\">"
     );
     let track_top = |i: usize| 30.0 + TRACK * i as f64;
@@ -373,9 +376,15 @@ fn timeline(html: &mut String, s: &SessionFile) {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
+        let fill = match skip.kind {
+            crate::splice::SkipKind::Stall => "#667085",
+            crate::splice::SkipKind::Burst => "#f04438",
+            crate::splice::SkipKind::Idle => "#7cd4fd",
+            crate::splice::SkipKind::ShortTail => "#d0d5dd",
+        };
         let _ = write!(
             html,
-            "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#98a2b3\">\
+            "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\">\
              <title>{}: {}</title></rect>",
             track_top(10) + 4.0,
             (x1 - x0).max(1.0),
