@@ -328,7 +328,7 @@ pub(crate) fn thumbnails(session: &SessionFile, frames_dir: &Path) -> sd_core::T
 
 /// The wallet a rejected bundle is filed under: the storage key's, else what meta says, else
 /// (nothing says) its folder, so that unrelated wallet-less bundles never share a record.
-fn rejected_wallet(source: &BundleSource, loaded: &LoadedBundle) -> String {
+pub(crate) fn rejected_wallet(source: &BundleSource, loaded: &LoadedBundle) -> String {
     source
         .key_wallet
         .clone()

@@ -24,11 +24,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         sd_core::analyse_bundle(source, &config, &Limits::default(), frames.path(), |_| {})?;
     let (session, thumbnails) = match analysis {
         Analysis::Rejected { loaded, reason } => {
-            let wallet = source
-                .key_wallet
-                .clone()
-                .or_else(|| loaded.meta.as_ref().map(|m| m.wallet_address.clone()))
-                .unwrap_or_default();
+            let wallet = crate::process::rejected_wallet(source, &loaded);
             (
                 SessionFile::rejected(&loaded, &reason, &wallet, &run),
                 sd_core::Thumbnails::new(),
