@@ -221,11 +221,7 @@ fn find_part(folder: &Path, suffix: &str) -> anyhow::Result<PathBuf> {
 /// The 60 s bundle, generated once (about two minutes) and kept.
 fn bundle_60s(work: &Path) -> anyhow::Result<PathBuf> {
     let raw = work.join("raw-60s");
-    let done = work.join(format!(
-        "{}.complete",
-        raw.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    ));
+    let done = work.join("raw-60s.complete");
     if done.is_file() {
         return Ok(raw);
     }
@@ -243,11 +239,7 @@ fn bundle_60s(work: &Path) -> anyhow::Result<PathBuf> {
 fn bundle_10min(work: &Path, short: &Path) -> anyhow::Result<PathBuf> {
     const LOOPS: usize = 10;
     let raw = work.join("raw-10min");
-    let done = work.join(format!(
-        "{}.complete",
-        raw.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    ));
+    let done = work.join("raw-10min.complete");
     if done.is_file() {
         return Ok(raw);
     }

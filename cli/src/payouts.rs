@@ -104,12 +104,19 @@ fn list(args: &PayoutsListArgs) -> anyhow::Result<ExitCode> {
         render_payout(&mut out, payout);
     }
     let _ = writeln!(out, "\nwallets:");
+    render_wallet_totals(&mut out, &totals);
+    crate::output::print(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The per-wallet view as a table: what `payouts list` and the end of `process` show.
+pub(crate) fn render_wallet_totals(out: &mut String, totals: &[sd_ledger::WalletTotals]) {
     let _ = writeln!(
         out,
         "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}  {:>14}",
         "wallet", "segments", "frames", "earned SOL", "pending SOL", "approved SOL", "paid SOL"
     );
-    for t in &totals {
+    for t in totals {
         let _ = writeln!(
             out,
             "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}  {:>14}",
@@ -122,8 +129,6 @@ fn list(args: &PayoutsListArgs) -> anyhow::Result<ExitCode> {
             t.paid_lamports.sol()
         );
     }
-    crate::output::print(&out)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 fn render_payout(out: &mut String, payout: &Payout) {

@@ -546,24 +546,7 @@ fn render_summary(
             "payouts (ledger {}):",
             display_path(&args.ledger.ledger)
         );
-        let _ = writeln!(
-            out,
-            "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}  {:>14}",
-            "wallet", "segments", "frames", "earned SOL", "pending SOL", "approved SOL", "paid SOL"
-        );
-        for wallet in &summary.wallets {
-            let _ = writeln!(
-                out,
-                "  {:<44}  {:>8}  {:>7}  {:>14}  {:>14}  {:>14}  {:>14}",
-                wallet.wallet_address,
-                wallet.valid_segments,
-                wallet.total_frames,
-                wallet.payout_sol,
-                wallet.pending_lamports.sol(),
-                wallet.approved_lamports.sol(),
-                wallet.paid_lamports.sol()
-            );
-        }
+        crate::payouts::render_wallet_totals(&mut out, &summary.wallets);
     }
     let _ = writeln!(
         out,
