@@ -418,8 +418,8 @@ fn render_alignment(out: &mut String, a: &sd_core::AlignmentOverview) {
             }
             _ => line.push_str(" (too little motion to fit)"),
         }
-        if let Some(lag) = run.measured_lag_ms {
-            let _ = write!(line, " · measured lag {lag:.0} ms");
+        if let Some(lag) = &run.lag {
+            let _ = write!(line, " · {}", lag.describe());
         }
         if run.confidence < 0.2 {
             line.push_str(" · LOW: labels not trusted");

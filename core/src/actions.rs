@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::model::{CameraSample, InputEvent, InputKind, DRIVING_KEYS};
-use crate::timeline::repeated_timestamps;
+use crate::timeline::{median, repeated_timestamps};
 
 /// How a frame's time is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -257,6 +257,64 @@ pub fn frame_actions(
         rows.push(row);
     }
     rows
+}
+
+/// The page's animation frames (`requestAnimationFrame` ticks): the page moves the car and
+/// renders only at these, and logs a camera sample at every 10th (SPEC section 8), so a video
+/// frame shows the state of one of them. Between two samples the nine frames not logged are
+/// spread evenly.
+#[derive(Debug, Clone)]
+pub(crate) struct AnimationFrames {
+    /// Camera sample times, sorted.
+    samples: Vec<f64>,
+    /// Period of the animation frames, ms.
+    frame_ms: f64,
+}
+
+/// Animation frames between two camera samples.
+const FRAMES_PER_CAMERA_SAMPLE: f64 = 10.0;
+
+impl AnimationFrames {
+    pub(crate) fn from_camera(camera: &[&CameraSample]) -> Self {
+        let samples: Vec<f64> = camera.iter().map(|c| c.t).collect();
+        let mut steps: Vec<f64> = samples
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|step| *step > 0.0)
+            .collect();
+        // 60 Hz when there are too few samples to tell.
+        let frame_ms = median(&mut steps)
+            .filter(|_| steps.len() >= 5)
+            .map_or(1000.0 / 60.0, |step| {
+                (step / FRAMES_PER_CAMERA_SAMPLE).clamp(4.0, 100.0)
+            });
+        Self { samples, frame_ms }
+    }
+
+    /// The period of the page's animation frames, ms.
+    pub(crate) fn frame_ms(&self) -> f64 {
+        self.frame_ms
+    }
+
+    /// The animation frame nearest to `t`, when `t` lies between two camera samples as far apart
+    /// as ten regular frames (within half of one either way); `t` itself elsewhere (a hidden tab
+    /// leaves gaps with no frame at all, and before the first or after the last sample nothing
+    /// places them).
+    pub(crate) fn snap(&self, t: f64) -> f64 {
+        let after = self.samples.partition_point(|&s| s <= t);
+        let (Some(&from), Some(&to)) = (
+            after.checked_sub(1).and_then(|i| self.samples.get(i)),
+            self.samples.get(after),
+        ) else {
+            return t;
+        };
+        let expected = FRAMES_PER_CAMERA_SAMPLE * self.frame_ms;
+        if (to - from - expected).abs() > 0.5 * expected {
+            return t;
+        }
+        let step = (to - from) / FRAMES_PER_CAMERA_SAMPLE;
+        from + ((t - from) / step).round() * step
+    }
 }
 
 /// Camera samples sorted by time; of samples logged at the same time, the last one logged.

@@ -3,7 +3,9 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::actions::{frame_actions, ActionConfig, FrameAction, FrameTiming};
+use crate::actions::{
+    frame_actions, sorted_camera, ActionConfig, AnimationFrames, FrameAction, FrameTiming,
+};
 use crate::bundle::Bundle;
 use crate::clock::{estimate_clock, ClockConfig, ClockEstimate, TimingFacts, VideoMotion};
 use crate::ids::PartKind;
@@ -164,10 +166,12 @@ pub fn align(bundle: &Bundle, config: &AlignConfig) -> Alignment {
         &timing_facts(bundle, &config.timeline),
         &config.clock,
     );
+    // A frame shows the state of one of the page's animation frames: its page time is that one.
+    let animation = AnimationFrames::from_camera(&sorted_camera(&bundle.camera));
     let frames = frame_actions(
         &video.frame_pts_ms,
         &clock.run_of,
-        |frame, pts| clock.page_time(frame, pts),
+        |frame, pts| animation.snap(clock.page_time(frame, pts)),
         &bundle.inputs,
         &bundle.camera,
         &config.actions,

@@ -37,18 +37,31 @@ pub struct BlurConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ArtifactConfig {
-    /// A frame whose mean luma is below this is black.
+    /// A frame whose mean luma is below this is black (limited-range black is 16).
     pub black_max_luma: f64,
-    /// A frame whose mean luma is above this is washed out...
+    /// A frame (not black) whose mean luma is above this is washed out (over-exposed)...
     pub washed_min_luma: f64,
-    /// ...and so is one (not black) whose luma standard deviation is below this.
+    /// ...and so is one (not black) whose luma standard deviation is below this (flat).
     pub washed_max_contrast: f64,
-    /// Consecutive frames whose thumbnails differ by less than this (0-255) are frozen...
+    /// A diffusion model's output never stands still: consecutive frames whose thumbnails differ
+    /// by less than this (mean absolute difference, 0-255, median of three steps) stand still,
+    /// whatever the logs say...
+    pub frozen_still_max_change: f64,
+    /// ...and, while the logs say the view should change (speed or yaw rate above their floors,
+    /// or W held), so do frames that differ by less than this.
     pub frozen_max_change: f64,
-    /// ...when they stay so for at least this long while the camera log says the car moves
-    /// faster than this (a parked car's still picture is not frozen video).
+    /// A picture standing still for at least this long is frozen.
     pub frozen_min_ms: f64,
+    /// Camera-log speed above which the view should change (world units per second; the
+    /// prototype's top speed is 20, other games' 0.8).
     pub frozen_min_speed: f64,
+    /// Camera-log yaw rate above which the view should change (rad per second).
+    pub frozen_min_yaw_rate: f64,
+    /// While the view should change, a sideways shift under this (128x64 thumbnail px) while the
+    /// camera turns by at least `frozen_min_turn_rad` between the two frames means the picture
+    /// did not turn with it.
+    pub frozen_max_turn_shift_px: f64,
+    pub frozen_min_turn_rad: f64,
     /// A frame with block-edge steps this many times the other steps is glitched...
     pub glitch_min_blockiness: f64,
     /// ...and so is one whose histogram jumps this far (0-1) from the previous frame's.
@@ -60,8 +73,10 @@ pub struct ArtifactConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ActionValidityConfig {
-    /// Most driving-key transitions (downs and ups of W/A/S/D) per second.
+    /// Most driving-key transitions (downs and ups of W/A/S/D) per second, in any window of
+    /// `key_spam_window_ms` of the segment.
     pub max_key_transitions_per_s: f64,
+    pub key_spam_window_ms: f64,
     /// Longest time opposite keys (W+S, A+D) may be held together.
     pub max_opposite_held_ms: f64,
     /// Largest believable mouse delta in one event (px).
@@ -95,8 +110,8 @@ pub struct AlignmentConfig {
 impl Default for BlurConfig {
     fn default() -> Self {
         Self {
-            min_sharpness: 50.0,
-            max_blurred_share: 0.2,
+            min_sharpness: 75.0,
+            max_blurred_share: 0.1,
         }
     }
 }
@@ -104,12 +119,16 @@ impl Default for BlurConfig {
 impl Default for ArtifactConfig {
     fn default() -> Self {
         Self {
-            black_max_luma: 16.0,
+            black_max_luma: 40.0,
             washed_min_luma: 225.0,
             washed_max_contrast: 6.0,
-            frozen_max_change: 0.5,
-            frozen_min_ms: 1000.0,
-            frozen_min_speed: 0.5,
+            frozen_still_max_change: 0.3,
+            frozen_max_change: 0.4,
+            frozen_min_ms: 600.0,
+            frozen_min_speed: 0.02,
+            frozen_min_yaw_rate: 0.02,
+            frozen_max_turn_shift_px: 0.2,
+            frozen_min_turn_rad: 0.01,
             glitch_min_blockiness: 3.0,
             glitch_min_histogram_jump: 0.5,
             max_share: 0.1,
@@ -120,7 +139,8 @@ impl Default for ArtifactConfig {
 impl Default for ActionValidityConfig {
     fn default() -> Self {
         Self {
-            max_key_transitions_per_s: 6.0,
+            max_key_transitions_per_s: 10.0,
+            key_spam_window_ms: 1000.0,
             max_opposite_held_ms: 500.0,
             max_mouse_delta: 2000.0,
             max_inconsistent_share: 0.5,
@@ -333,16 +353,8 @@ pub fn clean_segment(
     // Each frame gets its most specific picture defect: a black or washed-out frame is also
     // without detail and blocky, but it is black or washed out, not blurred or glitched.
     let a = &config.artifacts;
-    let is_black = |s: &FrameStats| f64::from(s.mean_luma) < a.black_max_luma;
-    let is_washed = |s: &FrameStats| {
-        !is_black(s)
-            && (f64::from(s.mean_luma) > a.washed_min_luma
-                || f64::from(s.luma_std) < a.washed_max_contrast)
-    };
-    let plain: Vec<&&FrameStats> = stats
-        .iter()
-        .filter(|s| !is_black(s) && !is_washed(s))
-        .collect();
+    let classes = PictureClasses::new(a);
+    let plain: Vec<&&FrameStats> = stats.iter().filter(|s| classes.is_plain(s)).collect();
 
     // Blur.
     let b = &config.blur;
@@ -372,36 +384,82 @@ pub fn clean_segment(
     ));
 
     // Artifacts.
-    let black = stats.iter().filter(|s| is_black(s)).count();
-    let washed = stats.iter().filter(|s| is_washed(s)).count();
-    let frozen = frozen_frames(segment, context.frame_stats, a, &is_black);
-    let glitched = plain
+    let black = stats.iter().filter(|s| classes.is_black(s)).count();
+    let bright = stats.iter().filter(|s| classes.is_bright(s)).count();
+    let flat = stats
         .iter()
-        .filter(|s| {
+        .filter(|s| classes.is_washed(s) && !classes.is_bright(s))
+        .count();
+    let washed = bright + flat;
+    // What the logs say about motion is read at the frames' page times: only when the clock is
+    // trusted.
+    let clock_trusted = segment_confidence(segment, context) >= config.alignment.min_confidence;
+    let frozen = frozen_frames(
+        segment,
+        context.frame_stats,
+        a,
+        &classes,
+        b.min_sharpness,
+        clock_trusted,
+    );
+    // A histogram jump next to a black or washed-out frame is that defect's cut, not a glitch.
+    let previous_plain = |frame: usize| {
+        frame
+            .checked_sub(1)
+            .and_then(|f| context.frame_stats.get(f))
+            .is_none_or(|s| classes.is_plain(s))
+    };
+    let glitched = segment
+        .rows
+        .iter()
+        .filter_map(|row| context.frame_stats.get(row.frame).map(|s| (row.frame, s)))
+        .filter(|(_, s)| classes.is_plain(s))
+        .filter(|(frame, s)| {
             f64::from(s.blockiness) >= a.glitch_min_blockiness
-                || s.histogram_jump
+                || (s
+                    .histogram_jump
                     .is_some_and(|j| f64::from(j) >= a.glitch_min_histogram_jump)
+                    && previous_plain(*frame))
         })
         .count();
+    let washed_detail = format!(
+        "washed out (over-exposed {}, flat without contrast {})",
+        pct(share(bright, n)),
+        pct(share(flat, n))
+    );
+    let frozen_detail = match (frozen.frames, frozen.while_moving) {
+        (0, _) => "frozen".to_owned(),
+        (_, 0) => "frozen (the picture stands still, which a diffusion model's output never does)"
+            .to_owned(),
+        (_, moving) => format!(
+            "frozen (the picture stands still; on {} of frames the logs say the car moves or turns)",
+            pct(share(moving, n))
+        ),
+    };
     for (name, metric, count, what) in [
-        (CheckName::Black, "share of black frames", black, "black"),
+        (
+            CheckName::Black,
+            "share of black frames",
+            black,
+            "black".to_owned(),
+        ),
         (
             CheckName::WashedOut,
-            "share of washed-out or flat frames",
+            "share of washed-out (over-exposed or flat) frames",
             washed,
-            "washed out or without contrast",
+            washed_detail,
         ),
         (
             CheckName::Frozen,
-            "share of frames in a frozen stretch while the car moves",
-            frozen,
-            "frozen (the picture stops while the car moves)",
+            "share of frames in a stretch where the picture stands still",
+            frozen.frames,
+            frozen_detail,
         ),
         (
             CheckName::Glitch,
             "share of glitched frames (blocky or abrupt histogram jump)",
             glitched,
-            "glitched",
+            "glitched".to_owned(),
         ),
     ] {
         let value = share(count, n);
@@ -429,13 +487,7 @@ pub fn clean_segment(
     checks.extend(video_checks(segment, context, &config.video));
 
     // Alignment confidence.
-    let confidence = segment
-        .runs
-        .iter()
-        .filter_map(|run| context.clock.runs.get(*run))
-        .map(|run| run.confidence)
-        .reduce(f64::min)
-        .unwrap_or(0.0);
+    let confidence = segment_confidence(segment, context);
     let min = config.alignment.min_confidence;
     checks.push(check(CheckName::AlignmentConfidence, "least clock confidence of the segment's runs", confidence, min, Bound::AtLeast, |ok| {
         if ok {
@@ -458,47 +510,177 @@ pub fn clean_segment(
     }
 }
 
-/// Frames inside stretches where the picture does not change for at least `frozen_min_ms` while
-/// the camera log says the car moves.
+/// The least clock confidence of the runs a segment spans.
+fn segment_confidence(segment: &Segment, context: &SessionContext<'_>) -> f64 {
+    segment
+        .runs
+        .iter()
+        .filter_map(|run| context.clock.runs.get(*run))
+        .map(|run| run.confidence)
+        .reduce(f64::min)
+        .unwrap_or(0.0)
+}
+
+/// What a frame's picture is, by its brightness and contrast.
+#[derive(Debug, Clone, Copy)]
+struct PictureClasses<'a> {
+    config: &'a ArtifactConfig,
+}
+
+impl<'a> PictureClasses<'a> {
+    fn new(config: &'a ArtifactConfig) -> Self {
+        Self { config }
+    }
+
+    /// Dark: black, whatever is left of the picture.
+    fn is_black(&self, s: &FrameStats) -> bool {
+        f64::from(s.mean_luma) < self.config.black_max_luma
+    }
+
+    /// Over-exposed (and not black).
+    fn is_bright(&self, s: &FrameStats) -> bool {
+        !self.is_black(s) && f64::from(s.mean_luma) > self.config.washed_min_luma
+    }
+
+    /// Over-exposed or flat (and not black).
+    fn is_washed(&self, s: &FrameStats) -> bool {
+        self.is_bright(s)
+            || (!self.is_black(s) && f64::from(s.luma_std) < self.config.washed_max_contrast)
+    }
+
+    /// Neither black nor washed out: a picture whose detail can be judged.
+    fn is_plain(&self, s: &FrameStats) -> bool {
+        !self.is_black(s) && !self.is_washed(s)
+    }
+}
+
+/// Frames in frozen stretches, and how many of them the logs say should have moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Frozen {
+    frames: usize,
+    while_moving: usize,
+}
+
+/// Frames inside stretches of at least `frozen_min_ms` where the picture stands still.
+/// (What the logs say is used only when the segment's clock is trusted.)
+///
+/// A step from one frame to the next stands still when the thumbnails differ by less than
+/// `frozen_still_max_change`, whatever the logs say (a diffusion model's output never stands
+/// still). While the logs say the view should change (speed or yaw rate above their floors, or W
+/// held) it also stands still when they differ by less than `frozen_max_change`, or when the
+/// camera turns by `frozen_min_turn_rad` or more and the picture does not move sideways (less than
+/// `frozen_max_turn_shift_px`): a repeated picture that the encoder keeps refining changes a
+/// little from frame to frame, but it does not turn. A step counts when the majority of it and
+/// its two neighbours stand still, so that one frame of the encoder's refinement does not break a
+/// stretch and one skipped frame does not make one. Black and washed-out frames (no picture to stand
+/// still) never count.
 fn frozen_frames(
     segment: &Segment,
     frame_stats: &[FrameStats],
     a: &ArtifactConfig,
-    is_black: &dyn Fn(&FrameStats) -> bool,
-) -> usize {
-    let mut frozen = 0;
-    let mut stretch: Vec<f64> = Vec::new();
-    let close = |stretch: &mut Vec<f64>, frozen: &mut usize| {
-        if let (Some(first), Some(last)) = (stretch.first(), stretch.last()) {
-            if last - first >= a.frozen_min_ms {
-                *frozen += stretch.len();
+    classes: &PictureClasses<'_>,
+    min_sharpness: f64,
+    clock_trusted: bool,
+) -> Frozen {
+    let rows = &segment.rows;
+    // A blurred frame has too little detail to tell still from slow; it is blur's.
+    let pictured = |frame: usize| {
+        frame_stats
+            .get(frame)
+            .is_some_and(|s| classes.is_plain(s) && f64::from(s.sharpness) >= min_sharpness)
+    };
+    // Per step (row i against row i-1): whether it stands still, and whether the logs say the
+    // view should have changed.
+    let steps: Vec<Option<(bool, bool)>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let previous = rows.get(i.checked_sub(1)?)?;
+            let dt = row.pts_ms? - previous.pts_ms?;
+            let stats = frame_stats.get(row.frame)?;
+            if row.frame != previous.frame + 1 || !pictured(row.frame) || !pictured(previous.frame)
+            {
+                return None;
+            }
+            let change = f64::from(stats.change.filter(|c| c.is_finite())?);
+            let moving = clock_trusted && view_should_change(previous, row, dt, a);
+            let still = change < a.frozen_still_max_change
+                || (moving && change < a.frozen_max_change)
+                || (moving
+                    && turn_rad(previous, row) >= a.frozen_min_turn_rad
+                    && stats
+                        .shift
+                        .is_some_and(|shift| shift.dx_px.abs() < a.frozen_max_turn_shift_px));
+            Some((still, moving))
+        })
+        .collect();
+    let still_at = |i: usize| {
+        steps
+            .get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|(still, _)| still)
+    };
+
+    let mut out = Frozen::default();
+    // The open stretch: the pts of the frame before its first still step, its frames, and how
+    // many of them the logs say should have moved.
+    let mut stretch: Option<(f64, usize, usize)> = None;
+    let mut last_pts = 0.0;
+    let close = |stretch: &mut Option<(f64, usize, usize)>, last_pts: f64, out: &mut Frozen| {
+        if let Some((first, frames, moving)) = stretch.take() {
+            if last_pts - first >= a.frozen_min_ms {
+                out.frames += frames;
+                out.while_moving += moving;
             }
         }
-        stretch.clear();
     };
-    for (i, row) in segment.rows.iter().enumerate() {
-        let pts = row.pts_ms.unwrap_or(0.0);
-        let moving = row
-            .pose
-            .as_ref()
-            .is_some_and(|p| p.speed.abs() > a.frozen_min_speed);
-        let still = i > 0
-            && moving
-            && frame_stats.get(row.frame).is_some_and(|s| {
-                !is_black(s) && s.change.is_some_and(|c| f64::from(c) < a.frozen_max_change)
-            });
-        if still {
-            if stretch.is_empty() {
-                let previous = segment.rows[i - 1].pts_ms.unwrap_or(pts);
-                stretch.push(previous);
+    for (i, step) in steps.iter().enumerate() {
+        // The majority of this step and its two neighbours.
+        let counts = step.is_some()
+            && [i.wrapping_sub(1), i, i + 1]
+                .into_iter()
+                .filter(|&j| still_at(j))
+                .count()
+                >= 2;
+        match (counts, step, rows[i].pts_ms) {
+            (true, Some((_, moving)), Some(pts)) => {
+                let start = rows[i - 1].pts_ms.unwrap_or(pts);
+                let entry = stretch.get_or_insert((start, 1, 0));
+                entry.1 += 1;
+                entry.2 += usize::from(*moving);
+                last_pts = pts;
             }
-            stretch.push(pts);
-        } else {
-            close(&mut stretch, &mut frozen);
+            _ => close(&mut stretch, last_pts, &mut out),
         }
     }
-    close(&mut stretch, &mut frozen);
-    frozen.min(segment.rows.len())
+    close(&mut stretch, last_pts, &mut out);
+    out.frames = out.frames.min(rows.len());
+    out.while_moving = out.while_moving.min(out.frames);
+    out
+}
+
+/// How far the camera turns between two frames, rad (0 without a pose).
+fn turn_rad(a: &FrameAction, b: &FrameAction) -> f64 {
+    match (&a.pose, &b.pose) {
+        (Some(pa), Some(pb)) => crate::actions::shortest_arc(pb.yaw - pa.yaw).abs(),
+        _ => 0.0,
+    }
+}
+
+/// Whether the logs say the view changes between two consecutive frames.
+fn view_should_change(a: &FrameAction, b: &FrameAction, dt_ms: f64, c: &ArtifactConfig) -> bool {
+    let forward = b.driving_keys.is_some_and(|k| k.w);
+    let (Some(pa), Some(pb)) = (&a.pose, &b.pose) else {
+        return forward;
+    };
+    let speed = pa.speed.abs().max(pb.speed.abs());
+    let yaw_rate = if dt_ms > 0.0 {
+        crate::actions::shortest_arc(pb.yaw - pa.yaw).abs() / (dt_ms / 1000.0)
+    } else {
+        0.0
+    };
+    forward || speed > c.frozen_min_speed || yaw_rate > c.frozen_min_yaw_rate
 }
 
 fn is_driving_key(key: Option<&str>) -> bool {
@@ -520,27 +702,38 @@ fn action_checks(
         .filter(|e| e.t >= t0 && e.t <= t1)
         .collect();
 
-    // Key spam.
-    let transitions = events
+    // Key spam: the busiest window of the segment, so that a second of mashing inside five of
+    // driving shows.
+    let mut transitions: Vec<f64> = events
         .iter()
         .filter(|e| {
             matches!(e.input_kind(), InputKind::KeyDown | InputKind::KeyUp)
                 && is_driving_key(e.key.as_deref())
         })
-        .count();
-    let rate = transitions as f64 / span_s;
+        .map(|e| e.t)
+        .collect();
+    transitions.sort_by(f64::total_cmp);
+    let window_ms = c.key_spam_window_ms.max(1.0);
+    let busiest = transitions
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| transitions[i..].partition_point(|&u| u < t + window_ms))
+        .max()
+        .unwrap_or(0);
+    let rate = busiest as f64 / (window_ms / 1000.0).min(span_s);
     let mut out = vec![check(
         CheckName::KeySpam,
-        "driving-key transitions per second",
+        "driving-key transitions per second in the busiest window",
         rate,
         c.max_key_transitions_per_s,
         Bound::AtMost,
         |ok| {
             if ok {
-                format!("{rate:.1} key transitions/s")
+                format!("at most {rate:.1} key transitions/s")
             } else {
                 format!(
-                    "key spam: {rate:.1} W/A/S/D transitions per second, more than {}",
+                    "key spam: {busiest} W/A/S/D transitions within {:.1} s ({rate:.1}/s), more than {}/s",
+                    window_ms / 1000.0,
                     c.max_key_transitions_per_s
                 )
             }

@@ -4,7 +4,8 @@
 //! page time whose input shows at video time 0 (the recorder start `R` net of the mean lag) and
 //! `L` the latency model. Only `S` is observable. Sources, best first:
 //!
-//! 1. `recordingStartT` in meta: `S = R - mean L`.
+//! 1. `recordingStartT` in meta: `S = R - lag`, the lag measured by the motion fit inside a
+//!    plausible window, or assumed (mean RTT plus a default model delay) at a low confidence.
 //! 2. Motion correlation: the shift and change measured between decoded frames against the motion
 //!    the logs predict (camera yaw and distance, keys held), over a bounded window of candidate
 //!    offsets, at real frame times; sub-frame refinement around the peak.
@@ -17,7 +18,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::actions::{frame_timing, shortest_arc, sorted_camera, FrameTiming};
+use crate::actions::{frame_timing, shortest_arc, sorted_camera, AnimationFrames, FrameTiming};
 use crate::latency::LatencyModel;
 use crate::model::{CameraSample, InputEvent, InputKind, DRIVING_KEYS};
 use crate::timeline::median;
@@ -29,12 +30,27 @@ pub struct ClockConfig {
     pub run_break_ms: f64,
     /// Lag through the diffusion model beyond the network RTT that the search allows for.
     pub lag_allowance_ms: f64,
+    /// With `recordingStartT`, the lag between an input and its effect in the video is searched in
+    /// `[min_lag_ms, max_lag_ms]` (`S = R - lag`). The network RTT is a physical floor only when
+    /// `R` is read exactly at `MediaRecorder.start()`; the capture path moves it by up to ~100 ms
+    /// either way (SPEC section 8), so the window starts at 0.
+    pub min_lag_ms: f64,
+    pub max_lag_ms: f64,
+    /// With `recordingStartT` and no confident fit, the lag is assumed to be the mean RTT plus
+    /// this (the model's and the capture path's own delay), at [`ClockConfig::assumed_lag_confidence`].
+    pub default_model_delay_ms: f64,
+    /// Confidence of a run whose lag is assumed: under CLEAN's bar, since the true lag may lie
+    /// anywhere in the window.
+    pub assumed_lag_confidence: f64,
     pub coarse_step_ms: f64,
     pub fine_step_ms: f64,
     /// A motion fit below this confidence is not used; the prior is.
     pub min_confidence: f64,
     /// Frame pairs a run needs before a motion fit is tried.
     pub min_pairs: usize,
+    /// Video time over which the camera log must show the view moving for a fit to count fully;
+    /// less scales its confidence down.
+    pub full_support_ms: f64,
     /// Most a stall may widen a later run's search (the recorder stops at 60 s).
     pub max_break_ms: f64,
     /// Most candidate offsets on the coarse grid; a wider window gets a coarser step.
@@ -48,20 +64,21 @@ impl Default for ClockConfig {
         Self {
             run_break_ms: 5000.0,
             lag_allowance_ms: 3000.0,
+            min_lag_ms: 0.0,
+            max_lag_ms: 3000.0,
+            default_model_delay_ms: 300.0,
+            assumed_lag_confidence: 0.1,
             coarse_step_ms: 5.0,
             fine_step_ms: 0.25,
             min_confidence: 0.2,
             min_pairs: 8,
+            full_support_ms: 3000.0,
             max_break_ms: 60_000.0,
             max_candidates: 8_000,
             curve_points: 400,
         }
     }
 }
-
-/// Confidence of `S = R - mean L` when a confident motion fit puts `S` more than a frame away:
-/// below CLEAN's default bar, so the segments are held back, not paid.
-const R_DISAGREES_CONFIDENCE: f64 = 0.15;
 
 /// Where a run's offset came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -120,13 +137,56 @@ pub struct MotionFit {
     pub second_score: f64,
     pub exclusion_ms: f64,
     pub pairs: usize,
+    /// Pairs over which the camera log says the view moves, and the video time they span.
     pub moving_pairs: usize,
+    pub moving_ms: f64,
     pub confidence: f64,
     pub channels: Vec<ChannelFit>,
     /// Score against candidate offsets, `search_start_ms + i * search_step_ms`.
     pub search_start_ms: f64,
     pub search_step_ms: f64,
     pub scores: Vec<f32>,
+}
+
+/// How the lag `R - S` of a run anchored by `recordingStartT` was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LagSource {
+    /// The motion fit, searched inside the lag window.
+    Measured,
+    /// No confident fit: the mean RTT plus the default model delay.
+    Assumed,
+}
+
+/// The lag through the network, the model and the capture path, for a run anchored by
+/// `recordingStartT`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct LagEstimate {
+    /// `R - S`, ms.
+    pub lag_ms: f64,
+    pub source: LagSource,
+    /// The window it was searched in, `[min, max]` ms.
+    pub window_ms: [f64; 2],
+}
+
+impl LagEstimate {
+    /// `lag 715 ms, measured in 0-3000 ms` or `lag 640 ms, assumed (no confident fit in 0-3000
+    /// ms)`, for people.
+    pub fn describe(&self) -> String {
+        let [from, to] = self.window_ms;
+        match self.source {
+            LagSource::Measured => {
+                format!(
+                    "lag {:.0} ms, measured in {from:.0}-{to:.0} ms",
+                    self.lag_ms
+                )
+            }
+            LagSource::Assumed => format!(
+                "lag {:.0} ms, assumed (no confident fit in {from:.0}-{to:.0} ms)",
+                self.lag_ms
+            ),
+        }
+    }
 }
 
 /// The clock of one continuous run of frames.
@@ -142,8 +202,9 @@ pub struct RunClock {
     pub source: OffsetSource,
     pub confidence: f64,
     pub motion: Option<MotionFit>,
-    /// With `recordingStartT`, the lag the motion fit measures (`R - S_motion`), when confident.
-    pub measured_lag_ms: Option<f64>,
+    /// With `recordingStartT`: the lag `R - S` this run uses, and whether it was measured or
+    /// assumed.
+    pub lag: Option<LagEstimate>,
 }
 
 /// The whole clock join of a session.
@@ -318,32 +379,62 @@ impl Cumulative {
     }
 }
 
-/// Camera yaw, unwrapped.
-fn yaw_signal(camera: &[&CameraSample]) -> Cumulative {
-    let mut v = Vec::with_capacity(camera.len());
+/// Camera yaw, unwrapped. Between two samples (0.2-2 s apart) the change is spread over the time
+/// a turning key is held (A or D alone, `turning` integrates it), when one is: the car turns
+/// while a turning key is held, and the keys time a turn to 0.1 ms. Without a turning key in the
+/// interval (a mouse turn, a turn on the spot of another game), linearly.
+fn yaw_signal(camera: &[&CameraSample], turning: &Cumulative) -> Cumulative {
+    let mut t = Vec::with_capacity(camera.len());
+    let mut v: Vec<f64> = Vec::with_capacity(camera.len());
     for (i, sample) in camera.iter().enumerate() {
-        let value = match i {
-            0 => sample.yaw,
-            _ => v[i - 1] + shortest_arc(sample.yaw - camera[i - 1].yaw),
+        let Some(previous) = i.checked_sub(1).map(|p| camera[p]) else {
+            t.push(sample.t);
+            v.push(sample.yaw);
+            continue;
         };
-        v.push(value);
+        let start = v.last().copied().unwrap_or(sample.yaw);
+        // A teleport (the spawn from the lobby into the street) is a cut, not a turn.
+        let delta = if teleported(previous, sample) {
+            0.0
+        } else {
+            shortest_arc(sample.yaw - previous.yaw)
+        };
+        let (from, to) = (previous.t, sample.t);
+        let held = turning.at(to) - turning.at(from);
+        if delta != 0.0 && held > 1.0 {
+            // The knots of `turning` inside the interval: where a turning key went down or up.
+            let first = turning.t.partition_point(|&k| k <= from);
+            let last = turning.t.partition_point(|&k| k < to);
+            for &knot in &turning.t[first..last] {
+                t.push(knot);
+                v.push(start + delta * (turning.at(knot) - turning.at(from)) / held);
+            }
+        }
+        t.push(to);
+        v.push(start + delta);
     }
-    Cumulative {
-        t: camera.iter().map(|s| s.t).collect(),
-        v,
-    }
+    Cumulative { t, v }
 }
 
-/// Distance travelled on the ground plane (x, z).
+/// Whether the camera jumped between two samples further than its logged speed can take it:
+/// a teleport (the spawn from the lobby pose into the street), not motion.
+fn teleported(a: &CameraSample, b: &CameraSample) -> bool {
+    let dt_s = (b.t - a.t).max(0.0) / 1000.0;
+    let reach = 1.5 * a.speed.abs().max(b.speed.abs()) * dt_s + 1.0;
+    ground_distance(a, b) > reach
+}
+
+fn ground_distance(a: &CameraSample, b: &CameraSample) -> f64 {
+    ((b.pos[0] - a.pos[0]).powi(2) + (b.pos[2] - a.pos[2]).powi(2)).sqrt()
+}
+
+/// Distance travelled on the ground plane (x, z); a teleport travels nothing.
 fn distance_signal(camera: &[&CameraSample]) -> Cumulative {
     let mut v = Vec::with_capacity(camera.len());
     for (i, sample) in camera.iter().enumerate() {
-        let step = match i {
-            0 => 0.0,
-            _ => {
-                let a = camera[i - 1].pos;
-                ((sample.pos[0] - a[0]).powi(2) + (sample.pos[2] - a[2]).powi(2)).sqrt()
-            }
+        let step = match i.checked_sub(1).map(|p| camera[p]) {
+            Some(previous) if !teleported(previous, sample) => ground_distance(previous, sample),
+            _ => 0.0,
         };
         v.push(v.last().copied().unwrap_or(0.0) + step);
     }
@@ -353,8 +444,37 @@ fn distance_signal(camera: &[&CameraSample]) -> Cumulative {
     }
 }
 
-/// Integral over page time of `held(plus) - held(minus)`.
-fn key_signal(inputs: &[InputEvent], plus: &str, minus: &str) -> Cumulative {
+/// Integral over page time of `held(plus) - held(minus)`, keys taking effect `lead_ms` early
+/// (see [`key_lead_ms`]).
+fn key_signal(inputs: &[InputEvent], plus: &str, minus: &str, lead_ms: f64) -> Cumulative {
+    key_rate_signal(inputs, plus, minus, lead_ms, |p, m| {
+        f64::from(u8::from(p)) - f64::from(u8::from(m))
+    })
+}
+
+/// Integral over page time of the time one of `plus` and `minus`, not both, is held.
+fn either_key_signal(inputs: &[InputEvent], plus: &str, minus: &str, lead_ms: f64) -> Cumulative {
+    key_rate_signal(inputs, plus, minus, lead_ms, |p, m| {
+        f64::from(u8::from(p != m))
+    })
+}
+
+/// How much earlier than a key event its effect on the page state should be placed. The page
+/// moves the car once per animation frame, with the keys held then: a key pressed at `t` first
+/// counts at the next frame, and then for a whole frame's step, so the state follows a continuous
+/// model whose keys act half a frame before they were pressed.
+fn key_lead_ms(camera: &[&CameraSample]) -> f64 {
+    AnimationFrames::from_camera(camera).frame_ms() / 2.0
+}
+
+/// Integral over page time of `rate(held(plus), held(minus))`, each event moved `lead_ms` earlier.
+fn key_rate_signal(
+    inputs: &[InputEvent],
+    plus: &str,
+    minus: &str,
+    lead_ms: f64,
+    rate_of: impl Fn(bool, bool) -> f64,
+) -> Cumulative {
     let mut events: Vec<&InputEvent> = inputs
         .iter()
         .filter(|e| matches!(e.key.as_deref(), Some(k) if k == plus || k == minus))
@@ -366,11 +486,12 @@ fn key_signal(inputs: &[InputEvent], plus: &str, minus: &str) -> Cumulative {
     let mut v: Vec<f64> = Vec::new();
     let mut rate = 0.0;
     for event in events {
+        let at = event.t - lead_ms;
         let value = match (t.last(), v.last()) {
-            (Some(&t0), Some(&v0)) => v0 + rate * (event.t - t0),
+            (Some(&t0), Some(&v0)) => v0 + rate * (at - t0),
             _ => 0.0,
         };
-        t.push(event.t);
+        t.push(at);
         v.push(value);
         let down = event.input_kind() == InputKind::KeyDown;
         if event.key.as_deref() == Some(plus) {
@@ -378,7 +499,7 @@ fn key_signal(inputs: &[InputEvent], plus: &str, minus: &str) -> Cumulative {
         } else {
             held_minus = down;
         }
-        rate = f64::from(u8::from(held_plus)) - f64::from(u8::from(held_minus));
+        rate = rate_of(held_plus, held_minus);
     }
     if let (Some(&t0), Some(&v0)) = (t.last(), v.last()) {
         // Keys still held at the end of the log keep counting.
@@ -397,6 +518,9 @@ struct Pair {
     /// Measured rates per ms: [shift_x, shift_y, change]; `None` when unreliable.
     measured: [Option<f64>; 3],
 }
+
+/// Half-width of the fine search around the coarse peak, ms.
+const FINE_WINDOW_MS: f64 = 40.0;
 
 const MEASURED: [&str; 3] = ["shift_x", "shift_y", "change"];
 const PREDICTED: [&str; 4] = ["camera_yaw", "camera_distance", "keys_turn", "keys_forward"];
@@ -445,22 +569,23 @@ pub fn estimate_clock(
     let run_of = split_runs(video.frame_pts_ms, config.run_break_ms);
     let timing = frame_timing(video.frame_pts_ms);
     let camera = sorted_camera(camera);
+    let lead_ms = key_lead_ms(&camera);
+    let turning = either_key_signal(inputs, DRIVING_KEYS[1], DRIVING_KEYS[3], lead_ms);
     let signals = [
-        yaw_signal(&camera),
+        yaw_signal(&camera, &turning),
         distance_signal(&camera),
         // A and D, W and S: turning and driving as the keys say.
-        key_signal(inputs, DRIVING_KEYS[1], DRIVING_KEYS[3]),
-        key_signal(inputs, DRIVING_KEYS[0], DRIVING_KEYS[2]),
+        key_signal(inputs, DRIVING_KEYS[1], DRIVING_KEYS[3], lead_ms),
+        key_signal(inputs, DRIVING_KEYS[0], DRIVING_KEYS[2], lead_ms),
     ];
-    let anchor = recording_start_t_ms.map(|r| r - latency.mean_ms);
-    let center = anchor.unwrap_or(prior.offset_ms);
-    let half_window = match anchor {
-        Some(_) => config.lag_allowance_ms,
-        None => prior.uncertainty_ms + config.lag_allowance_ms,
-    };
+    // Without R the search covers the prior's uncertainty plus the lag allowance; with R, only the
+    // lag window: S = R - lag.
+    let free_half_window = prior.uncertainty_ms + config.lag_allowance_ms;
+    let lag_window = [config.min_lag_ms, config.max_lag_ms.max(config.min_lag_ms)];
+    let assumed_lag = latency.mean_ms.max(0.0) + config.default_model_delay_ms;
 
     let run_count = run_of.last().map_or(0, |r| r + 1);
-    let mut runs = Vec::with_capacity(run_count);
+    let mut runs: Vec<RunClock> = Vec::with_capacity(run_count);
     for run in 0..run_count {
         let frames: Vec<usize> = (0..run_of.len())
             .filter(|&i| run_of[i] == run && video.frame_pts_ms[i].is_some())
@@ -477,45 +602,77 @@ pub fn estimate_clock(
                 (video.frame_pts_ms[first_frame].unwrap_or(0.0) - previous.last_pts_ms).abs()
             })
             .min(config.max_break_ms);
+        // The first run of a session with R is anchored where the recorder started; a later run,
+        // after a stall that may have broken the clock, searches around the first run's offset.
+        let anchored = recording_start_t_ms.filter(|_| run == 0);
+        let (center, half_window) = match (anchored, runs.first()) {
+            (Some(r), _) => (
+                r - 0.5 * (lag_window[0] + lag_window[1]),
+                0.5 * (lag_window[1] - lag_window[0]),
+            ),
+            (None, Some(first)) if recording_start_t_ms.is_some() => {
+                (first.offset_ms, config.lag_allowance_ms + gap_before)
+            }
+            _ => (prior.offset_ms, free_half_window + gap_before),
+        };
+        // The same peak is stronger evidence inside R's narrow window than in the free search.
+        let narrowing = match anchored {
+            Some(_) => free_half_window / half_window.max(1.0),
+            None => 1.0,
+        };
         let motion = fit_motion(
             &pairs,
             video.frame_pts_ms,
             &signals,
             &latency,
-            center,
-            half_window + gap_before,
+            SearchWindow {
+                center,
+                half_ms: half_window,
+                narrowing,
+            },
             config,
         );
-        let confident = motion
+        let fit = motion
             .as_ref()
-            .is_some_and(|fit| fit.confidence >= config.min_confidence);
+            .filter(|fit| fit.confidence >= config.min_confidence);
         // After a long stall the recorder's clock may have broken: the first run is anchored
         // best, later ones less.
         let later = if run == 0 { 1.0 } else { 0.6 };
-        let fit = motion.as_ref().filter(|_| confident);
-        let (offset_ms, source, confidence, measured_lag_ms) = match (anchor, fit) {
-            // recordingStartT anchors the recorder's clock where it started; after a long stall
-            // the clock may have broken, and a confident fit of that run wins.
-            // `S = R - mean L` leaves the lag through the model unknown: how far to trust it
-            // depends on whether a confident motion fit agrees to within a frame (33 ms).
-            (Some(s), _) if run == 0 => (
-                s,
+        let (offset_ms, source, confidence, lag) = match (anchored, fit, runs.first()) {
+            (Some(r), Some(fit), _) => (
+                fit.offset_ms,
                 OffsetSource::RecordingStartT,
-                match fit {
-                    Some(fit) if (fit.offset_ms - s).abs() <= 33.0 => 0.9,
-                    Some(_) => R_DISAGREES_CONFIDENCE,
-                    None => 0.5,
-                },
-                fit.and_then(|fit| recording_start_t_ms.map(|r| r - fit.offset_ms)),
+                fit.confidence,
+                Some(LagEstimate {
+                    lag_ms: r - fit.offset_ms,
+                    source: LagSource::Measured,
+                    window_ms: lag_window,
+                }),
             ),
-            (_, Some(fit)) => (
+            (Some(r), None, _) => (
+                r - assumed_lag,
+                OffsetSource::RecordingStartT,
+                config.assumed_lag_confidence,
+                Some(LagEstimate {
+                    lag_ms: assumed_lag,
+                    source: LagSource::Assumed,
+                    window_ms: lag_window,
+                }),
+            ),
+            (None, Some(fit), _) => (
                 fit.offset_ms,
                 OffsetSource::MotionCorrelation,
                 fit.confidence,
                 None,
             ),
-            (Some(s), None) => (s, OffsetSource::RecordingStartT, 0.5 * later, None),
-            (None, None) => (
+            // A later run of a session with R and no fit of its own keeps the first run's clock.
+            (None, None, Some(first)) if recording_start_t_ms.is_some() => (
+                first.offset_ms,
+                first.source,
+                first.confidence * later,
+                first.lag.clone(),
+            ),
+            (None, None, _) => (
                 prior.offset_ms,
                 OffsetSource::MetaTiming,
                 prior.confidence * later,
@@ -533,7 +690,7 @@ pub fn estimate_clock(
             source,
             confidence,
             motion,
-            measured_lag_ms,
+            lag,
         });
     }
     ClockEstimate {
@@ -563,6 +720,11 @@ fn run_pairs(frames: &[usize], timing: &[FrameTiming], video: VideoMotion<'_>) -
         if dt_ms <= 0.0 {
             continue;
         }
+        // Only pairs of frames that both show a picture: a black, flat or corrupted frame moves
+        // (or stands) for reasons the logs know nothing of.
+        if !shows_picture(video.stats.get(previous)) || !shows_picture(video.stats.get(frame)) {
+            continue;
+        }
         let stats = video.stats.get(frame);
         let shift = stats.and_then(|s| s.shift).filter(|s| s.peak >= 0.05);
         let change = stats.and_then(|s| s.change).filter(|c| c.is_finite());
@@ -578,6 +740,26 @@ fn run_pairs(frames: &[usize], timing: &[FrameTiming], video: VideoMotion<'_>) -
         });
     }
     pairs
+}
+
+/// Whether a frame shows a picture the motion fit can use: some contrast, not dark, not blocky,
+/// and no abrupt change of its whole histogram (a cut, a corrupted frame).
+fn shows_picture(stats: Option<&crate::video::FrameStats>) -> bool {
+    stats.is_some_and(|s| {
+        s.luma_std >= 6.0
+            && s.mean_luma >= 24.0
+            && s.blockiness < 3.0
+            && s.histogram_jump.is_none_or(|jump| jump < 0.5)
+    })
+}
+
+/// Where a motion fit looks for the offset `S`.
+#[derive(Debug, Clone, Copy)]
+struct SearchWindow {
+    center: f64,
+    half_ms: f64,
+    /// How many times narrower than the free search (R anchors it), 1 for the free search.
+    narrowing: f64,
 }
 
 /// Pearson correlation from running sums.
@@ -646,10 +828,14 @@ fn fit_motion(
     pts: &[Option<f64>],
     signals: &[Cumulative; 4],
     latency: &LatencyModel,
-    center: f64,
-    half_window: f64,
+    window: SearchWindow,
     config: &ClockConfig,
 ) -> Option<MotionFit> {
+    let SearchWindow {
+        center,
+        half_ms: half_window,
+        narrowing,
+    } = window;
     if pairs.len() < config.min_pairs {
         return None;
     }
@@ -698,14 +884,23 @@ fn fit_motion(
     let coarse = start + best_index as f64 * step;
 
     // Sub-frame refinement: a fine grid around the coarse peak, then a parabola through the top.
+    // The coarse peak needs every channel to be found; its exact place is set by the turning
+    // channels when there are any: a turn starts and stops with a key, to the tick, while forward
+    // motion ramps up and down over hundreds of ms and blurs the timing.
+    let turning_only: [bool; 6] = std::array::from_fn(|c| active[c] && CHANNELS[c].0 == 0);
+    let timing = if turning_only.iter().any(|&a| a) {
+        turning_only
+    } else {
+        active
+    };
     let fine: Vec<(f64, f64)> = {
-        let n = (2.0 * step / config.fine_step_ms).round() as i64;
+        let n = (FINE_WINDOW_MS.max(2.0 * step) / config.fine_step_ms).round() as i64;
         (-n..=n)
             .map(|k| {
                 let offset = coarse + k as f64 * config.fine_step_ms;
                 (
                     offset,
-                    score_at(offset, pairs, pts, signals, &active, latency).0,
+                    score_at(offset, pairs, pts, signals, &timing, latency).0,
                 )
             })
             .collect()
@@ -728,7 +923,6 @@ fn fit_motion(
         fine.get(top).map_or(coarse, |f| f.0)
     };
     let (score, rs) = score_at(offset_ms, pairs, pts, signals, &active, latency);
-
     let mut steps: Vec<f64> = pairs.iter().map(|p| p.dt_ms).collect();
     let median_step = median(&mut steps).unwrap_or(0.0);
     let exclusion_ms = (3.0 * median_step).max(300.0);
@@ -739,13 +933,24 @@ fn fit_motion(
         .map(|(_, s)| f64::from(*s))
         .fold(0.0, f64::max);
 
-    // Pairs in which some active predicted signal moves by more than 5% of its largest move.
+    // Pairs in which the view moves, as the camera log says (by more than 5% of its largest
+    // move); the keys only when the camera log has nothing to say: a brake held at a standstill
+    // is input, not motion.
     let page = |frame: usize| page_time_at(pts[frame].unwrap_or(0.0), offset_ms, latency);
+    // Rates of each predicted signal; W - S counts only forward (a held brake does not move the
+    // view of a stopped car).
     let moves: Vec<[f64; 4]> = pairs
         .iter()
         .map(|pair| {
             let (t0, t1) = (page(pair.previous), page(pair.frame));
-            std::array::from_fn(|s| ((signals[s].at(t1) - signals[s].at(t0)) / pair.dt_ms).abs())
+            std::array::from_fn(|s| {
+                let rate = (signals[s].at(t1) - signals[s].at(t0)) / pair.dt_ms;
+                if s == 3 {
+                    rate.max(0.0)
+                } else {
+                    rate.abs()
+                }
+            })
         })
         .collect();
     let largest: [f64; 4] = std::array::from_fn(|s| moves.iter().map(|m| m[s]).fold(0.0, f64::max));
@@ -755,10 +960,18 @@ fn fit_motion(
             .zip(&active)
             .any(|(&(_, p), &a)| a && p == s)
     });
-    let moving_pairs = moves
+    let camera_used = used[0] || used[1];
+    let evidence: [bool; 4] = std::array::from_fn(|s| used[s] && (s < 2 || !camera_used));
+    let moving: Vec<&Pair> = pairs
         .iter()
-        .filter(|m| (0..4).any(|s| used[s] && largest[s] > 0.0 && m[s] > 0.05 * largest[s]))
-        .count();
+        .zip(&moves)
+        .filter(|(_, m)| {
+            (0..4).any(|s| evidence[s] && largest[s] > 0.0 && m[s] > 0.05 * largest[s])
+        })
+        .map(|(pair, _)| pair)
+        .collect();
+    let moving_pairs = moving.len();
+    let moving_ms: f64 = moving.iter().map(|pair| pair.dt_ms).sum();
 
     // The curve kept for reports: the best score in each of at most `curve_points` buckets.
     let decimation = scores.len().div_ceil(config.curve_points.max(1)).max(1);
@@ -766,12 +979,15 @@ fn fit_motion(
         .chunks(decimation)
         .map(|chunk| chunk.iter().copied().fold(0.0, f32::max))
         .collect();
+    // A rival peak as high as this one makes it a coin toss; a window `narrowing` times narrower
+    // than the free search (R anchors it) makes a rival that many times less likely to fall in it.
     let distinct = if score > 0.0 {
-        (1.0 - second_score / score).clamp(0.0, 1.0)
+        let ratio = (second_score / score).clamp(0.0, 1.0);
+        1.0 - ratio.powf(narrowing.clamp(1.0, 3.0))
     } else {
         0.0
     };
-    let support = (moving_pairs as f64 / 20.0).min(1.0);
+    let support = (moving_ms / config.full_support_ms.max(1.0)).min(1.0);
     let confidence = (score.sqrt() * distinct * support).clamp(0.0, 1.0);
     let channels = CHANNELS
         .iter()
@@ -790,6 +1006,7 @@ fn fit_motion(
         exclusion_ms,
         pairs: pairs.len(),
         moving_pairs,
+        moving_ms,
         confidence,
         channels,
         search_start_ms: start,
@@ -820,7 +1037,7 @@ mod tests {
             key(600.0, "keyup", "d"),
             key(700.0, "keydown", "a"),
         ];
-        let signal = key_signal(&inputs, "a", "d");
+        let signal = key_signal(&inputs, "a", "d", 0.0);
         assert_eq!(signal.at(0.0), 0.0);
         assert_eq!(signal.at(200.0), 100.0);
         assert_eq!(signal.at(350.0), 200.0); // both held: no turn

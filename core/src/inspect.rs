@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::align::{align, ActionSummary, AlignConfig};
 use crate::bundle::LoadedBundle;
 use crate::clean::{clean_segment, QualityConfig, SegmentQuality, SessionContext};
-use crate::clock::{ClockEstimate, OffsetSource, Prior};
+use crate::clock::{ClockEstimate, LagEstimate, OffsetSource, Prior};
 use crate::discover::BundleSource;
 use crate::ids::PartKind;
 use crate::latency::LatencySource;
@@ -84,7 +84,8 @@ pub struct RunOverview {
     pub motion_score: Option<f64>,
     pub motion_confidence: Option<f64>,
     pub motion_pairs: Option<usize>,
-    pub measured_lag_ms: Option<f64>,
+    /// With `recordingStartT`: the lag used, measured or assumed.
+    pub lag: Option<LagEstimate>,
 }
 
 impl AlignmentOverview {
@@ -110,7 +111,7 @@ impl AlignmentOverview {
                     motion_score: run.motion.as_ref().map(|m| m.score),
                     motion_confidence: run.motion.as_ref().map(|m| m.confidence),
                     motion_pairs: run.motion.as_ref().map(|m| m.pairs),
-                    measured_lag_ms: run.measured_lag_ms,
+                    lag: run.lag.clone(),
                 })
                 .collect(),
             actions,

@@ -58,8 +58,8 @@ pub use clean::{
     VideoHealthConfig,
 };
 pub use clock::{
-    estimate_clock, split_runs, timing_prior, ChannelFit, ClockConfig, ClockEstimate, MotionFit,
-    OffsetSource, Prior, PriorBasis, RunClock, TimingFacts, VideoMotion,
+    estimate_clock, split_runs, timing_prior, ChannelFit, ClockConfig, ClockEstimate, LagEstimate,
+    LagSource, MotionFit, OffsetSource, Prior, PriorBasis, RunClock, TimingFacts, VideoMotion,
 };
 pub use config::{OutputConfig, PipelineConfig};
 pub use discover::{

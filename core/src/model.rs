@@ -107,16 +107,28 @@ pub struct CameraSample {
     pub extra: Map<String, Value>,
 }
 
+/// A field the client always writes, which may be `null`: absent is a missing field, `null` is
+/// `None`.
+fn nullable<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    Option::<f64>::deserialize(deserializer)
+}
+
+/// The schema of [`nullable`] fields: a number or `null`, listed as required.
+fn required_nullable_number(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": ["number", "null"] })
+}
+
 /// `{sid}_latency.json`: ICE candidate-pair round-trip times, not the model's delay.
+/// `avgRtt` and `rttSamples` are required (they are the latency model); `avgRtt` may be `null`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencyLog {
     #[serde(default)]
     pub initial_latency: Option<f64>,
     /// Mean of the samples; `null` when the client had none.
-    #[serde(default)]
+    #[serde(deserialize_with = "nullable")]
+    #[schemars(schema_with = "required_nullable_number")]
     pub avg_rtt: Option<f64>,
-    #[serde(default)]
     pub rtt_samples: Vec<RttSample>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -145,11 +157,13 @@ pub struct Meta {
     pub duration: Option<f64>,
     #[serde(default)]
     pub event_count: Option<f64>,
-    /// `Date.now()` when the recorder started (epoch ms); may be `null`.
-    #[serde(default)]
+    /// `Date.now()` when the recorder started (epoch ms); required, may be `null`.
+    #[serde(deserialize_with = "nullable")]
+    #[schemars(schema_with = "required_nullable_number")]
     pub start_time: Option<f64>,
-    /// Epoch ms.
-    #[serde(default)]
+    /// Epoch ms; required, may be `null`.
+    #[serde(deserialize_with = "nullable")]
+    #[schemars(schema_with = "required_nullable_number")]
     pub end_time: Option<f64>,
     /// `performance.now()` of the page when `MediaRecorder.start()` ran (ms). Capture clients
     /// should write it: with it the pipeline knows the recorder start `R` instead of estimating

@@ -23,6 +23,33 @@ pub struct Limits {
     pub max_video_frames: usize,
     /// Largest frame, in pixels (1920x1088 is 2.1 M; the client records 1280x704).
     pub max_video_pixels: u64,
+    /// Smallest frame: CLEAN measures sharpness on a 256x144 grey copy, and a frame smaller than
+    /// that is not training data (`docs/QUALITY.md`).
+    pub min_video_width: u32,
+    pub min_video_height: u32,
+    /// Accepted width / height, around the capture's 1280x704 (1.82) and 16:9 (1.78).
+    pub min_video_aspect: f64,
+    pub max_video_aspect: f64,
+}
+
+impl Limits {
+    /// Why frames of `width` x `height` are not usable, or `None` when they are.
+    pub fn frame_size_problem(&self, width: u32, height: u32) -> Option<String> {
+        if width < self.min_video_width || height < self.min_video_height {
+            return Some(format!(
+                "too small to be training data (at least {}x{})",
+                self.min_video_width, self.min_video_height
+            ));
+        }
+        let aspect = f64::from(width) / f64::from(height);
+        if !(self.min_video_aspect..=self.max_video_aspect).contains(&aspect) {
+            return Some(format!(
+                "width / height is {aspect:.2}, far from the capture's 1280x704 ({:.2}-{:.2} accepted)",
+                self.min_video_aspect, self.max_video_aspect
+            ));
+        }
+        None
+    }
 }
 
 impl Default for Limits {
@@ -34,6 +61,10 @@ impl Default for Limits {
             max_array_items: 500_000,
             max_video_frames: 200_000,
             max_video_pixels: 1920 * 1088,
+            min_video_width: 256,
+            min_video_height: 144,
+            min_video_aspect: 1.6,
+            max_video_aspect: 2.05,
         }
     }
 }
@@ -117,6 +148,22 @@ fn json_error(part: PartKind, path: String, err: &serde_json::Error) -> RejectRe
         Some(at) => message[..at].to_owned(),
         None => message,
     };
+    // "missing field `avgRtt`": a field the client always writes is not there.
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        return RejectReason::MissingField {
+            part,
+            path: if path == "." {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            },
+            line: err.line(),
+            column: err.column(),
+        };
+    }
     RejectReason::MalformedJson {
         part,
         path,
@@ -176,7 +223,7 @@ fn check_shape(part: PartKind, bytes: &[u8], limits: &Limits) -> Result<(), Reje
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CameraSample, InputEvent, Meta};
+    use crate::model::{CameraSample, InputEvent, LatencyLog, Meta};
 
     fn limits() -> Limits {
         Limits::default()
@@ -220,9 +267,40 @@ mod tests {
         let json = br#"[{"t":1,"type":"keydown"},{"type":"keyup"}]"#;
         let err =
             parse_json_bytes::<Vec<InputEvent>>(PartKind::Inputs, json, &limits()).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("[1]"), "{text}");
-        assert!(text.contains("missing field `t`"), "{text}");
+        assert!(
+            matches!(&err, RejectReason::MissingField { part: PartKind::Inputs, path, .. } if path == "[1].t"),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), "missing_field");
+        let err = parse_json_bytes::<LatencyLog>(PartKind::Latency, b"{}", &limits()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the latency part lacks the required field `avgRtt` (line 1, column 2)"
+        );
+        // A required field that may be null: null is fine, absent is not.
+        let log: LatencyLog = parse_json_bytes(
+            PartKind::Latency,
+            br#"{"avgRtt":null,"rttSamples":[]}"#,
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(log.avg_rtt, None);
+        let err = parse_json_bytes::<LatencyLog>(PartKind::Latency, br#"{"avgRtt":3}"#, &limits())
+            .unwrap_err();
+        assert!(err.to_string().contains("`rttSamples`"), "{err}");
+    }
+
+    #[test]
+    fn frame_size_limits() {
+        let limits = limits();
+        assert_eq!(limits.frame_size_problem(1280, 704), None);
+        assert_eq!(limits.frame_size_problem(256, 144), None);
+        assert!(limits
+            .frame_size_problem(16, 16)
+            .is_some_and(|why| why.contains("256x144")));
+        assert!(limits
+            .frame_size_problem(1280, 960)
+            .is_some_and(|why| why.contains("1.33")));
     }
 
     #[test]

@@ -84,6 +84,14 @@ pub enum RejectReason {
         message: String,
     },
 
+    #[error("the {part} part lacks the required field `{path}` (line {line}, column {column})")]
+    MissingField {
+        part: PartKind,
+        path: String,
+        line: usize,
+        column: usize,
+    },
+
     #[error("the {part} part has a non-finite number (null, NaN or Infinity) at `{path}` (line {line}, column {column})")]
     NonFiniteNumber {
         part: PartKind,
@@ -109,6 +117,13 @@ pub enum RejectReason {
     #[error("the video is not what the capture client records (VP8 in WebM, at most 1920x1088): {detail}")]
     UnsupportedVideo { detail: String },
 
+    #[error("the video's frames are {width}x{height}: {why}")]
+    UnusableFrameSize {
+        width: u32,
+        height: u32,
+        why: String,
+    },
+
     #[error("the {part} part cannot be read: {detail}")]
     Unreadable { part: PartKind, detail: String },
 }
@@ -127,11 +142,13 @@ impl RejectReason {
             RejectReason::TooDeep { .. } => "too_deep",
             RejectReason::TooManyItems { .. } => "too_many_items",
             RejectReason::MalformedJson { .. } => "malformed_json",
+            RejectReason::MissingField { .. } => "missing_field",
             RejectReason::NonFiniteNumber { .. } => "non_finite_number",
             RejectReason::AbsurdNumber { .. } => "absurd_number",
             RejectReason::EmptyVideo => "empty_video",
             RejectReason::UndecodableVideo { .. } => "undecodable_video",
             RejectReason::UnsupportedVideo { .. } => "unsupported_video",
+            RejectReason::UnusableFrameSize { .. } => "unusable_frame_size",
             RejectReason::Unreadable { .. } => "unreadable",
         }
     }

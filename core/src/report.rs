@@ -443,8 +443,9 @@ fn run_chart(html: &mut String, run: &RunClock, prior_ms: f64, prior_pm_ms: f64)
             "fail"
         },
         run.confidence,
-        run.measured_lag_ms
-            .map_or(String::new(), |lag| format!(" · measured lag {lag:.0} ms"))
+        run.lag
+            .as_ref()
+            .map_or(String::new(), |lag| format!(" · {}", lag.describe()))
     );
     let Some(fit) = &run.motion else {
         html.push_str("<p class=\"muted\">Too little motion to fit an offset.</p>");

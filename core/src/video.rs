@@ -178,6 +178,13 @@ pub fn decode_video(
             detail: format!("codec {codec}, not VP8"),
         });
     }
+    if let Some(why) = limits.frame_size_problem(decoder.width(), decoder.height()) {
+        return Err(RejectReason::UnusableFrameSize {
+            width: decoder.width(),
+            height: decoder.height(),
+            why,
+        });
+    }
     let pixels = u64::from(decoder.width()) * u64::from(decoder.height());
     if pixels > limits.max_video_pixels {
         return Err(RejectReason::UnsupportedVideo {
@@ -208,6 +215,14 @@ pub fn decode_video(
         loop {
             match decoder.receive_frame(&mut frame) {
                 Ok(()) => {
+                    // VP8 may change size at any key frame: every frame is held to the limits.
+                    if let Some(why) = limits.frame_size_problem(frame.width(), frame.height()) {
+                        return Err(RejectReason::UnusableFrameSize {
+                            width: frame.width(),
+                            height: frame.height(),
+                            why,
+                        });
+                    }
                     if u64::from(frame.width()) * u64::from(frame.height())
                         > limits.max_video_pixels
                     {

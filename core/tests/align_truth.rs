@@ -1,89 +1,58 @@
-//! ALIGN against ground truth: synthetic sessions rendered from scripted inputs with a known
-//! recorder start `R` and lag, aligned without (and with) `recordingStartT` in meta.
+//! ALIGN against ground truth on a few hand-picked synthetic sessions with a known recorder
+//! start `R` and lag, aligned without (and with) `recordingStartT` in meta. The randomized grid
+//! is `align_sweep.rs`; these pin down single behaviours (a clock break, no motion at all).
 //!
 //! Every figure is printed to stderr past the test harness's capture, so CI shows it.
 
-use std::path::Path;
+mod common;
 
-use sd_core::{align, discover, load_bundle, AlignConfig, Alignment, Limits, OffsetSource};
-use sd_fixtures::{write_bundle, Naming, PtsSkew, SyntheticSpec, Truth};
-use sd_tests::{report_figure, Dir};
+use common::{keys_accuracy, load_usable, offset_error_ms, write};
+use sd_core::{align, AlignConfig, Alignment, LagSource, OffsetSource};
+use sd_fixtures::{PtsSkew, SyntheticSpec, Truth};
+use sd_tests::report_figure;
 
 struct Figures {
-    label: String,
     source: OffsetSource,
-    confidence: f64,
-    /// Mean of (page time ALIGN gives a frame - the page time it truly shows), measured frames.
+    /// Mean of (page time ALIGN gives a frame - page time of the state it shows), measured frames.
     offset_error_ms: f64,
-    /// Largest absolute per-frame error.
-    max_error_ms: f64,
     keys_accuracy: f64,
-    frames_compared: usize,
-    measured_lag_ms: Option<f64>,
 }
 
-fn run_case(label: &str, spec: &SyntheticSpec) -> Figures {
-    let dir = Dir::new(label);
-    let written = write_bundle(dir.path(), spec, Naming::UploadEpoch).expect("write bundle");
-    let truth = Truth::read(&written.truth).expect("truth");
-    let alignment = align_dir(dir.path());
-    figures(label, &alignment, &truth)
-}
-
-fn align_dir(dir: &Path) -> Alignment {
-    let found = discover(dir).expect("discover");
-    let bundle = load_bundle(&found.bundles[0], &Limits::default())
-        .into_bundle()
-        .expect("usable bundle");
-    align(&bundle, &AlignConfig::default())
+fn aligned(label: &str, spec: &SyntheticSpec) -> (Alignment, Truth) {
+    let written = write(label, spec);
+    let bundle = load_usable(label, &written);
+    (align(&bundle, &AlignConfig::default()), written.truth)
 }
 
 fn figures(label: &str, alignment: &Alignment, truth: &Truth) -> Figures {
-    let mut errors = Vec::new();
-    let (mut right, mut compared) = (0, 0);
-    for row in &alignment.frames {
-        let (Some(page), Some(keys)) = (row.page_t_ms, &row.keys_held) else {
-            continue;
-        };
-        let expected = &truth.frames[row.frame];
-        errors.push(page - expected.shown_page_ms);
-        compared += 1;
-        right += usize::from(*keys == expected.keys_held);
-    }
+    let (offset_error_ms, max_error_ms) = offset_error_ms(alignment, truth);
+    let (keys_accuracy, frames) = keys_accuracy(alignment, truth, |_| true);
     let run = &alignment.clock.runs[0];
-    let figures = Figures {
-        label: label.to_owned(),
-        source: run.source,
-        confidence: run.confidence,
-        offset_error_ms: errors.iter().sum::<f64>() / errors.len().max(1) as f64,
-        max_error_ms: errors.iter().map(|e| e.abs()).fold(0.0, f64::max),
-        keys_accuracy: right as f64 / compared.max(1) as f64,
-        frames_compared: compared,
-        measured_lag_ms: run.measured_lag_ms,
-    };
     report_figure(&format!(
-        "ALIGN truth {:<28} source {:<20} confidence {:.2}  offset error {:>7.1} ms (max {:>6.1})  keys held {:>6.2}% of {} frames",
-        figures.label,
-        format!("{:?}", figures.source),
-        figures.confidence,
-        figures.offset_error_ms,
-        figures.max_error_ms,
-        100.0 * figures.keys_accuracy,
-        figures.frames_compared
+        "ALIGN truth {label:<28} source {:<20} confidence {:.2}  offset error {offset_error_ms:>7.1} ms (max {max_error_ms:>6.1})  keys held {:>6.2}% of {frames} frames{}",
+        format!("{:?}", run.source),
+        run.confidence,
+        100.0 * keys_accuracy,
+        run.lag.as_ref().map_or(String::new(), |lag| format!("  {}", lag.describe()))
     ));
-    assert!(figures.frames_compared > 0, "{label}: no frame compared");
-    figures
+    assert!(frames > 0, "{label}: no frame compared");
+    Figures {
+        source: run.source,
+        offset_error_ms,
+        keys_accuracy,
+    }
+}
+
+fn run_case(label: &str, spec: &SyntheticSpec) -> Figures {
+    let (alignment, truth) = aligned(label, spec);
+    figures(label, &alignment, &truth)
 }
 
 #[test]
 fn constant_rate_30fps_without_recording_start() {
     let f = run_case("constant_30fps", &SyntheticSpec::constant_rate(40.0, 30.0));
     assert_eq!(f.source, OffsetSource::MotionCorrelation);
-    assert!(
-        f.offset_error_ms.abs() <= 33.0,
-        "offset error {} ms",
-        f.offset_error_ms
-    );
+    assert!(f.offset_error_ms.abs() <= 33.0, "{} ms", f.offset_error_ms);
     assert!(f.keys_accuracy >= 0.99, "keys accuracy {}", f.keys_accuracy);
 }
 
@@ -91,44 +60,30 @@ fn constant_rate_30fps_without_recording_start() {
 fn variable_rate_with_stall_and_burst_without_recording_start() {
     let f = run_case("messy_variable_rate", &SyntheticSpec::messy(40.0));
     assert_eq!(f.source, OffsetSource::MotionCorrelation);
+    assert!(f.offset_error_ms.abs() <= 33.0, "{} ms", f.offset_error_ms);
+    assert!(f.keys_accuracy >= 0.99, "keys accuracy {}", f.keys_accuracy);
+}
+
+#[test]
+fn recording_start_t_anchors_the_lag_search() {
+    let spec = SyntheticSpec::constant_rate(20.0, 30.0).with_recording_start_t(true);
+    let (alignment, truth) = aligned("constant_30fps_with_R", &spec);
+    let f = figures("constant_30fps_with_R", &alignment, &truth);
+    assert_eq!(f.source, OffsetSource::RecordingStartT);
+    // S = R - lag, the lag measured inside the window R allows, not taken from the RTT.
+    let lag = alignment.clock.runs[0].lag.as_ref().expect("a lag");
+    assert_eq!(lag.source, LagSource::Measured);
     assert!(
-        f.offset_error_ms.abs() <= 33.0,
-        "offset error {} ms",
-        f.offset_error_ms
+        (lag.lag_ms - spec.lag_ms).abs() <= 33.0,
+        "{}",
+        lag.describe()
     );
     assert!(f.keys_accuracy >= 0.99, "keys accuracy {}", f.keys_accuracy);
 }
 
 #[test]
-fn recording_start_t_leaves_only_the_latency_model_error() {
-    let spec = SyntheticSpec::constant_rate(20.0, 30.0).with_recording_start_t(true);
-    let f = run_case("constant_30fps_with_R", &spec);
-    assert_eq!(f.source, OffsetSource::RecordingStartT);
-    // S = R - mean RTT, so the error is the lag the RTT does not explain: mean RTT - true lag.
-    let expected = spec.lag_ms - spec.avg_rtt_ms;
-    assert!(
-        (f.offset_error_ms - expected).abs() < 2.0,
-        "offset error {} ms, latency model error {expected} ms",
-        f.offset_error_ms
-    );
-    // The motion fit still runs and measures the true lag through the model.
-    let lag = f
-        .measured_lag_ms
-        .expect("a confident motion fit measures the lag");
-    report_figure(&format!(
-        "ALIGN truth measured lag {lag:.1} ms (true {} ms)",
-        spec.lag_ms
-    ));
-    assert!((lag - spec.lag_ms).abs() <= 33.0, "measured lag {lag} ms");
-}
-
-#[test]
 fn a_clock_break_across_a_long_stall_gets_its_own_offset() {
-    let spec = clock_break_spec();
-    let dir = Dir::new("clock_break");
-    let written = write_bundle(dir.path(), &spec, Naming::UploadEpoch).expect("write bundle");
-    let truth = Truth::read(&written.truth).expect("truth");
-    let alignment = align_dir(dir.path());
+    let (alignment, truth) = aligned("clock_break", &clock_break_spec());
     let f = figures("clock_break_two_runs", &alignment, &truth);
     let runs = &alignment.clock.runs;
     for run in runs {
@@ -137,11 +92,11 @@ fn a_clock_break_across_a_long_stall_gets_its_own_offset() {
             .iter()
             .filter_map(|row| {
                 row.page_t_ms
-                    .map(|t| t - truth.frames[row.frame].shown_page_ms)
+                    .map(|t| t - truth.frames[row.frame].state_page_ms)
             })
             .collect();
         report_figure(&format!(
-            "  run {}: frames {}-{} offset error {:.1} ms, score {:.3} second {:.3} moving {} channels {}",
+            "  run {}: frames {}-{} offset error {:.1} ms, score {:.3} second {:.3} moving {} ({:.1} s) channels {}",
             run.run,
             run.first_frame,
             run.last_frame,
@@ -149,6 +104,7 @@ fn a_clock_break_across_a_long_stall_gets_its_own_offset() {
             fit.score,
             fit.second_score,
             fit.moving_pairs,
+            fit.moving_ms / 1000.0,
             fit.channels
                 .iter()
                 .map(|c| format!("{} r={:.2}", c.channel, c.r))
@@ -174,10 +130,7 @@ fn no_motion_means_low_confidence_and_the_meta_prior() {
     // Like several real sessions: nobody drives, the picture barely moves.
     let mut spec = SyntheticSpec::constant_rate(20.0, 30.0);
     spec.drive.clear();
-    let dir = Dir::new("no_motion");
-    let written = write_bundle(dir.path(), &spec, Naming::UploadEpoch).expect("write bundle");
-    let truth = Truth::read(&written.truth).expect("truth");
-    let alignment = align_dir(dir.path());
+    let (alignment, truth) = aligned("no_motion", &spec);
     let f = figures("no_motion_prior_only", &alignment, &truth);
     assert_eq!(f.source, OffsetSource::MetaTiming);
     // The fit was tried and found nothing it could trust (or nothing to fit at all).
@@ -187,11 +140,30 @@ fn no_motion_means_low_confidence_and_the_meta_prior() {
     report_figure(&format!("ALIGN truth prior: {}", prior.detail));
     // The prior is honest about its uncertainty: the truth lies inside it (plus the unknown lag).
     assert!(
-        f.max_error_ms <= prior.uncertainty_ms + spec.lag_ms,
+        f.offset_error_ms.abs() <= prior.uncertainty_ms + spec.lag_ms,
         "prior off by {} ms, claims +-{} ms",
         f.offset_error_ms,
         prior.uncertainty_ms
     );
+}
+
+#[test]
+fn no_motion_with_recording_start_t_assumes_the_lag_and_says_so() {
+    let mut spec = SyntheticSpec::constant_rate(20.0, 30.0).with_recording_start_t(true);
+    spec.drive.clear();
+    let (alignment, truth) = aligned("no_motion_with_R", &spec);
+    figures("no_motion_with_R", &alignment, &truth);
+    let run = &alignment.clock.runs[0];
+    let lag = run.lag.as_ref().expect("a lag");
+    assert_eq!(run.source, OffsetSource::RecordingStartT);
+    assert_eq!(lag.source, LagSource::Assumed);
+    // The mean RTT plus the default model delay, under CLEAN's bar.
+    let config = AlignConfig::default().clock;
+    assert!(
+        (lag.lag_ms - (alignment.clock.latency.mean_ms + config.default_model_delay_ms)).abs()
+            < 1e-6
+    );
+    assert!(run.confidence < 0.2, "{}", run.confidence);
 }
 
 /// 40 s at 30 fps with an 8 s stall at 20 s across which the video clock runs 4 s ahead.
@@ -211,10 +183,7 @@ fn clock_break_spec() -> SyntheticSpec {
 #[test]
 fn recording_start_t_anchors_only_the_first_run_after_a_clock_break() {
     let spec = clock_break_spec().with_recording_start_t(true);
-    let dir = Dir::new("clock_break_with_r");
-    let written = write_bundle(dir.path(), &spec, Naming::UploadEpoch).expect("write bundle");
-    let truth = Truth::read(&written.truth).expect("truth");
-    let alignment = align_dir(dir.path());
+    let (alignment, truth) = aligned("clock_break_with_r", &spec);
     figures("clock_break_with_R", &alignment, &truth);
     let runs = &alignment.clock.runs;
     assert_eq!(runs[0].source, OffsetSource::RecordingStartT);
