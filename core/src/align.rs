@@ -82,7 +82,7 @@ pub struct Alignment {
 }
 
 /// Version of the `aligned.json` layout; bumped on any change a consumer could notice.
-pub const ALIGNED_SCHEMA_VERSION: u32 = 1;
+pub const ALIGNED_SCHEMA_VERSION: u32 = 2;
 
 /// The decoded video an alignment is about.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]

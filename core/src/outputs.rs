@@ -22,7 +22,7 @@ use crate::timeline::{TimelineConfig, VideoHealth};
 
 /// Version of the published layout and its three files; bumped on any change a consumer could
 /// notice.
-pub const OUTPUT_SCHEMA_VERSION: u32 = 1;
+pub const OUTPUT_SCHEMA_VERSION: u32 = 2;
 
 /// Where a segment is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]

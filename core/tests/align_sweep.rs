@@ -170,7 +170,7 @@ fn align_sweep_meets_its_targets() {
         "ALIGN sweep per cell ({ALIGN_SWEEP_PER_CELL} sessions each; keys held right on frames where the car moves or a key is held):"
     ));
     report_figure(&format!(
-        "  {:<26} | {:<12} {:>5} {:>7} {:>8} | {:<12} {:>5} {:>7} {:>8}",
+        "  {:<32} | {:<12} {:>5} {:>7} {:>8} | {:<12} {:>5} {:>7} {:>8}",
         "cell", "with R", "conf", "|err|", "keys", "without R", "conf", "|err|", "keys"
     ));
     let mut failures = Vec::new();
@@ -178,7 +178,7 @@ fn align_sweep_meets_its_targets() {
         let with = pooled(members.iter().map(|&i| &outcomes[i].with_r));
         let without = pooled(members.iter().map(|&i| &outcomes[i].without_r));
         report_figure(&format!(
-            "  {:<26} | {:<12} {:>5.2} {:>7.1} {:>7.2}% | {:<12} {:>5.2} {:>7.1} {:>7.2}%",
+            "  {:<32} | {:<12} {:>5.2} {:>7.1} {:>7.2}% | {:<12} {:>5.2} {:>7.1} {:>7.2}%",
             cell,
             with.3,
             with.2,

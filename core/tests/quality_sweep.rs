@@ -36,6 +36,7 @@ struct SegmentOutcome {
     covered: Vec<(DefectKind, f64)>,
     failed: Vec<CheckName>,
     reasons: Vec<String>,
+    values: Vec<(CheckName, f64)>,
 }
 
 impl SegmentOutcome {
@@ -102,6 +103,7 @@ fn evaluate(case: &SweepCase) -> CaseOutcome {
                 .filter(|c| !c.passed)
                 .map(|c| format!("{:?}: {}", c.check, c.reason))
                 .collect(),
+            values: quality.checks.iter().map(|c| (c.check, c.value)).collect(),
         })
         .collect();
     // An idle span SPLICE must cut: at least its minimum plus a second, with frames all through.
@@ -266,6 +268,48 @@ fn quality_sweep_meets_its_targets() {
             counts.caught_partial,
             counts.false_alarms,
             counts.precision()
+        ));
+    }
+
+    // The margin at segment level: each check's number on clean segments against segments
+    // holding at least 1 s of its defect.
+    report_figure("QUALITY sweep check values, clean segments against segments with >= 1 s of the defect (min / p50 / max):");
+    for kind in DefectKind::ALL {
+        let Some(check) = check_for(kind) else {
+            continue;
+        };
+        let value_of = |segment: &&&SegmentOutcome| {
+            segment
+                .values
+                .iter()
+                .find(|(c, _)| *c == check)
+                .map_or(f64::NAN, |(_, v)| *v)
+        };
+        let range = |values: Vec<f64>| {
+            let mut values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+            values.sort_by(f64::total_cmp);
+            match (values.first(), values.last()) {
+                (Some(lo), Some(hi)) => {
+                    format!("{lo:.2} / {:.2} / {hi:.2}", values[values.len() / 2])
+                }
+                _ => "-".to_owned(),
+            }
+        };
+        let clean: Vec<f64> = segments
+            .iter()
+            .filter(|s| s.is_clean())
+            .map(|s| value_of(&s))
+            .collect();
+        let defective: Vec<f64> = segments
+            .iter()
+            .filter(|s| s.covered(kind) >= MUST_CATCH_MS)
+            .map(|s| value_of(&s))
+            .collect();
+        report_figure(&format!(
+            "  {:<12} clean {:<24} {kind} {}",
+            check_name(Some(check)),
+            range(clean),
+            range(defective)
         ));
     }
 

@@ -77,7 +77,8 @@ fn a_frozen_picture_fails_whatever_the_speed() {
                 .iter()
                 .filter(|(kind, _)| *kind == DefectKind::Frozen)
                 .map(|(_, ms)| ms)
-                .sum();
+                .sum::<f64>()
+                + 0.0;
             let check = quality
                 .checks
                 .iter()
