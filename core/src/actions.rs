@@ -71,7 +71,9 @@ pub struct Pose {
     pub speed: f64,
     /// Step between the two camera samples the pose lies between (ms).
     pub sample_gap_ms: f64,
-    /// The bracketing samples are further apart than the configured limit.
+    /// The bracketing samples are further apart than the configured limit, or the camera
+    /// teleported between them (the spawn from the lobby into the street): then the pose is the
+    /// nearer sample's, not a point halfway between two places.
     pub from_gap: bool,
 }
 
@@ -207,6 +209,7 @@ pub fn frame_actions(
 ) -> Vec<FrameAction> {
     let mut keys = KeyTimeline::new(inputs);
     let camera_order = sorted_camera(camera);
+    let teleports = Teleports::from_camera(&camera_order);
     let timing = frame_timing(frame_pts_ms);
 
     let mut previous_count: Option<usize> = None;
@@ -249,7 +252,7 @@ pub fn frame_actions(
                 d: held.contains(DRIVING_KEYS[3]),
             });
             row.keys_held = Some(held.iter().cloned().collect());
-            row.pose = pose_at(&camera_order, t, config);
+            row.pose = pose_at(&camera_order, &teleports, t, config);
             row.controls = controls_at(&camera_order, t);
             previous_count = Some(count);
             previous_run = run;
@@ -317,6 +320,42 @@ impl AnimationFrames {
     }
 }
 
+/// Jumps of the camera that are cuts, not motion: the spawn from the lobby pose into the street
+/// (about 625 units in the real logs). Speed units and the page's frame rate differ between games
+/// and displays, so the bar comes from the log itself: a step between two samples longer than ten
+/// times the log's 95th-percentile step (and than 1 unit, for a log that barely moves).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Teleports {
+    min_jump: f64,
+}
+
+impl Teleports {
+    pub(crate) fn from_camera(camera: &[&CameraSample]) -> Self {
+        let mut steps: Vec<f64> = camera
+            .windows(2)
+            .map(|w| ground_distance(w[0], w[1]))
+            .collect();
+        steps.sort_by(f64::total_cmp);
+        let p95 = steps
+            .get(((steps.len().saturating_sub(1)) as f64 * 0.95) as usize)
+            .copied()
+            .unwrap_or(0.0);
+        Self {
+            min_jump: (10.0 * p95).max(1.0),
+        }
+    }
+
+    /// Whether the camera teleported between two consecutive samples.
+    pub(crate) fn between(&self, a: &CameraSample, b: &CameraSample) -> bool {
+        ground_distance(a, b) > self.min_jump
+    }
+}
+
+/// Distance between two camera samples on the ground plane (x, z).
+pub(crate) fn ground_distance(a: &CameraSample, b: &CameraSample) -> f64 {
+    ((b.pos[0] - a.pos[0]).powi(2) + (b.pos[2] - a.pos[2]).powi(2)).sqrt()
+}
+
 /// Camera samples sorted by time; of samples logged at the same time, the last one logged.
 pub(crate) fn sorted_camera(camera: &[CameraSample]) -> Vec<&CameraSample> {
     let mut sorted: Vec<&CameraSample> = camera.iter().rev().collect();
@@ -337,7 +376,12 @@ pub(crate) fn shortest_arc(delta: f64) -> f64 {
     }
 }
 
-fn pose_at(camera: &[&CameraSample], t: f64, config: &ActionConfig) -> Option<Pose> {
+fn pose_at(
+    camera: &[&CameraSample],
+    teleports: &Teleports,
+    t: f64,
+    config: &ActionConfig,
+) -> Option<Pose> {
     let after = camera.partition_point(|sample| sample.t <= t);
     if after == 0 || after == camera.len() {
         // Before the first sample or after the last: nothing to interpolate between. A frame
@@ -353,7 +397,13 @@ fn pose_at(camera: &[&CameraSample], t: f64, config: &ActionConfig) -> Option<Po
     }
     let (a, b) = (camera[after - 1], camera[after]);
     let gap = b.t - a.t;
-    let f = if gap > 0.0 { (t - a.t) / gap } else { 0.0 };
+    let teleported = teleports.between(a, b);
+    let f = match (teleported, gap > 0.0) {
+        // Across a teleport the camera is in one place or the other, never between.
+        (true, true) => ((t - a.t) / gap).round(),
+        (false, true) => (t - a.t) / gap,
+        (_, false) => 0.0,
+    };
     let lerp = |x: f64, y: f64| x + (y - x) * f;
     Some(Pose {
         pos: [
@@ -364,7 +414,7 @@ fn pose_at(camera: &[&CameraSample], t: f64, config: &ActionConfig) -> Option<Po
         yaw: a.yaw + shortest_arc(b.yaw - a.yaw) * f,
         speed: lerp(a.speed, b.speed),
         sample_gap_ms: gap,
-        from_gap: gap > config.camera_gap_ms,
+        from_gap: gap > config.camera_gap_ms || teleported,
     })
 }
 

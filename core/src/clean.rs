@@ -37,30 +37,35 @@ pub struct BlurConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ArtifactConfig {
-    /// A frame whose mean luma is below this is black (limited-range black is 16).
+    /// A frame whose mean luma is below this (limited-range black is 16)...
     pub black_max_luma: f64,
+    /// ...and whose luma standard deviation is below this is black: a dark picture with detail
+    /// (night, a tunnel) is a picture.
+    pub black_max_contrast: f64,
     /// A frame (not black) whose mean luma is above this is washed out (over-exposed)...
     pub washed_min_luma: f64,
     /// ...and so is one (not black) whose luma standard deviation is below this (flat).
     pub washed_max_contrast: f64,
     /// A diffusion model's output never stands still: consecutive frames whose thumbnails differ
-    /// by less than this (mean absolute difference, 0-255, median of three steps) stand still,
-    /// whatever the logs say...
+    /// by less than this (mean absolute difference, 0-255) stand still, whatever the logs say...
     pub frozen_still_max_change: f64,
     /// ...and, while the logs say the view should change (speed or yaw rate above their floors,
     /// or W held), so do frames that differ by less than this.
-    pub frozen_max_change: f64,
+    pub frozen_moving_max_change: f64,
+    /// ...and so do frames that differ by less than this share of what the session's own picture
+    /// changes while its view stands still (75th percentile; only with a trusted clock).
+    pub frozen_still_relative: f64,
     /// A picture standing still for at least this long is frozen.
     pub frozen_min_ms: f64,
-    /// Camera-log speed above which the view should change (world units per second; the
-    /// prototype's top speed is 20, other games' 0.8).
+    /// Camera-log speed above which the view should change, in the game's own units (the
+    /// prototype's top speed is 20, another game's 0.8): a small floor.
     pub frozen_min_speed: f64,
-    /// Camera-log yaw rate above which the view should change (rad per second).
-    pub frozen_min_yaw_rate: f64,
-    /// While the view should change, a sideways shift under this (128x64 thumbnail px) while the
-    /// camera turns by at least `frozen_min_turn_rad` between the two frames means the picture
-    /// did not turn with it.
+    /// Camera-log yaw rate above which the view should change.
+    pub frozen_min_yaw_rad_per_s: f64,
+    /// While the view should change, a sideways shift under this (128x64 thumbnail px)...
     pub frozen_max_turn_shift_px: f64,
+    /// ...while the camera turns by at least this much between the two frames, with A or D held,
+    /// means the picture did not turn with it.
     pub frozen_min_turn_rad: f64,
     /// A frame with block-edge steps this many times the other steps is glitched...
     pub glitch_min_blockiness: f64,
@@ -120,13 +125,15 @@ impl Default for ArtifactConfig {
     fn default() -> Self {
         Self {
             black_max_luma: 40.0,
+            black_max_contrast: 12.0,
             washed_min_luma: 225.0,
             washed_max_contrast: 6.0,
             frozen_still_max_change: 0.3,
-            frozen_max_change: 0.4,
+            frozen_moving_max_change: 0.4,
+            frozen_still_relative: 0.35,
             frozen_min_ms: 600.0,
             frozen_min_speed: 0.02,
-            frozen_min_yaw_rate: 0.02,
+            frozen_min_yaw_rad_per_s: 0.02,
             frozen_max_turn_shift_px: 0.2,
             frozen_min_turn_rad: 0.01,
             glitch_min_blockiness: 3.0,
@@ -139,7 +146,7 @@ impl Default for ArtifactConfig {
 impl Default for ActionValidityConfig {
     fn default() -> Self {
         Self {
-            max_key_transitions_per_s: 10.0,
+            max_key_transitions_per_s: 12.0,
             key_spam_window_ms: 1000.0,
             max_opposite_held_ms: 500.0,
             max_mouse_delta: 2000.0,
@@ -181,6 +188,19 @@ impl QualityConfig {
     }
 
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        // Every threshold is a finite, non-negative number.
+        let tree = serde_json::to_value(self).map_err(|err| ConfigError(err.to_string()))?;
+        if let Some(tables) = tree.as_object() {
+            for (table, fields) in tables {
+                for (field, value) in fields.as_object().into_iter().flatten() {
+                    if value.as_f64().is_none_or(|v| !v.is_finite() || v < 0.0) {
+                        return Err(ConfigError(format!(
+                            "{table}.{field} must be a finite number, 0 or more"
+                        )));
+                    }
+                }
+            }
+        }
         let s = &self.splice;
         let positive = [
             ("splice.segment_ms", s.segment_ms),
@@ -394,6 +414,12 @@ pub fn clean_segment(
     // What the logs say about motion is read at the frames' page times: only when the clock is
     // trusted.
     let clock_trusted = segment_confidence(segment, context) >= config.alignment.min_confidence;
+    let still_bar = match still_view_change(context, a, &classes, b.min_sharpness, config) {
+        Some(level) => a
+            .frozen_still_max_change
+            .max(a.frozen_still_relative * level),
+        None => a.frozen_still_max_change,
+    };
     let frozen = frozen_frames(
         segment,
         context.frame_stats,
@@ -401,6 +427,7 @@ pub fn clean_segment(
         &classes,
         b.min_sharpness,
         clock_trusted,
+        still_bar,
     );
     // A histogram jump next to a black or washed-out frame is that defect's cut, not a glitch.
     let previous_plain = |frame: usize| {
@@ -532,9 +559,10 @@ impl<'a> PictureClasses<'a> {
         Self { config }
     }
 
-    /// Dark: black, whatever is left of the picture.
+    /// Dark and without detail: black, whatever trace of the picture is left.
     fn is_black(&self, s: &FrameStats) -> bool {
         f64::from(s.mean_luma) < self.config.black_max_luma
+            && f64::from(s.luma_std) < self.config.black_max_contrast
     }
 
     /// Over-exposed (and not black).
@@ -561,16 +589,73 @@ struct Frozen {
     while_moving: usize,
 }
 
+/// How much this session's picture changes from frame to frame while its view stands still (the
+/// car parked, not turning, no W; steps of runs whose clock is trusted, between pictured frames):
+/// the 75th percentile, over at least 10 such steps. A diffusion model's shimmer is the session's
+/// own; a frozen stretch changes far less than it, and takes less than a quarter of the steps.
+fn still_view_change(
+    context: &SessionContext<'_>,
+    a: &ArtifactConfig,
+    classes: &PictureClasses<'_>,
+    min_sharpness: f64,
+    config: &QualityConfig,
+) -> Option<f64> {
+    let trusted = |run: usize| {
+        context
+            .clock
+            .runs
+            .iter()
+            .find(|r| r.run == run)
+            .is_some_and(|r| r.confidence >= config.alignment.min_confidence)
+    };
+    // Frames with a picture defect of their own (black, washed out, blurred, glitched) say
+    // nothing about the session's shimmer.
+    let pictured = |frame: usize| {
+        context.frame_stats.get(frame).is_some_and(|s| {
+            classes.is_plain(s)
+                && f64::from(s.sharpness) >= min_sharpness
+                && f64::from(s.blockiness) < a.glitch_min_blockiness
+                && s.histogram_jump
+                    .is_none_or(|j| f64::from(j) < a.glitch_min_histogram_jump)
+        })
+    };
+    let mut changes: Vec<f64> = context
+        .all_rows
+        .windows(2)
+        .filter_map(|pair| {
+            let (previous, row) = (&pair[0], &pair[1]);
+            let dt = row.pts_ms? - previous.pts_ms?;
+            let consecutive = row.frame == previous.frame + 1
+                && row.run == previous.run
+                && row.timing == crate::actions::FrameTiming::Measured
+                && previous.timing == crate::actions::FrameTiming::Measured;
+            (consecutive
+                && trusted(row.run)
+                && pictured(row.frame)
+                && pictured(previous.frame)
+                && !view_should_change(previous, row, dt, a))
+            .then(|| context.frame_stats.get(row.frame)?.change.map(f64::from))
+            .flatten()
+        })
+        .filter(|c| c.is_finite())
+        .collect();
+    if changes.len() < 10 {
+        return None;
+    }
+    changes.sort_by(f64::total_cmp);
+    Some(changes[changes.len() * 3 / 4])
+}
+
 /// Frames inside stretches of at least `frozen_min_ms` where the picture stands still.
 /// (What the logs say is used only when the segment's clock is trusted.)
 ///
 /// A step from one frame to the next stands still when the thumbnails differ by less than
-/// `frozen_still_max_change`, whatever the logs say (a diffusion model's output never stands
-/// still). While the logs say the view should change (speed or yaw rate above their floors, or W
-/// held) it also stands still when they differ by less than `frozen_max_change`, or when the
-/// camera turns by `frozen_min_turn_rad` or more and the picture does not move sideways (less than
-/// `frozen_max_turn_shift_px`): a repeated picture that the encoder keeps refining changes a
-/// little from frame to frame, but it does not turn. A step counts when the majority of it and
+/// `frozen_still_max_change`, or than `frozen_still_relative` of the session's own change while
+/// its view stands still, whatever the logs say (a diffusion model's output never stands still). While the logs say the view should change (speed or yaw rate above their floors, or W
+/// held) it also stands still when they differ by less than `frozen_moving_max_change`, or when the
+/// camera turns by `frozen_min_turn_rad` or more with A or D held and the picture does not move
+/// sideways (less than `frozen_max_turn_shift_px`): a repeated picture that the encoder keeps
+/// refining changes a little from frame to frame, but it does not turn. A step counts when the majority of it and
 /// its two neighbours stand still, so that one frame of the encoder's refinement does not break a
 /// stretch and one skipped frame does not make one. Black and washed-out frames (no picture to stand
 /// still) never count.
@@ -581,6 +666,7 @@ fn frozen_frames(
     classes: &PictureClasses<'_>,
     min_sharpness: f64,
     clock_trusted: bool,
+    still_bar: f64,
 ) -> Frozen {
     let rows = &segment.rows;
     // A blurred frame has too little detail to tell still from slow; it is blur's.
@@ -604,13 +690,18 @@ fn frozen_frames(
             }
             let change = f64::from(stats.change.filter(|c| c.is_finite())?);
             let moving = clock_trusted && view_should_change(previous, row, dt, a);
-            let still = change < a.frozen_still_max_change
-                || (moving && change < a.frozen_max_change)
+            // Turning, as the keys time it (the camera log's yaw is interpolated between samples
+            // up to 2 s apart): A or D held and the pose's yaw changing.
+            let turning = row.driving_keys.is_some_and(|k| k.a != k.d)
+                && turn_rad(previous, row) >= a.frozen_min_turn_rad;
+            let still = change < still_bar
+                || (moving && change < a.frozen_moving_max_change)
                 || (moving
-                    && turn_rad(previous, row) >= a.frozen_min_turn_rad
-                    && stats
-                        .shift
-                        .is_some_and(|shift| shift.dx_px.abs() < a.frozen_max_turn_shift_px));
+                    && turning
+                    && stats.shift.is_some_and(|shift| {
+                        shift.peak >= MIN_SHIFT_PEAK
+                            && shift.dx_px.abs() < a.frozen_max_turn_shift_px
+                    }));
             Some((still, moving))
         })
         .collect();
@@ -660,6 +751,9 @@ fn frozen_frames(
     out
 }
 
+/// A phase-correlation peak under this means the two frames share too little to measure a shift.
+const MIN_SHIFT_PEAK: f64 = 0.05;
+
 /// How far the camera turns between two frames, rad (0 without a pose).
 fn turn_rad(a: &FrameAction, b: &FrameAction) -> f64 {
     match (&a.pose, &b.pose) {
@@ -680,7 +774,7 @@ fn view_should_change(a: &FrameAction, b: &FrameAction, dt_ms: f64, c: &Artifact
     } else {
         0.0
     };
-    forward || speed > c.frozen_min_speed || yaw_rate > c.frozen_min_yaw_rate
+    forward || speed > c.frozen_min_speed || yaw_rate > c.frozen_min_yaw_rad_per_s
 }
 
 fn is_driving_key(key: Option<&str>) -> bool {

@@ -18,23 +18,27 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::actions::{frame_timing, shortest_arc, sorted_camera, AnimationFrames, FrameTiming};
+use crate::actions::{
+    frame_timing, ground_distance, shortest_arc, sorted_camera, AnimationFrames, FrameTiming,
+    Teleports,
+};
 use crate::latency::LatencyModel;
 use crate::model::{CameraSample, InputEvent, InputKind, DRIVING_KEYS};
 use crate::timeline::median;
+use crate::video::FrameStats;
 
 /// Knobs of the clock estimate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClockConfig {
     /// A gap between frames longer than this starts a new run with its own offset.
     pub run_break_ms: f64,
-    /// Lag through the diffusion model beyond the network RTT that the search allows for.
-    pub lag_allowance_ms: f64,
-    /// With `recordingStartT`, the lag between an input and its effect in the video is searched in
-    /// `[min_lag_ms, max_lag_ms]` (`S = R - lag`). The network RTT is a physical floor only when
-    /// `R` is read exactly at `MediaRecorder.start()`; the capture path moves it by up to ~100 ms
-    /// either way (SPEC section 8), so the window starts at 0.
+    /// The lag between an input and its effect in the video lies in `[min_lag_ms, max_lag_ms]`.
+    /// With `recordingStartT` the fit searches `S = R - lag` there; without, it searches the
+    /// prior's uncertainty widened by `max_lag_ms` each way. The network RTT is a physical floor
+    /// only when `R` is read exactly at `MediaRecorder.start()`; the capture path moves it by up
+    /// to ~100 ms either way (SPEC section 8), so the window starts at 0.
     pub min_lag_ms: f64,
+    /// See [`ClockConfig::min_lag_ms`].
     pub max_lag_ms: f64,
     /// With `recordingStartT` and no confident fit, the lag is assumed to be the mean RTT plus
     /// this (the model's and the capture path's own delay), at [`ClockConfig::assumed_lag_confidence`].
@@ -42,9 +46,18 @@ pub struct ClockConfig {
     /// Confidence of a run whose lag is assumed: under CLEAN's bar, since the true lag may lie
     /// anywhere in the window.
     pub assumed_lag_confidence: f64,
+    /// A frame the motion fit uses shows a picture: luma standard deviation at least this (not
+    /// flat), mean luma at least this (not dark), blockiness under this (not corrupted) and no
+    /// histogram jump this big from the frame before (not a cut). Looser than CLEAN's own bars:
+    /// this only keeps the fit off frames that move for reasons the logs know nothing of.
+    pub picture_min_contrast: f64,
+    pub picture_min_luma: f64,
+    pub picture_max_blockiness: f64,
+    pub picture_max_histogram_jump: f64,
     pub coarse_step_ms: f64,
     pub fine_step_ms: f64,
-    /// A motion fit below this confidence is not used; the prior is.
+    /// A motion fit below this confidence is not used: the prior is, or with `recordingStartT` an
+    /// assumed lag.
     pub min_confidence: f64,
     /// Frame pairs a run needs before a motion fit is tried.
     pub min_pairs: usize,
@@ -63,11 +76,14 @@ impl Default for ClockConfig {
     fn default() -> Self {
         Self {
             run_break_ms: 5000.0,
-            lag_allowance_ms: 3000.0,
             min_lag_ms: 0.0,
             max_lag_ms: 3000.0,
             default_model_delay_ms: 300.0,
             assumed_lag_confidence: 0.1,
+            picture_min_contrast: 6.0,
+            picture_min_luma: 24.0,
+            picture_max_blockiness: 3.0,
+            picture_max_histogram_jump: 0.5,
             coarse_step_ms: 5.0,
             fine_step_ms: 0.25,
             min_confidence: 0.2,
@@ -383,7 +399,7 @@ impl Cumulative {
 /// a turning key is held (A or D alone, `turning` integrates it), when one is: the car turns
 /// while a turning key is held, and the keys time a turn to 0.1 ms. Without a turning key in the
 /// interval (a mouse turn, a turn on the spot of another game), linearly.
-fn yaw_signal(camera: &[&CameraSample], turning: &Cumulative) -> Cumulative {
+fn yaw_signal(camera: &[&CameraSample], teleports: &Teleports, turning: &Cumulative) -> Cumulative {
     let mut t = Vec::with_capacity(camera.len());
     let mut v: Vec<f64> = Vec::with_capacity(camera.len());
     for (i, sample) in camera.iter().enumerate() {
@@ -394,7 +410,7 @@ fn yaw_signal(camera: &[&CameraSample], turning: &Cumulative) -> Cumulative {
         };
         let start = v.last().copied().unwrap_or(sample.yaw);
         // A teleport (the spawn from the lobby into the street) is a cut, not a turn.
-        let delta = if teleported(previous, sample) {
+        let delta = if teleports.between(previous, sample) {
             0.0
         } else {
             shortest_arc(sample.yaw - previous.yaw)
@@ -416,24 +432,14 @@ fn yaw_signal(camera: &[&CameraSample], turning: &Cumulative) -> Cumulative {
     Cumulative { t, v }
 }
 
-/// Whether the camera jumped between two samples further than its logged speed can take it:
-/// a teleport (the spawn from the lobby pose into the street), not motion.
-fn teleported(a: &CameraSample, b: &CameraSample) -> bool {
-    let dt_s = (b.t - a.t).max(0.0) / 1000.0;
-    let reach = 1.5 * a.speed.abs().max(b.speed.abs()) * dt_s + 1.0;
-    ground_distance(a, b) > reach
-}
-
-fn ground_distance(a: &CameraSample, b: &CameraSample) -> f64 {
-    ((b.pos[0] - a.pos[0]).powi(2) + (b.pos[2] - a.pos[2]).powi(2)).sqrt()
-}
-
 /// Distance travelled on the ground plane (x, z); a teleport travels nothing.
-fn distance_signal(camera: &[&CameraSample]) -> Cumulative {
+fn distance_signal(camera: &[&CameraSample], teleports: &Teleports) -> Cumulative {
     let mut v = Vec::with_capacity(camera.len());
     for (i, sample) in camera.iter().enumerate() {
         let step = match i.checked_sub(1).map(|p| camera[p]) {
-            Some(previous) if !teleported(previous, sample) => ground_distance(previous, sample),
+            Some(previous) if !teleports.between(previous, sample) => {
+                ground_distance(previous, sample)
+            }
             _ => 0.0,
         };
         v.push(v.last().copied().unwrap_or(0.0) + step);
@@ -531,7 +537,7 @@ const CHANNELS: [(usize, usize); 6] = [(0, 0), (0, 2), (1, 1), (1, 3), (2, 1), (
 #[derive(Debug, Clone, Copy)]
 pub struct VideoMotion<'a> {
     pub frame_pts_ms: &'a [Option<f64>],
-    pub stats: &'a [crate::video::FrameStats],
+    pub stats: &'a [FrameStats],
 }
 
 /// Splits frames into runs at jumps of more than `run_break_ms` between timestamps.
@@ -570,19 +576,21 @@ pub fn estimate_clock(
     let timing = frame_timing(video.frame_pts_ms);
     let camera = sorted_camera(camera);
     let lead_ms = key_lead_ms(&camera);
+    let teleports = Teleports::from_camera(&camera);
     let turning = either_key_signal(inputs, DRIVING_KEYS[1], DRIVING_KEYS[3], lead_ms);
     let signals = [
-        yaw_signal(&camera, &turning),
-        distance_signal(&camera),
+        yaw_signal(&camera, &teleports, &turning),
+        distance_signal(&camera, &teleports),
         // A and D, W and S: turning and driving as the keys say.
         key_signal(inputs, DRIVING_KEYS[1], DRIVING_KEYS[3], lead_ms),
         key_signal(inputs, DRIVING_KEYS[0], DRIVING_KEYS[2], lead_ms),
     ];
     // Without R the search covers the prior's uncertainty plus the lag allowance; with R, only the
     // lag window: S = R - lag.
-    let free_half_window = prior.uncertainty_ms + config.lag_allowance_ms;
+    let free_half_window = prior.uncertainty_ms + config.max_lag_ms;
     let lag_window = [config.min_lag_ms, config.max_lag_ms.max(config.min_lag_ms)];
-    let assumed_lag = latency.mean_ms.max(0.0) + config.default_model_delay_ms;
+    let assumed_lag = (latency.mean_ms.max(0.0) + config.default_model_delay_ms)
+        .clamp(lag_window[0], lag_window[1]);
 
     let run_count = run_of.last().map_or(0, |r| r + 1);
     let mut runs: Vec<RunClock> = Vec::with_capacity(run_count);
@@ -593,7 +601,7 @@ pub fn estimate_clock(
         let (Some(&first_frame), Some(&last_frame)) = (frames.first(), frames.last()) else {
             continue;
         };
-        let pairs = run_pairs(&frames, &timing, video);
+        let pairs = run_pairs(&frames, &timing, video, config);
         // Across a stall the recorder's clock can jump by as much as the stall lasted (tp5owb:
         // ~15 s over 41 s), so a later run searches that much further each way.
         let gap_before = runs
@@ -611,14 +619,9 @@ pub fn estimate_clock(
                 0.5 * (lag_window[1] - lag_window[0]),
             ),
             (None, Some(first)) if recording_start_t_ms.is_some() => {
-                (first.offset_ms, config.lag_allowance_ms + gap_before)
+                (first.offset_ms, config.max_lag_ms + gap_before)
             }
             _ => (prior.offset_ms, free_half_window + gap_before),
-        };
-        // The same peak is stronger evidence inside R's narrow window than in the free search.
-        let narrowing = match anchored {
-            Some(_) => free_half_window / half_window.max(1.0),
-            None => 1.0,
         };
         let motion = fit_motion(
             &pairs,
@@ -628,7 +631,6 @@ pub fn estimate_clock(
             SearchWindow {
                 center,
                 half_ms: half_window,
-                narrowing,
             },
             config,
         );
@@ -665,12 +667,17 @@ pub fn estimate_clock(
                 fit.confidence,
                 None,
             ),
-            // A later run of a session with R and no fit of its own keeps the first run's clock.
+            // A later run of a session with R and no fit of its own keeps the first run's clock,
+            // but a long stall can break the clock (by ~15 s in tp5owb): nothing measured that it
+            // did not, so its lag is assumed and its confidence under the bar.
             (None, None, Some(first)) if recording_start_t_ms.is_some() => (
                 first.offset_ms,
                 first.source,
-                first.confidence * later,
-                first.lag.clone(),
+                (first.confidence * later).min(config.assumed_lag_confidence),
+                first.lag.as_ref().map(|lag| LagEstimate {
+                    source: LagSource::Assumed,
+                    ..lag.clone()
+                }),
             ),
             (None, None, _) => (
                 prior.offset_ms,
@@ -702,7 +709,12 @@ pub fn estimate_clock(
     }
 }
 
-fn run_pairs(frames: &[usize], timing: &[FrameTiming], video: VideoMotion<'_>) -> Vec<Pair> {
+fn run_pairs(
+    frames: &[usize],
+    timing: &[FrameTiming],
+    video: VideoMotion<'_>,
+    config: &ClockConfig,
+) -> Vec<Pair> {
     let mut pairs = Vec::new();
     for window in frames.windows(2) {
         let (previous, frame) = (window[0], window[1]);
@@ -722,7 +734,9 @@ fn run_pairs(frames: &[usize], timing: &[FrameTiming], video: VideoMotion<'_>) -
         }
         // Only pairs of frames that both show a picture: a black, flat or corrupted frame moves
         // (or stands) for reasons the logs know nothing of.
-        if !shows_picture(video.stats.get(previous)) || !shows_picture(video.stats.get(frame)) {
+        if !shows_picture(video.stats.get(previous), config)
+            || !shows_picture(video.stats.get(frame), config)
+        {
             continue;
         }
         let stats = video.stats.get(frame);
@@ -744,22 +758,21 @@ fn run_pairs(frames: &[usize], timing: &[FrameTiming], video: VideoMotion<'_>) -
 
 /// Whether a frame shows a picture the motion fit can use: some contrast, not dark, not blocky,
 /// and no abrupt change of its whole histogram (a cut, a corrupted frame).
-fn shows_picture(stats: Option<&crate::video::FrameStats>) -> bool {
+fn shows_picture(stats: Option<&FrameStats>, config: &ClockConfig) -> bool {
     stats.is_some_and(|s| {
-        s.luma_std >= 6.0
-            && s.mean_luma >= 24.0
-            && s.blockiness < 3.0
-            && s.histogram_jump.is_none_or(|jump| jump < 0.5)
+        f64::from(s.luma_std) >= config.picture_min_contrast
+            && f64::from(s.mean_luma) >= config.picture_min_luma
+            && f64::from(s.blockiness) < config.picture_max_blockiness
+            && s.histogram_jump
+                .is_none_or(|jump| f64::from(jump) < config.picture_max_histogram_jump)
     })
 }
 
-/// Where a motion fit looks for the offset `S`.
+/// Where a motion fit looks for the offset `S`: `center ± half_ms`.
 #[derive(Debug, Clone, Copy)]
 struct SearchWindow {
     center: f64,
     half_ms: f64,
-    /// How many times narrower than the free search (R anchors it), 1 for the free search.
-    narrowing: f64,
 }
 
 /// Pearson correlation from running sums.
@@ -834,7 +847,6 @@ fn fit_motion(
     let SearchWindow {
         center,
         half_ms: half_window,
-        narrowing,
     } = window;
     if pairs.len() < config.min_pairs {
         return None;
@@ -921,7 +933,9 @@ fn fit_motion(
         fine[top].0 + vertex * config.fine_step_ms
     } else {
         fine.get(top).map_or(coarse, |f| f.0)
-    };
+    }
+    // The fine search may not leave the window (R's lag window among others).
+    .clamp(center - half_window, center + half_window);
     let (score, rs) = score_at(offset_ms, pairs, pts, signals, &active, latency);
     let mut steps: Vec<f64> = pairs.iter().map(|p| p.dt_ms).collect();
     let median_step = median(&mut steps).unwrap_or(0.0);
@@ -971,7 +985,15 @@ fn fit_motion(
         .map(|(pair, _)| pair)
         .collect();
     let moving_pairs = moving.len();
-    let moving_ms: f64 = moving.iter().map(|pair| pair.dt_ms).sum();
+    // A pair across a stall spans seconds of video but shows one step of motion.
+    let median_step_ms = {
+        let mut steps: Vec<f64> = pairs.iter().map(|p| p.dt_ms).collect();
+        median(&mut steps).unwrap_or(0.0)
+    };
+    let moving_ms: f64 = moving
+        .iter()
+        .map(|pair| pair.dt_ms.min(2.0 * median_step_ms))
+        .sum();
 
     // The curve kept for reports: the best score in each of at most `curve_points` buckets.
     let decimation = scores.len().div_ceil(config.curve_points.max(1)).max(1);
@@ -979,11 +1001,11 @@ fn fit_motion(
         .chunks(decimation)
         .map(|chunk| chunk.iter().copied().fold(0.0, f32::max))
         .collect();
-    // A rival peak as high as this one makes it a coin toss; a window `narrowing` times narrower
-    // than the free search (R anchors it) makes a rival that many times less likely to fall in it.
+    // A rival peak as high as this one makes it a coin toss. Inside R's window only the rivals
+    // there count: that is what anchoring the search buys, and all it buys (a rival the window
+    // holds is as real as without R).
     let distinct = if score > 0.0 {
-        let ratio = (second_score / score).clamp(0.0, 1.0);
-        1.0 - ratio.powf(narrowing.clamp(1.0, 3.0))
+        1.0 - (second_score / score).clamp(0.0, 1.0)
     } else {
         0.0
     };

@@ -636,7 +636,10 @@ fn metrics(html: &mut String, s: &SessionFile, config: &QualityConfig) {
         (
             "motion (change from the previous frame)",
             &|f| f.change.map(f64::from),
-            vec![(a.frozen_max_change, "frozen below")],
+            vec![
+                (a.frozen_still_max_change, "still below"),
+                (a.frozen_moving_max_change, "still below while moving"),
+            ],
         ),
     ];
     html.push_str("<section id=\"metrics\"><h2>Per-frame metrics</h2>");

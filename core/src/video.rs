@@ -178,7 +178,12 @@ pub fn decode_video(
             detail: format!("codec {codec}, not VP8"),
         });
     }
-    if let Some(why) = limits.frame_size_problem(decoder.width(), decoder.height()) {
+    // The stream's own size, when it states one (every decoded frame is held to it too).
+    let stated = (decoder.width(), decoder.height());
+    if let Some(why) = (stated.0 > 0 && stated.1 > 0)
+        .then(|| limits.frame_size_problem(stated.0, stated.1))
+        .flatten()
+    {
         return Err(RejectReason::UnusableFrameSize {
             width: decoder.width(),
             height: decoder.height(),

@@ -46,6 +46,7 @@ impl SegmentOutcome {
             .filter(|(k, _)| *k == kind)
             .map(|(_, ms)| ms)
             .sum::<f64>()
+            // An empty sum is -0.0; printed, that reads "-0 ms".
             + 0.0
     }
 

@@ -138,9 +138,20 @@ pub fn keys_accuracy(
     (right as f64 / compared.max(1) as f64, compared)
 }
 
-/// Mean and largest absolute error of the page time ALIGN gives each measured frame, against the
-/// page time of the state the frame shows.
-pub fn offset_error_ms(alignment: &Alignment, truth: &Truth) -> (f64, f64) {
+/// How far the page times ALIGN gives the measured frames are from the page time of the state
+/// each frame shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OffsetError {
+    /// Mean of the signed errors: a bias of the whole clock.
+    pub mean_ms: f64,
+    /// Mean of the absolute errors.
+    pub mean_abs_ms: f64,
+    pub max_abs_ms: f64,
+    /// Share of frames placed on the very animation frame whose state they show (within 1 ms).
+    pub exact_share: f64,
+}
+
+pub fn offset_error_ms(alignment: &Alignment, truth: &Truth) -> OffsetError {
     let errors: Vec<f64> = alignment
         .frames
         .iter()
@@ -150,9 +161,13 @@ pub fn offset_error_ms(alignment: &Alignment, truth: &Truth) -> (f64, f64) {
                 .map(|t| t - truth.frames[row.frame].state_page_ms)
         })
         .collect();
-    let mean = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
-    let max = errors.iter().map(|e| e.abs()).fold(0.0, f64::max);
-    (mean, max)
+    let n = errors.len().max(1) as f64;
+    OffsetError {
+        mean_ms: errors.iter().sum::<f64>() / n,
+        mean_abs_ms: errors.iter().map(|e| e.abs()).sum::<f64>() / n,
+        max_abs_ms: errors.iter().map(|e| e.abs()).fold(0.0, f64::max),
+        exact_share: errors.iter().filter(|e| e.abs() < 1.0).count() as f64 / n,
+    }
 }
 
 /// `f` of every item, in order, computed on one named worker thread per core.
