@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Layering check (docs/ARCHITECTURE.md): the core never pulls in a UI, a web framework, an async
+# Layering check (docs/ARCHITECTURE.md): the core (and the offline CLI) never pull in a UI, a web framework, an async
 # runtime, an HTTP client or a cloud SDK. Fails listing the offending crates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +16,7 @@ check() {
   fi
 }
 check sd-core
-echo "layering: sd-core is free of UI, web, async and cloud crates"
+# The offline binary never builds the server's web and AWS stacks (they live in
+# scale-diffusion-server).
+check scale-diffusion
+echo "layering: sd-core and the scale-diffusion CLI are free of UI, web, async and cloud crates"

@@ -24,7 +24,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         sd_core::analyse_bundle(source, &config, &Limits::default(), frames.path(), |_| {})?;
     let (session, thumbnails) = match analysis {
         Analysis::Rejected { loaded, reason } => {
-            let wallet = crate::process::rejected_wallet(source, &loaded);
+            let wallet = sd_core::rejected_wallet(source, &loaded);
             (
                 SessionFile::rejected(&loaded, &reason, &wallet, &run),
                 sd_core::Thumbnails::new(),
@@ -35,7 +35,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             let placements = sd_core::place_segments(&session, &[]);
             let timeline = sd_core::align_config(&config).timeline;
             let file = SessionFile::accepted(&session, &placements, &timeline, &run);
-            let thumbnails = crate::process::thumbnails(&file, frames.path());
+            let thumbnails = sd_core::thumbnails(&file, frames.path());
             (file, thumbnails)
         }
     };

@@ -66,7 +66,7 @@ impl LoadedBundle {
         if let Some(reason) = self.problems.into_iter().next() {
             return Err(reason);
         }
-        let missing = |part| RejectReason::MissingPart { part };
+        let missing = |part| RejectReason::MissingPart { parts: vec![part] };
         let meta = self.meta.ok_or_else(|| missing(PartKind::Meta))?;
         let session_id = SessionId::parse(&self.source.session_id).map_err(|why| {
             RejectReason::InvalidSessionId {
@@ -142,10 +142,19 @@ fn load(
         }
     }
     // A part is readable only if present and not a symlink (which could point anywhere).
+    // Every missing part goes into one reason (where the first was found), so that a bundle
+    // rejected as incomplete names all it lacks.
+    let mut missing_at: Option<usize> = None;
     let mut readable = |kind: PartKind| -> Option<&PartFile> {
         match source.parts.get(&kind) {
             None => {
-                problems.push(RejectReason::MissingPart { part: kind });
+                match missing_at.and_then(|at| problems.get_mut(at)) {
+                    Some(RejectReason::MissingPart { parts }) => parts.push(kind),
+                    _ => {
+                        missing_at = Some(problems.len());
+                        problems.push(RejectReason::MissingPart { parts: vec![kind] });
+                    }
+                }
                 None
             }
             Some(file) if file.is_symlink => {

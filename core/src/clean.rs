@@ -257,6 +257,26 @@ impl CheckName {
         CheckName::DecodeErrors,
         CheckName::AlignmentConfidence,
     ];
+
+    /// The check's name as every file and the ledger write it (its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::Blur => "blur",
+            CheckName::Black => "black",
+            CheckName::WashedOut => "washed_out",
+            CheckName::Frozen => "frozen",
+            CheckName::Glitch => "glitch",
+            CheckName::KeySpam => "key_spam",
+            CheckName::ImpossibleInputs => "impossible_inputs",
+            CheckName::InconsistentInputs => "inconsistent_inputs",
+            CheckName::NoDrivingAction => "no_driving_action",
+            CheckName::FrameRate => "frame_rate",
+            CheckName::FrameGap => "frame_gap",
+            CheckName::Bursts => "bursts",
+            CheckName::DecodeErrors => "decode_errors",
+            CheckName::AlignmentConfidence => "alignment_confidence",
+        }
+    }
 }
 
 /// How a value is held to its threshold.
@@ -373,15 +393,11 @@ pub fn clean_segment(
     // Each frame gets its most specific picture defect: a black or washed-out frame is also
     // without detail and blocky, but it is black or washed out, not blurred or glitched.
     let a = &config.artifacts;
-    let classes = PictureClasses::new(a);
-    let plain: Vec<&&FrameStats> = stats.iter().filter(|s| classes.is_plain(s)).collect();
+    let b = &config.blur;
+    let classes = PictureClasses::new(a, b);
 
     // Blur.
-    let b = &config.blur;
-    let blurred = plain
-        .iter()
-        .filter(|s| f64::from(s.sharpness) < b.min_sharpness)
-        .count();
+    let blurred = stats.iter().filter(|s| classes.is_blurred(s)).count();
     let value = share(blurred, n);
     checks.push(check(
         CheckName::Blur,
@@ -414,7 +430,7 @@ pub fn clean_segment(
     // What the logs say about motion is read at the frames' page times: only when the clock is
     // trusted.
     let clock_trusted = segment_confidence(segment, context) >= config.alignment.min_confidence;
-    let still_bar = match still_view_change(context, a, &classes, b.min_sharpness, config) {
+    let still_bar = match still_view_change(context, a, &classes, config) {
         Some(level) => a
             .frozen_still_max_change
             .max(a.frozen_still_relative * level),
@@ -425,7 +441,6 @@ pub fn clean_segment(
         context.frame_stats,
         a,
         &classes,
-        b.min_sharpness,
         clock_trusted,
         still_bar,
     );
@@ -548,15 +563,19 @@ fn segment_confidence(segment: &Segment, context: &SessionContext<'_>) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// What a frame's picture is, by its brightness and contrast.
+/// What a frame's picture is, by its brightness, contrast and detail.
 #[derive(Debug, Clone, Copy)]
 struct PictureClasses<'a> {
     config: &'a ArtifactConfig,
+    min_sharpness: f64,
 }
 
 impl<'a> PictureClasses<'a> {
-    fn new(config: &'a ArtifactConfig) -> Self {
-        Self { config }
+    fn new(config: &'a ArtifactConfig, blur: &BlurConfig) -> Self {
+        Self {
+            config,
+            min_sharpness: blur.min_sharpness,
+        }
     }
 
     /// Dark and without detail: black, whatever trace of the picture is left.
@@ -580,6 +599,16 @@ impl<'a> PictureClasses<'a> {
     fn is_plain(&self, s: &FrameStats) -> bool {
         !self.is_black(s) && !self.is_washed(s)
     }
+
+    /// A plain picture with too little detail.
+    fn is_blurred(&self, s: &FrameStats) -> bool {
+        self.is_plain(s) && f64::from(s.sharpness) < self.min_sharpness
+    }
+
+    /// A plain picture with detail enough to tell still from slow.
+    fn is_detailed(&self, s: &FrameStats) -> bool {
+        self.is_plain(s) && f64::from(s.sharpness) >= self.min_sharpness
+    }
 }
 
 /// Frames in frozen stretches, and how many of them the logs say should have moved.
@@ -597,7 +626,6 @@ fn still_view_change(
     context: &SessionContext<'_>,
     a: &ArtifactConfig,
     classes: &PictureClasses<'_>,
-    min_sharpness: f64,
     config: &QualityConfig,
 ) -> Option<f64> {
     let trusted = |run: usize| {
@@ -612,8 +640,7 @@ fn still_view_change(
     // nothing about the session's shimmer.
     let pictured = |frame: usize| {
         context.frame_stats.get(frame).is_some_and(|s| {
-            classes.is_plain(s)
-                && f64::from(s.sharpness) >= min_sharpness
+            classes.is_detailed(s)
                 && f64::from(s.blockiness) < a.glitch_min_blockiness
                 && s.histogram_jump
                     .is_none_or(|j| f64::from(j) < a.glitch_min_histogram_jump)
@@ -664,7 +691,6 @@ fn frozen_frames(
     frame_stats: &[FrameStats],
     a: &ArtifactConfig,
     classes: &PictureClasses<'_>,
-    min_sharpness: f64,
     clock_trusted: bool,
     still_bar: f64,
 ) -> Frozen {
@@ -673,7 +699,7 @@ fn frozen_frames(
     let pictured = |frame: usize| {
         frame_stats
             .get(frame)
-            .is_some_and(|s| classes.is_plain(s) && f64::from(s.sharpness) >= min_sharpness)
+            .is_some_and(|s| classes.is_detailed(s))
     };
     // Per step (row i against row i-1): whether it stands still, and whether the logs say the
     // view should have changed.
@@ -781,6 +807,28 @@ fn is_driving_key(key: Option<&str>) -> bool {
     matches!(key, Some("w" | "a" | "s" | "d"))
 }
 
+/// W/A/S/D presses and releases within the busiest `window_ms` of `events` (KEY_SPAM's count).
+pub fn busiest_key_transitions<'a>(
+    events: impl IntoIterator<Item = &'a InputEvent>,
+    window_ms: f64,
+) -> usize {
+    let mut transitions: Vec<f64> = events
+        .into_iter()
+        .filter(|e| {
+            matches!(e.input_kind(), InputKind::KeyDown | InputKind::KeyUp)
+                && is_driving_key(e.key.as_deref())
+        })
+        .map(|e| e.t)
+        .collect();
+    transitions.sort_by(f64::total_cmp);
+    transitions
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| transitions[i..].partition_point(|&u| u < t + window_ms))
+        .max()
+        .unwrap_or(0)
+}
+
 fn action_checks(
     segment: &Segment,
     context: &SessionContext<'_>,
@@ -798,22 +846,8 @@ fn action_checks(
 
     // Key spam: the busiest window of the segment, so that a second of mashing inside five of
     // driving shows.
-    let mut transitions: Vec<f64> = events
-        .iter()
-        .filter(|e| {
-            matches!(e.input_kind(), InputKind::KeyDown | InputKind::KeyUp)
-                && is_driving_key(e.key.as_deref())
-        })
-        .map(|e| e.t)
-        .collect();
-    transitions.sort_by(f64::total_cmp);
     let window_ms = c.key_spam_window_ms.max(1.0);
-    let busiest = transitions
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| transitions[i..].partition_point(|&u| u < t + window_ms))
-        .max()
-        .unwrap_or(0);
+    let busiest = busiest_key_transitions(events.iter().copied(), window_ms);
     let rate = busiest as f64 / (window_ms / 1000.0).min(span_s);
     let mut out = vec![check(
         CheckName::KeySpam,
@@ -1084,6 +1118,16 @@ mod tests {
             events: vec![],
             pose: None,
             controls: None,
+        }
+    }
+
+    #[test]
+    fn check_names_are_their_serde_names() {
+        for check in CheckName::ALL {
+            assert_eq!(
+                serde_json::to_value(check).expect("serialise"),
+                serde_json::Value::String(check.as_str().to_owned())
+            );
         }
     }
 

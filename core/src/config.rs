@@ -42,6 +42,19 @@ impl Default for OutputConfig {
 impl PipelineConfig {
     /// Parses the TOML file. The quality tables keep their own strictness (a misspelt threshold
     /// is an error, not a silent default).
+    /// Reads the config file at `path`, or the built-in defaults (the same values as
+    /// `config/pipeline.toml`) without one.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            ConfigError(format!("cannot read the config {}: {err}", path.display()))
+        })?;
+        Self::from_toml(&text)
+            .map_err(|err| ConfigError(format!("in {}: {}", path.display(), err.0)))
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|err| ConfigError(err.to_string()))?;

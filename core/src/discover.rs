@@ -197,6 +197,13 @@ fn scan_folder(folder: &Path, ignored: &mut Vec<Ignored>) -> Result<FolderScan, 
     Ok(scan)
 }
 
+/// Which of two uploads of the same part counts: the greater of these keys (the later upload
+/// epoch, then the name), as a second PUT of the same key would replace the first in S3. Local
+/// discovery and the server's worker both pick a session's parts by it.
+pub fn upload_order(upload_epoch_ms: Option<u64>, file_name: &str) -> (u64, &str) {
+    (upload_epoch_ms.unwrap_or(0), file_name)
+}
+
 fn group(
     folder: &Path,
     key_wallet: Option<String>,
@@ -212,13 +219,9 @@ fn group(
             }
             Some(other) => {
                 // The later upload replaces the earlier one, as a second PUT would in S3.
-                let order =
-                    |file: &PartFile| (file.upload_epoch_ms.unwrap_or(0), file.file_name.clone());
-                let (mut newer, older) = if order(&file) >= order(&other) {
-                    (file, other)
-                } else {
-                    (other, file)
-                };
+                let later = upload_order(file.upload_epoch_ms, &file.file_name)
+                    >= upload_order(other.upload_epoch_ms, &other.file_name);
+                let (mut newer, older) = if later { (file, other) } else { (other, file) };
                 newer.superseded.extend(older.superseded);
                 newer.superseded.push(older.file_name);
                 session.insert(name.kind, newer);

@@ -205,6 +205,15 @@ impl SegmentKey {
     pub fn folder_name(segment: usize) -> String {
         format!("segment_{segment:03}")
     }
+
+    /// The segment number of a folder named by [`SegmentKey::folder_name`].
+    pub fn parse_folder_name(name: &str) -> Option<usize> {
+        let digits = name.strip_prefix("segment_")?;
+        if digits.len() < 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok().filter(|&n| n > 0)
+    }
 }
 
 impl fmt::Display for SegmentKey {

@@ -30,6 +30,7 @@ mod image_stats;
 mod inspect;
 mod latency;
 mod ledger;
+mod manifest;
 mod model;
 mod motion;
 mod outputs;
@@ -39,6 +40,7 @@ mod publish;
 mod reject;
 mod report;
 mod schema;
+mod session;
 mod splice;
 mod timeline;
 mod video;
@@ -53,9 +55,9 @@ pub use align::{
 };
 pub use bundle::{load_bundle, load_bundle_streaming, Bundle, LoadedBundle};
 pub use clean::{
-    clean_segment, ActionValidityConfig, AlignmentConfig, ArtifactConfig, BlurConfig, Bound,
-    CheckName, CheckResult, ConfigError, QualityConfig, SegmentQuality, SessionContext,
-    VideoHealthConfig,
+    busiest_key_transitions, clean_segment, ActionValidityConfig, AlignmentConfig, ArtifactConfig,
+    BlurConfig, Bound, CheckName, CheckResult, ConfigError, QualityConfig, SegmentQuality,
+    SessionContext, VideoHealthConfig,
 };
 pub use clock::{
     estimate_clock, split_runs, timing_prior, ChannelFit, ClockConfig, ClockEstimate, LagEstimate,
@@ -63,7 +65,7 @@ pub use clock::{
 };
 pub use config::{OutputConfig, PipelineConfig};
 pub use discover::{
-    discover, lossy_path, BundleSource, DiscoverError, Discovery, Ignored, PartFile,
+    discover, lossy_path, upload_order, BundleSource, DiscoverError, Discovery, Ignored, PartFile,
 };
 pub use frames::{
     frame_file_name, thumbnail_jpeg, FrameWriteError, FramesWritten, JpegSettings, JpegWriter,
@@ -82,6 +84,9 @@ pub use ledger::{
     effective_verdict, AmountOverflow, Lamports, OverrideNote, PayoutConfig, PayoutState,
     SegmentKey, SegmentRecord, SegmentRef, SessionRecord, SessionStatus, Verdict, LAMPORTS_PER_SOL,
 };
+pub use manifest::{
+    ManifestObject, ManifestSegment, SessionManifest, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION,
+};
 pub use model::{
     CameraSample, InputEvent, InputKind, LatencyLog, Meta, RttSample, Scenario, DRIVING_KEYS,
 };
@@ -94,11 +99,16 @@ pub use outputs::{
 pub use parse::{parse_json_bytes, parse_json_part, Limits};
 pub use pipeline::{align_config, analyse_bundle, AcceptedSession, Analysis};
 pub use publish::{
-    OutputLayout, PublishError, Published, SegmentFiles, StagedSession, ABORT_AFTER_RENAMES_ENV,
+    manifest_json, AssembledSession, OutputLayout, PublishError, PublishTarget, Published,
+    SegmentFiles, SessionContent, StagedSession, ABORT_AFTER_RENAMES_ENV, SESSION_FILES,
 };
 pub use reject::{RejectReason, WalletFoundIn};
 pub use report::{render_report, thumbnail_frames, Thumbnails, THUMBNAILS_PER_SEGMENT};
 pub use schema::{schema, SCHEMA_NAMES};
+pub use session::{
+    process_session, rejected_wallet, thumbnails, SessionError, SessionJob, SessionLedger,
+    SessionOutcome,
+};
 pub use splice::{splice, Segment, SkipKind, Skipped, Splice, SpliceConfig};
 pub use timeline::{repeated_timestamps, Burst, Stall, TimelineConfig, VideoHealth};
 pub use video::{

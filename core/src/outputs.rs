@@ -4,7 +4,7 @@
 //! `scale-diffusion schema session|segment-aligned|segment-quality`.
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::actions::FrameAction;
 use crate::align::{ActionSummary, AlignedVideo};
@@ -22,10 +22,12 @@ use crate::timeline::{TimelineConfig, VideoHealth};
 
 /// Version of the published layout and its three files; bumped on any change a consumer could
 /// notice.
-pub const OUTPUT_SCHEMA_VERSION: u32 = 2;
+pub const OUTPUT_SCHEMA_VERSION: u32 = 3;
 
 /// Where a segment is published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Location {
     /// The clean layout consumers read: passing segments only.
@@ -51,7 +53,7 @@ impl Location {
 }
 
 /// Which run wrote a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RunInfo {
     pub run_id: String,
     /// RFC 3339, UTC.

@@ -21,8 +21,12 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::ids::{SessionId, WalletAddress};
-use crate::ledger::SegmentKey;
-use crate::outputs::{Location, Placement};
+use crate::ledger::{SegmentKey, SessionStatus};
+use crate::manifest::{
+    segment_objects, segment_objects_on_disk, ManifestObject, SessionManifest, MANIFEST_FILE,
+    MANIFEST_SCHEMA_VERSION,
+};
+use crate::outputs::{Location, Placement, RunInfo};
 
 /// A filesystem problem while publishing (never a bundle's fault).
 #[derive(Debug, thiserror::Error)]
@@ -89,10 +93,188 @@ pub struct StagedSession {
     frames: PathBuf,
 }
 
+/// The session's own files, beside its segments (in the clean layout for an accepted session, in
+/// the review area for a rejected one).
+pub const SESSION_FILES: [&str; 2] = ["session.json", "report.html"];
+
 impl StagedSession {
+    /// A fresh staging folder at `root` (cleared if it exists), with its `all-frames/` folder.
+    /// A publish target makes one per session where it can move or read files from.
+    pub fn create(root: PathBuf) -> Result<Self, PublishError> {
+        if root.exists() {
+            fs::remove_dir_all(&root).map_err(io("cannot clear", &root))?;
+        }
+        let frames = root.join("all-frames");
+        fs::create_dir_all(&frames).map_err(io("cannot create", &frames))?;
+        Ok(Self { root, frames })
+    }
+
     /// Where the frame writer puts every decoded frame (`{frame:06}.jpg`).
     pub fn frames_dir(&self) -> &Path {
         &self.frames
+    }
+
+    /// Removes the staging folder and everything in it.
+    pub fn remove(self) -> Result<(), PublishError> {
+        remove_staging(&self.root)
+    }
+
+    /// Lays the session out in staging exactly as it will be published, and lists it in its
+    /// manifests: each segment folder `segment_NNN/` gets its frames (moved out of `all-frames`)
+    /// and its two JSON files; `session.json` and `report.html` sit at the top. Frames no segment
+    /// uses stay in `all-frames/` and are never published.
+    pub fn assemble(self, content: SessionContent<'_>) -> Result<AssembledSession, PublishError> {
+        let root = &self.root;
+        let mut clean = Vec::new();
+        let mut review = Vec::new();
+        let mut placed = Vec::with_capacity(content.segments.len());
+        for files in content.segments {
+            let folder = root.join(SegmentKey::folder_name(files.segment));
+            let frames = folder.join("frames");
+            fs::create_dir_all(&frames).map_err(io("cannot create", &frames))?;
+            for &frame in &files.frames {
+                let name = crate::frames::frame_file_name(frame);
+                let from = self.frames.join(&name);
+                fs::rename(&from, frames.join(&name)).map_err(io("cannot move frame", &from))?;
+            }
+            write_file(&folder.join("aligned.json"), &files.aligned_json)?;
+            write_file(&folder.join("quality.json"), &files.quality_json)?;
+            let listed = segment_objects(root, files.segment, &files.frames)
+                .map_err(io("cannot read", &folder))?;
+            match files.location {
+                Location::Clean => clean.push(listed),
+                Location::Review => review.push(listed),
+            }
+            placed.push((files.location, files.segment));
+        }
+        let mut session_files = Vec::with_capacity(SESSION_FILES.len());
+        for (name, bytes) in SESSION_FILES
+            .into_iter()
+            .zip([content.session_json, content.report_html])
+        {
+            write_file(&root.join(name), bytes)?;
+            session_files.push(ManifestObject::of_bytes(name, bytes));
+        }
+        let manifest = |location: Location, files: Vec<ManifestObject>, segments| SessionManifest {
+            schema_version: MANIFEST_SCHEMA_VERSION,
+            wallet: content.wallet.to_string(),
+            session_id: content.session.to_string(),
+            location,
+            status: content.status,
+            run: content.run.clone(),
+            files,
+            segments,
+        };
+        let (clean, review) = match content.status {
+            SessionStatus::Accepted => (
+                Some(manifest(Location::Clean, session_files, clean)),
+                (!review.is_empty()).then(|| manifest(Location::Review, Vec::new(), review)),
+            ),
+            SessionStatus::Rejected => (
+                None,
+                Some(manifest(Location::Review, session_files, Vec::new())),
+            ),
+        };
+        Ok(AssembledSession {
+            wallet: content.wallet.clone(),
+            session: content.session.clone(),
+            status: content.status,
+            root: self.root,
+            placed,
+            clean,
+            review,
+        })
+    }
+}
+
+/// What to publish for one session, for [`StagedSession::assemble`]. A rejected session has no
+/// segments; its `session.json` carries the reason.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionContent<'a> {
+    pub wallet: &'a WalletAddress,
+    pub session: &'a SessionId,
+    pub status: SessionStatus,
+    pub run: &'a RunInfo,
+    pub segments: &'a [SegmentFiles],
+    pub session_json: &'a [u8],
+    pub report_html: &'a [u8],
+}
+
+/// A session laid out in staging as it will be published, with its manifests: what a
+/// [`PublishTarget`] puts in place (by rename on a local disk, by upload to a bucket).
+#[derive(Debug)]
+pub struct AssembledSession {
+    pub wallet: WalletAddress,
+    pub session: SessionId,
+    pub status: SessionStatus,
+    root: PathBuf,
+    /// Every segment and where it goes, in segment order.
+    pub placed: Vec<(Location, usize)>,
+    /// What goes into the clean layout (`None`: nothing; the session leaves it).
+    pub clean: Option<SessionManifest>,
+    /// What goes into the review area (`None`: nothing).
+    pub review: Option<SessionManifest>,
+}
+
+impl AssembledSession {
+    /// The staging folder: every object a manifest lists is at `root/{object.path}`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn manifest(&self, location: Location) -> Option<&SessionManifest> {
+        match location {
+            Location::Clean => self.clean.as_ref(),
+            Location::Review => self.review.as_ref(),
+        }
+    }
+
+    /// Removes the staging folder (after publishing, or when giving up).
+    pub fn remove(self) -> Result<(), PublishError> {
+        remove_staging(&self.root)
+    }
+}
+
+/// A manifest as it is written: pretty JSON.
+pub fn manifest_json(manifest: &SessionManifest) -> Result<Vec<u8>, PublishError> {
+    serde_json::to_vec_pretty(manifest).map_err(|err| PublishError::Malformed {
+        path: PathBuf::from(MANIFEST_FILE),
+        detail: err.to_string(),
+    })
+}
+
+fn remove_staging(root: &Path) -> Result<(), PublishError> {
+    match fs::remove_dir_all(root) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(io("cannot clear", root)(err))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Where a session's outputs go: the local clean layout and review area ([`OutputLayout`]), or a
+/// bucket (the server's). The pipeline stages and assembles a session on disk; a target only puts
+/// an assembled session in place, so every target publishes the same objects and manifests.
+pub trait PublishTarget {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// A fresh staging folder for one session; `label` is unique within the run.
+    fn stage(&mut self, label: &str) -> Result<StagedSession, Self::Error>;
+
+    /// Puts the session in place: objects first, each place's manifest last; then what the new
+    /// manifests no longer list goes. Removes the staging folder.
+    fn publish(&mut self, session: AssembledSession) -> Result<Published, Self::Error>;
+}
+
+impl PublishTarget for OutputLayout {
+    type Error = PublishError;
+
+    fn stage(&mut self, label: &str) -> Result<StagedSession, PublishError> {
+        StagedSession::create(self.staging.join(label))
+    }
+
+    fn publish(&mut self, session: AssembledSession) -> Result<Published, PublishError> {
+        self.place(session)
     }
 }
 
@@ -227,68 +409,47 @@ impl OutputLayout {
             .join(session.as_str())
     }
 
-    /// A fresh staging folder for the `n`th session of run `run_id`.
-    pub fn stage(&self, run_id: &str, n: usize) -> Result<StagedSession, PublishError> {
-        let root = self.staging.join(format!("{run_id}-{n:05}"));
-        if root.exists() {
-            fs::remove_dir_all(&root).map_err(io("cannot clear", &root))?;
-        }
-        let frames = root.join("all-frames");
-        fs::create_dir_all(&frames).map_err(io("cannot create", &frames))?;
-        Ok(StagedSession { root, frames })
-    }
-
-    /// Drops a staging folder whose session publishes nothing.
-    pub fn discard(&self, staged: StagedSession) -> Result<(), PublishError> {
-        fs::remove_dir_all(&staged.root).map_err(io("cannot clear", &staged.root))
-    }
-
-    /// Publishes an accepted session: its segments into the clean layout or the review area,
-    /// `session.json` into the clean layout; withdraws segments an earlier run published that
-    /// this one does not produce, and a rejected earlier record of the same session.
-    pub fn publish_session(
-        &self,
-        wallet: &WalletAddress,
-        session: &SessionId,
-        staged: StagedSession,
-        segments: &[SegmentFiles],
-        session_json: &[u8],
-        report_html: &[u8],
-    ) -> Result<Published, PublishError> {
+    /// Puts an assembled session in place: segments into the clean layout or the review area,
+    /// the session's own files where its status says, and each place's `manifest.json` last.
+    /// Segments an earlier run published that this one does not place there are withdrawn first,
+    /// so a run killed in between leaves a segment missing until the next run, never a failed
+    /// one where consumers read.
+    fn place(&self, assembled: AssembledSession) -> Result<Published, PublishError> {
         let mut published = Published::default();
-        // 1. Assemble every segment folder in staging.
-        let mut ready = Vec::with_capacity(segments.len());
-        for files in segments {
-            let folder = staged.root.join(SegmentKey::folder_name(files.segment));
-            let frames = folder.join("frames");
-            fs::create_dir_all(&frames).map_err(io("cannot create", &frames))?;
-            for &frame in &files.frames {
-                let name = crate::frames::frame_file_name(frame);
-                let from = staged.frames.join(&name);
-                fs::rename(&from, frames.join(&name)).map_err(io("cannot move frame", &from))?;
-            }
-            write_file(&folder.join("aligned.json"), &files.aligned_json)?;
-            write_file(&folder.join("quality.json"), &files.quality_json)?;
-            ready.push((files, folder));
+        let wallet = &assembled.wallet;
+        let session = &assembled.session;
+        let root = &assembled.root;
+        let mut manifests = Vec::new();
+        for location in [Location::Clean, Location::Review] {
+            let staged = match assembled.manifest(location) {
+                Some(manifest) => {
+                    let staged = root.join(format!("manifest-{}.json", location.as_str()));
+                    write_file(&staged, &manifest_json(manifest)?)?;
+                    Some(staged)
+                }
+                None => None,
+            };
+            manifests.push((location, staged));
         }
-        let session_file = staged.root.join("session.json");
-        write_file(&session_file, session_json)?;
-        let report_file = staged.root.join("report.html");
-        write_file(&report_file, report_html)?;
-        // 2. One flush of everything written, before anything becomes visible.
-        sync_filesystem(&staged.root)?;
+        // 1. One flush of everything written, before anything becomes visible.
+        sync_filesystem(root)?;
 
-        // 3. Take out first what must leave a place (a segment whose verdict changed, a segment
-        //    this run no longer makes), then put the new versions in: a run killed in between
-        //    leaves a segment missing until the next run, never a failed one where consumers read.
+        // 2. Take out first what must leave a place.
         let clean_dir = self.session_dir(Location::Clean, wallet, session);
         let review_dir = self.session_dir(Location::Review, wallet, session);
-        let trash = staged.root.join("withdrawn");
+        let trash = root.join("withdrawn");
         fs::create_dir_all(&trash).map_err(io("cannot create", &trash))?;
-        let wanted: BTreeSet<(Location, String)> = ready
+        let wanted: BTreeSet<(Location, String)> = assembled
+            .placed
             .iter()
-            .map(|(files, _)| (files.location, SegmentKey::folder_name(files.segment)))
+            .map(|&(location, segment)| (location, SegmentKey::folder_name(segment)))
             .collect();
+        if assembled.status == SessionStatus::Rejected && clean_dir.exists() {
+            // Nothing of a rejected session stays where consumers read.
+            published.withdrawn_segments += segment_folders(&clean_dir)?.len();
+            withdraw(&clean_dir, &trash.join("clean"))?;
+            self.visible_step();
+        }
         for (location, dir) in [
             (Location::Clean, &clean_dir),
             (Location::Review, &review_dir),
@@ -308,84 +469,68 @@ impl OutputLayout {
                 }
             }
         }
-        for dir in [&clean_dir, &review_dir] {
-            create_dir_durably(dir)?;
-        }
-        for (files, folder) in &ready {
-            let target_dir = match files.location {
+
+        // 3. The new versions go in.
+        let home = match assembled.status {
+            SessionStatus::Accepted => &clean_dir,
+            SessionStatus::Rejected => &review_dir,
+        };
+        create_dir_durably(home)?;
+        for &(location, segment) in &assembled.placed {
+            let target_dir = match location {
                 Location::Clean => &clean_dir,
                 Location::Review => &review_dir,
             };
-            swap_into_place(
-                folder,
-                &target_dir.join(SegmentKey::folder_name(files.segment)),
-            )?;
+            create_dir_durably(target_dir)?;
+            let name = SegmentKey::folder_name(segment);
+            swap_into_place(&root.join(&name), &target_dir.join(&name))?;
             self.visible_step();
-            match files.location {
+            match location {
                 Location::Clean => published.clean_segments += 1,
                 Location::Review => published.review_segments += 1,
             }
         }
-        let target = clean_dir.join("session.json");
-        fs::rename(&session_file, &target).map_err(io("cannot publish", &target))?;
-        self.visible_step();
-        let report = clean_dir.join("report.html");
-        fs::rename(&report_file, &report).map_err(io("cannot publish", &report))?;
-        // An earlier run's record of this session as rejected no longer holds.
-        remove_file_if_exists(&review_dir.join("session.json"))?;
-        remove_file_if_exists(&review_dir.join("report.html"))?;
-        self.visible_step();
-        for dir in [&clean_dir, &review_dir] {
-            sync_dir(dir)?;
-        }
-        remove_empty_dir(&review_dir);
-        fs::remove_dir_all(&staged.root).map_err(io("cannot clear", &staged.root))?;
-        Ok(published)
-    }
-
-    /// Publishes a rejected session: its `session.json` (with the reason) into the review area;
-    /// anything an earlier run published for it is withdrawn from both places.
-    pub fn publish_rejected(
-        &self,
-        wallet: &WalletAddress,
-        session: &SessionId,
-        staged: StagedSession,
-        session_json: &[u8],
-        report_html: &[u8],
-    ) -> Result<Published, PublishError> {
-        let mut published = Published::default();
-        let session_file = staged.root.join("session.json");
-        write_file(&session_file, session_json)?;
-        let report_file = staged.root.join("report.html");
-        write_file(&report_file, report_html)?;
-        sync_filesystem(&staged.root)?;
-        let trash = staged.root.join("withdrawn");
-        fs::create_dir_all(&trash).map_err(io("cannot create", &trash))?;
-        let clean_dir = self.session_dir(Location::Clean, wallet, session);
-        let review_dir = self.session_dir(Location::Review, wallet, session);
-        if clean_dir.exists() {
-            published.withdrawn_segments += segment_folders(&clean_dir)?.len();
-            withdraw(&clean_dir, &trash.join("clean"))?;
+        for name in SESSION_FILES {
+            let target = home.join(name);
+            fs::rename(root.join(name), &target).map_err(io("cannot publish", &target))?;
             self.visible_step();
         }
-        create_dir_durably(&review_dir)?;
-        for name in segment_folders(&review_dir)? {
-            withdraw(
-                &review_dir.join(&name),
-                &trash.join(format!("review-{name}")),
-            )?;
-            published.withdrawn_segments += 1;
+        // The session's record in the other place (an earlier run's other status) no longer holds.
+        let away = if home == &clean_dir {
+            &review_dir
+        } else {
+            &clean_dir
+        };
+        for name in SESSION_FILES {
+            remove_file_if_exists(&away.join(name))?;
         }
-        let target = review_dir.join("session.json");
-        fs::rename(&session_file, &target).map_err(io("cannot publish", &target))?;
-        self.visible_step();
-        let report = review_dir.join("report.html");
-        fs::rename(&report_file, &report).map_err(io("cannot publish", &report))?;
-        sync_dir(&review_dir)?;
+
+        // 4. Each place's manifest last: what it lists is whole.
+        for (location, staged) in manifests {
+            let dir = match location {
+                Location::Clean => &clean_dir,
+                Location::Review => &review_dir,
+            };
+            let target = dir.join(MANIFEST_FILE);
+            match staged {
+                Some(staged) => {
+                    create_dir_durably(dir)?;
+                    fs::rename(&staged, &target).map_err(io("cannot publish", &target))?;
+                    self.visible_step();
+                }
+                None => remove_file_if_exists(&target)?,
+            }
+        }
+        for dir in [&clean_dir, &review_dir] {
+            if dir.is_dir() {
+                sync_dir(dir)?;
+            }
+        }
+        remove_empty_dir(&review_dir);
         if let Some(parent) = clean_dir.parent().filter(|parent| parent.is_dir()) {
             sync_dir(parent)?;
         }
-        fs::remove_dir_all(&staged.root).map_err(io("cannot clear", &staged.root))?;
+        fs::remove_dir_all(root).map_err(io("cannot clear", root))?;
         Ok(published)
     }
 
@@ -522,7 +667,70 @@ impl OutputLayout {
             })?;
         listed.insert("placement".into(), value);
         let session_json = to_json(&session, key)?;
-        self.replace_session_json(&key.wallet, &key.session_id, &session_json)
+        self.replace_session_json(&key.wallet, &key.session_id, &session_json)?;
+        self.refresh_manifests(&key.wallet, &key.session_id)
+    }
+
+    /// Rewrites a session's manifests from what is on disk, after an override moved one of its
+    /// segments: each place lists the segment folders it now holds (every folder is whole) and
+    /// the session's files. The run stays the one that published the session.
+    fn refresh_manifests(&self, wallet: &str, session_id: &str) -> Result<(), PublishError> {
+        let dirs = [Location::Clean, Location::Review]
+            .map(|location| (location, self.root(location).join(wallet).join(session_id)));
+        let mut previous = None;
+        for (_, dir) in &dirs {
+            let path = dir.join(MANIFEST_FILE);
+            if let Ok(text) = fs::read_to_string(&path) {
+                let manifest: SessionManifest =
+                    serde_json::from_str(&text).map_err(|err| PublishError::Malformed {
+                        path: path.clone(),
+                        detail: err.to_string(),
+                    })?;
+                previous = Some(manifest);
+                break;
+            }
+        }
+        // A session published before manifests existed: the next `process` run writes them.
+        let Some(previous) = previous else {
+            return Ok(());
+        };
+        for (location, dir) in &dirs {
+            let mut segments = Vec::new();
+            for name in segment_folders(dir)? {
+                let Some(segment) = SegmentKey::parse_folder_name(&name) else {
+                    continue;
+                };
+                segments
+                    .push(segment_objects_on_disk(dir, segment).map_err(io("cannot read", dir))?);
+            }
+            let mut files = Vec::new();
+            for name in SESSION_FILES {
+                if dir.join(name).is_file() {
+                    files.push(ManifestObject::of_file(dir, name).map_err(io("cannot read", dir))?);
+                }
+            }
+            let target = dir.join(MANIFEST_FILE);
+            if segments.is_empty() && files.is_empty() {
+                remove_file_if_exists(&target)?;
+                continue;
+            }
+            let manifest = SessionManifest {
+                location: *location,
+                files,
+                segments,
+                ..previous.clone()
+            };
+            let staged = self
+                .staging
+                .join(format!("manifest-{session_id}-{}.json", location.as_str()));
+            write_file(&staged, &manifest_json(&manifest)?)?;
+            File::open(&staged)
+                .and_then(|file| file.sync_all())
+                .map_err(io("cannot flush", &staged))?;
+            fs::rename(&staged, &target).map_err(io("cannot publish", &target))?;
+            sync_dir(dir)?;
+        }
+        Ok(())
     }
 
     /// Replaces a published `session.json` (after an override changed a placement), through

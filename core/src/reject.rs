@@ -30,8 +30,9 @@ impl std::fmt::Display for WalletFoundIn {
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, JsonSchema)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum RejectReason {
-    #[error("the {part} part is missing")]
-    MissingPart { part: PartKind },
+    /// One or more parts are absent (after the completeness timeout, in the server's case).
+    #[error("{}", missing_parts_sentence(parts))]
+    MissingPart { parts: Vec<PartKind> },
 
     #[error("the {part} part `{file}` {why}")]
     UnsafePath {
@@ -154,6 +155,16 @@ impl RejectReason {
     }
 }
 
+/// "the camera part is missing", "the camera and latency parts are missing"...
+fn missing_parts_sentence(parts: &[PartKind]) -> String {
+    let names: Vec<&str> = parts.iter().map(|part| part.name()).collect();
+    match names.as_slice() {
+        [] => "a part is missing".to_owned(),
+        [one] => format!("the {one} part is missing"),
+        [rest @ .., last] => format!("the {} and {last} parts are missing", rest.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,7 +173,7 @@ mod tests {
     fn code_matches_serialised_code() {
         let reasons = [
             RejectReason::MissingPart {
-                part: PartKind::Meta,
+                parts: vec![PartKind::Meta],
             },
             RejectReason::EmptyVideo,
             RejectReason::AbsurdNumber {
@@ -172,6 +183,13 @@ mod tests {
                 why: "too fast".into(),
             },
         ];
+        assert_eq!(
+            RejectReason::MissingPart {
+                parts: vec![PartKind::Camera, PartKind::Latency, PartKind::Meta]
+            }
+            .to_string(),
+            "the camera, latency and meta parts are missing"
+        );
         for reason in reasons {
             let json = serde_json::to_value(&reason).unwrap();
             assert_eq!(json["code"], reason.code());

@@ -3,13 +3,15 @@
 
 use crate::align::AlignedFile;
 use crate::config::PipelineConfig;
+use crate::manifest::SessionManifest;
 use crate::model::{CameraSample, InputEvent, LatencyLog, Meta};
 use crate::outputs::{SegmentAlignedFile, SegmentQualityFile, SessionFile};
 
 /// Every schema [`schema`] knows, by file stem.
-pub const SCHEMA_NAMES: [&str; 9] = [
+pub const SCHEMA_NAMES: [&str; 10] = [
     "aligned",
     "session",
+    "manifest",
     "segment-aligned",
     "segment-quality",
     "meta",
@@ -24,6 +26,7 @@ pub fn schema(name: &str) -> Option<serde_json::Value> {
     let schema = match name {
         "aligned" => schemars::schema_for!(AlignedFile),
         "session" => schemars::schema_for!(SessionFile),
+        "manifest" => schemars::schema_for!(SessionManifest),
         "segment-aligned" => schemars::schema_for!(SegmentAlignedFile),
         "segment-quality" => schemars::schema_for!(SegmentQualityFile),
         "meta" => schemars::schema_for!(Meta),

@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{check_for, coverage_ms, parallel_map, run_spec};
+use common::{check_for, coverage_ms, parallel_map, run_spec, spread};
 use sd_core::{CheckName, SkipKind};
 use sd_fixtures::{quality_sweep, DefectKind, SpeedProfile, SweepCase};
 use sd_tests::report_figure;
@@ -155,28 +155,6 @@ fn evaluate(case: &SweepCase) -> CaseOutcome {
     }
 }
 
-/// `min / p1 / p5 / p50 / p95 / p99 / max` of the finite values.
-fn spread(values: &mut Vec<f64>) -> String {
-    values.retain(|v| v.is_finite());
-    values.sort_by(f64::total_cmp);
-    if values.is_empty() {
-        return "-".to_owned();
-    }
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    [0.0, 0.01, 0.05, 0.5, 0.95, 0.99, 1.0]
-        .iter()
-        .map(|&q| {
-            let v = at(q);
-            if v.abs() >= 100.0 {
-                format!("{v:.0}")
-            } else {
-                format!("{v:.2}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" / ")
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     /// Segments with >= 1 s of the defect that the check failed / passed.
@@ -223,14 +201,17 @@ fn quality_sweep_meets_its_targets() {
     for (m, metric) in METRICS.iter().enumerate() {
         report_figure(&format!("  {metric}:"));
         for class in &classes {
-            let mut values: Vec<f64> = outcomes
+            let values: Vec<f64> = outcomes
                 .iter()
                 .flat_map(|o| o.frames.iter())
                 .filter(|(c, _)| c == *class)
                 .map(|(_, v)| v[m])
                 .collect();
             let n = values.len();
-            report_figure(&format!("    {class:<20} {n:>6}  {}", spread(&mut values)));
+            report_figure(&format!(
+                "    {class:<20} {n:>6}  {}",
+                spread(values, &[0.0, 0.01, 0.05, 0.5, 0.95, 0.99, 1.0])
+            ));
         }
     }
 

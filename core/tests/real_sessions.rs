@@ -4,7 +4,12 @@
 
 mod common;
 
-use sd_core::{discover, load_bundle, Bundle, CheckName, FrameStats, Limits, QualityConfig};
+use common::spread;
+
+use sd_core::{
+    busiest_key_transitions, discover, load_bundle, Bundle, CheckName, FrameStats, Limits,
+    QualityConfig,
+};
 use sd_tests::{real_sessions, report_figure};
 
 /// The three decodable real sessions (the fourth's video is empty).
@@ -20,22 +25,8 @@ fn usable_real_sessions(test: &str) -> Option<Vec<Bundle>> {
     Some(usable)
 }
 
-/// `min / p5 / p50 / max` of the finite values.
-fn spread(mut values: Vec<f64>) -> String {
-    values.retain(|v| v.is_finite());
-    values.sort_by(f64::total_cmp);
-    if values.is_empty() {
-        return "-".to_owned();
-    }
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    format!(
-        "{:.2} / {:.2} / {:.2} / {:.2}",
-        at(0.0),
-        at(0.05),
-        at(0.5),
-        at(1.0)
-    )
-}
+/// min / p5 / p50 / max, as `docs/QUALITY.md` quotes them.
+const REAL_SPREAD: &[f64] = &[0.0, 0.05, 0.5, 1.0];
 
 /// Changes between consecutive frames that each carry a timestamp of their own (a burst's frames
 /// share one, a frame may have none: both are left out of every segment).
@@ -74,11 +65,11 @@ fn real_frames_sit_clear_of_every_picture_threshold() {
             "REAL {} {} frames (min / p5 / p50 / max): sharpness {}, mean luma {}, luma std {}, blockiness {}, change between frames with their own time {}",
             bundle.session_id,
             stats.len(),
-            spread(metric(|s| f64::from(s.sharpness))),
-            spread(metric(|s| f64::from(s.mean_luma))),
-            spread(metric(|s| f64::from(s.luma_std))),
-            spread(metric(|s| f64::from(s.blockiness))),
-            spread(changes.clone()),
+            spread(metric(|s| f64::from(s.sharpness)), REAL_SPREAD),
+            spread(metric(|s| f64::from(s.mean_luma)), REAL_SPREAD),
+            spread(metric(|s| f64::from(s.luma_std)), REAL_SPREAD),
+            spread(metric(|s| f64::from(s.blockiness)), REAL_SPREAD),
+            spread(changes.clone(), REAL_SPREAD),
         ));
         for s in stats {
             assert!(f64::from(s.sharpness) >= 2.0 * config.blur.min_sharpness);
@@ -142,21 +133,13 @@ fn real_key_input_stays_under_the_key_spam_bar() {
         let Some(inputs) = loaded.inputs else {
             panic!("{}: no inputs", source.session_id);
         };
-        let mut times: Vec<f64> = inputs
-            .iter()
-            .filter(|e| matches!(e.kind.as_str(), "keydown" | "keyup"))
-            .filter(|e| matches!(e.key.as_deref(), Some("w" | "a" | "s" | "d")))
-            .map(|e| e.t)
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let busiest = (0..times.len())
-            .map(|i| times[i..].partition_point(|&t| t < times[i] + window))
-            .max()
-            .unwrap_or(0);
+        // An endless window holds them all.
+        let transitions = busiest_key_transitions(&inputs, f64::INFINITY);
+        let busiest = busiest_key_transitions(&inputs, window);
         report_figure(&format!(
             "REAL {} W/A/S/D transitions: {} in all, {busiest} in the busiest {:.0} ms (bar {})",
             source.session_id,
-            times.len(),
+            transitions,
             window,
             config.max_key_transitions_per_s * window / 1000.0
         ));

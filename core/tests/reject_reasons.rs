@@ -88,7 +88,7 @@ fn missing_part() {
     assert_eq!(
         reason(&load(&bundle)),
         RejectReason::MissingPart {
-            part: PartKind::Camera
+            parts: vec![PartKind::Camera]
         }
     );
 }

@@ -153,6 +153,30 @@ pub enum LedgerError {
         payout_ids: Vec<i64>,
     },
 
+    /// A worker's lease on a session is no longer its own: another worker acquired it (the fencing
+    /// token moved on), it was given back or ended, or (for `finish_session` and `renew_lease`) it
+    /// expired. Nothing was written: whoever holds the session now finishes it, or the next
+    /// delivery of its event leases it again.
+    #[error(
+        "the lease on {wallet}/{session_id} was lost (expired, ended, or taken over by another \
+         worker); nothing was written: drop this attempt, the session is processed under its \
+         current lease"
+    )]
+    LeaseLost { wallet: String, session_id: String },
+
+    /// A duration (a lease's time to live) that is not a positive number of milliseconds.
+    #[error("{what} must be a positive number of milliseconds, got {ms}")]
+    InvalidDuration { what: &'static str, ms: i64 },
+
+    /// `release_lease` to a state a released session cannot be in. Nothing was written.
+    #[error("{wallet}/{session_id} cannot be given back as {state}: {why}; nothing was written")]
+    InvalidRelease {
+        wallet: String,
+        session_id: String,
+        state: &'static str,
+        why: &'static str,
+    },
+
     /// A row the ledger wrote reads back as something it never writes (edited by hand?).
     #[error("ledger row is not what the ledger writes: {0}")]
     Corrupt(String),

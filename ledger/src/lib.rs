@@ -15,6 +15,9 @@
 //!   passes one, a call with another rate is refused ([`LedgerError::RateMismatch`]), and only
 //!   [`Ledger::set_rate`] changes it (re-pricing pending earnings, never approved or paid ones).
 //! - [`WalletTotals`]: the per-wallet view of the SPEC, derived in SQL.
+//! - The server worker's intake ([`IntakeRow`], [`IntakeState`]): when each session was first
+//!   seen, a per-session [`Lease`] with a fencing token, and [`Ledger::finish_session`], which
+//!   records a session under its lease or writes nothing; times are epoch ms from the caller.
 //!
 //! Money is integer lamports ([`sd_core::Lamports`]) in Rust and in SQL; SOL is display text.
 //!
@@ -28,17 +31,33 @@
 //! assert!(matches!(refused, Err(LedgerError::NothingPending { .. })));
 //! ```
 
+// Module layering, lowest first: a module uses only modules to its left (`tests/layering.rs`
+// checks every `crate::` path against this order). `verdict_rows`, `settings` and `pending` are
+// the SQL building blocks (functions on the caller's transaction, no `Ledger` method); the
+// modules after them hold the `Ledger` methods and share the blocks without importing each other
+// (except `intake` -> `record`: a worker records a session and moves its intake row at once;
+// `session_ledger` only calls `Ledger` methods).
+//
+//   error < store < verdict_rows < settings < pending < verdicts < payouts < rate < totals
+//   < record < intake < session_ledger
 mod error;
+mod intake;
 mod payouts;
+mod pending;
 mod rate;
 mod record;
+mod session_ledger;
+mod settings;
 mod store;
 mod totals;
+mod verdict_rows;
 mod verdicts;
 
 pub use error::LedgerError;
-pub use payouts::{ItemKind, Payout, PayoutItem};
+pub use intake::{IntakeRow, IntakeState, Lease};
+pub use pending::{ItemKind, Payout, PayoutItem};
 pub use record::{RecordedSession, SessionRow};
 pub use store::{Ledger, SCHEMA_VERSION};
 pub use totals::WalletTotals;
-pub use verdicts::{OverrideOutcome, SegmentVerdictRow};
+pub use verdict_rows::SegmentVerdictRow;
+pub use verdicts::OverrideOutcome;

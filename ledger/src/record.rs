@@ -2,15 +2,16 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
 use sd_core::{Lamports, OverrideNote, SessionId, SessionRecord, SessionStatus, WalletAddress};
 
-use crate::payouts::{refresh_pending, Payout};
-use crate::rate::{agree_rate, check_rate};
-use crate::verdicts::{session_verdicts, SegmentVerdictRow};
-use crate::{Ledger, LedgerError};
+use crate::error::LedgerError;
+use crate::pending::{refresh_pending, Payout};
+use crate::settings::{agree_rate, check_rate};
+use crate::store::Ledger;
+use crate::verdict_rows::{session_verdicts, SegmentVerdictRow};
 
 /// What `record_session` did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -225,6 +226,94 @@ fn write_session(
     Ok(times_processed)
 }
 
+/// Refuses, before any transaction, what `record_session` (and the worker's `finish_session`)
+/// must not write: a record the ledger does not store, a rate that is not positive, an empty time
+/// or run id.
+pub(crate) fn check_record_call(
+    record: &SessionRecord,
+    rate: Lamports,
+    now: &str,
+    run_id: &str,
+) -> Result<(), LedgerError> {
+    check_record(record)?;
+    check_rate(rate)?;
+    for (text, what) in [(now, "a record's time"), (run_id, "a record's run id")] {
+        if text.trim().is_empty() {
+            return Err(LedgerError::EmptyText { what });
+        }
+    }
+    Ok(())
+}
+
+/// The body of `record_session`, inside the caller's write transaction (checked by
+/// [`check_record_call`] first), so that the worker can record a session and move its intake row
+/// in one transaction. Nothing is logged here: [`log_recorded`] does it once the caller commits,
+/// so a rolled-back call logs nothing.
+pub(crate) fn record_in(
+    tx: &Transaction<'_>,
+    record: &SessionRecord,
+    rate: Lamports,
+    now: &str,
+    run_id: &str,
+) -> Result<RecordedSession, LedgerError> {
+    let rate = agree_rate(tx, rate, now)?;
+    let before = session_verdicts(tx, &record.wallet, &record.session_id)?;
+    let times_processed = write_session(tx, record, now, run_id)?;
+    let segments = session_verdicts(tx, &record.wallet, &record.session_id)?;
+    let still_applied: BTreeSet<i64> = segments
+        .iter()
+        .filter_map(|row| row.applied_override.as_ref().map(|o| o.id))
+        .collect();
+    let stale_overrides: Vec<OverrideNote> = before
+        .into_iter()
+        .filter_map(|row| row.applied_override)
+        .filter(|o| !still_applied.contains(&o.id))
+        .collect();
+    let pending = refresh_pending(tx, &record.wallet, rate, now)?;
+    Ok(RecordedSession {
+        wallet: record.wallet.clone(),
+        session_id: record.session_id.clone(),
+        status: record.status,
+        replaced: times_processed > 1,
+        times_processed,
+        segments,
+        stale_overrides,
+        pending,
+    })
+}
+
+/// Logs a committed record: a warning per override that stopped applying, and one info line.
+pub(crate) fn log_recorded(recorded: &RecordedSession, run_id: &str) {
+    for stale in &recorded.stale_overrides {
+        tracing::warn!(
+            override_id = stale.id,
+            wallet = %recorded.wallet,
+            session_id = %recorded.session_id,
+            segment = stale.segment,
+            first_frame = stale.first_frame,
+            last_frame = stale.last_frame,
+            to = %stale.to,
+            "override no longer applies: the segment is gone or was cut differently"
+        );
+    }
+    let valid = recorded
+        .segments
+        .iter()
+        .filter(|row| row.verdict.passed())
+        .count();
+    tracing::info!(
+        wallet = %recorded.wallet,
+        session_id = %recorded.session_id,
+        status = recorded.status.as_str(),
+        times_processed = recorded.times_processed,
+        segments = recorded.segments.len(),
+        valid_segments = valid,
+        pending_lamports = recorded.pending.as_ref().map_or(0, |p| p.amount_lamports.0),
+        run_id,
+        "session recorded"
+    );
+}
+
 impl Ledger {
     /// Replaces the session's whole record (session row, segments, checks) and refreshes the
     /// wallet's pending payout, in one transaction. Recording the same record again changes no
@@ -242,63 +331,12 @@ impl Ledger {
         now: &str,
         run_id: &str,
     ) -> Result<RecordedSession, LedgerError> {
-        check_record(record)?;
-        check_rate(rate)?;
-        for (text, what) in [(now, "a record's time"), (run_id, "a record's run id")] {
-            if text.trim().is_empty() {
-                return Err(LedgerError::EmptyText { what });
-            }
-        }
+        check_record_call(record, rate, now, run_id)?;
         let tx = self.write()?;
-        let rate = agree_rate(&tx, rate, now)?;
-        let before = session_verdicts(&tx, &record.wallet, &record.session_id)?;
-        let times_processed = write_session(&tx, record, now, run_id)?;
-        let segments = session_verdicts(&tx, &record.wallet, &record.session_id)?;
-        let still_applied: BTreeSet<i64> = segments
-            .iter()
-            .filter_map(|row| row.applied_override.as_ref().map(|o| o.id))
-            .collect();
-        let stale_overrides: Vec<OverrideNote> = before
-            .into_iter()
-            .filter_map(|row| row.applied_override)
-            .filter(|o| !still_applied.contains(&o.id))
-            .collect();
-        let pending = refresh_pending(&tx, &record.wallet, rate, now)?;
+        let recorded = record_in(&tx, record, rate, now, run_id)?;
         tx.commit()?;
-        for stale in &stale_overrides {
-            tracing::warn!(
-                override_id = stale.id,
-                wallet = %record.wallet,
-                session_id = %record.session_id,
-                segment = stale.segment,
-                first_frame = stale.first_frame,
-                last_frame = stale.last_frame,
-                to = %stale.to,
-                "override no longer applies: the segment is gone or was cut differently"
-            );
-        }
-        let valid = segments.iter().filter(|row| row.verdict.passed()).count();
-        tracing::info!(
-            wallet = %record.wallet,
-            session_id = %record.session_id,
-            status = record.status.as_str(),
-            times_processed,
-            segments = segments.len(),
-            valid_segments = valid,
-            pending_lamports = pending.as_ref().map_or(0, |p| p.amount_lamports.0),
-            run_id,
-            "session recorded"
-        );
-        Ok(RecordedSession {
-            wallet: record.wallet.clone(),
-            session_id: record.session_id.clone(),
-            status: record.status,
-            replaced: times_processed > 1,
-            times_processed,
-            segments,
-            stale_overrides,
-            pending,
-        })
+        log_recorded(&recorded, run_id);
+        Ok(recorded)
     }
 
     /// Every session in the ledger, by wallet and session id.

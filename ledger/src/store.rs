@@ -1,12 +1,12 @@
 //! Opening the database: pragmas and migrations.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 
-use crate::LedgerError;
+use crate::error::LedgerError;
 
 /// The schema, one SQL file per version; `PRAGMA user_version` says how many are applied.
 /// Never edit an applied step (ledgers in the field have it): add the next one.
@@ -14,6 +14,8 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0001_init.sql")),
     // The ledger's rate (`settings`), one payout per transfer signature.
     M::up(include_str!("../migrations/0002_rate_and_signatures.sql")),
+    // The server worker's intake: first-seen times, leases, parts fingerprints, failures.
+    M::up(include_str!("../migrations/0003_intake.sql")),
 ];
 
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
@@ -23,6 +25,9 @@ pub const SCHEMA_VERSION: usize = MIGRATION_STEPS.len();
 
 /// How long a call waits for another process's write transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long to wait before switching a new file to WAL again (see `enable_wal`).
+const WAL_RETRY: Duration = Duration::from_millis(10);
 
 /// The payout ledger: one SQLite connection. Every mutating call is one `IMMEDIATE` transaction,
 /// so the CLI, the server and the desktop app can share the file (WAL: readers never block the
@@ -43,8 +48,7 @@ impl Ledger {
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        let mode = enable_wal(&conn)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(LedgerError::NotWal {
                 path: path.to_owned(),
@@ -65,7 +69,7 @@ impl Ledger {
         conn.pragma_update(None, "synchronous", "FULL")?;
         let before = MIGRATIONS.current_version(&conn)?;
         check_signatures_unshared(&conn, path.as_deref())?;
-        MIGRATIONS.to_latest(&mut conn)?;
+        migrate(&mut conn)?;
         tracing::debug!(
             path = ?path,
             ?before,
@@ -91,6 +95,43 @@ impl Ledger {
     /// A read transaction, so that several queries see one state of the ledger.
     pub(crate) fn read(&self) -> Result<Transaction<'_>, LedgerError> {
         Ok(self.conn.unchecked_transaction()?)
+    }
+}
+
+/// Switches the file to WAL and returns the journal mode it is in. Two processes opening a new file
+/// at once: SQLite answers the second one's switch with "database is locked" at once, without
+/// calling the busy handler, so the switch is retried for up to the busy timeout.
+fn enable_wal(conn: &Connection) -> Result<String, LedgerError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(err, _))
+                if err.code == ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(WAL_RETRY);
+            }
+            mode => return Ok(mode?),
+        }
+    }
+}
+
+/// Brings the schema to the latest version. Several worker processes may open a new (or older)
+/// ledger at the same moment: the migrations run in an `IMMEDIATE` transaction, so the others
+/// wait for the write lock (busy timeout) instead of failing, and one that read the version before
+/// another migrated (its `CREATE TABLE` then fails, rolled back) accepts the file if it is now at
+/// the latest version.
+fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    let migrated = MIGRATIONS.to_latest(conn);
+    // Read transactions stay deferred: readers must not take the write lock.
+    conn.set_transaction_behavior(TransactionBehavior::Deferred);
+    match migrated {
+        Ok(()) => Ok(()),
+        Err(err) if MIGRATIONS.pending_migrations(conn)? == 0 => {
+            tracing::debug!(%err, "ledger migrated by another connection meanwhile");
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -183,7 +224,7 @@ mod tests {
         let (_dir, path) = version_1_ledger(&agreeing);
         assert_eq!(user_version(&path), 1);
         let ledger = Ledger::open(&path).unwrap();
-        assert_eq!(user_version(&path), 2);
+        assert_eq!(user_version(&path), SCHEMA_VERSION as i64);
         assert_eq!(ledger.rate().unwrap(), Some(sd_core::Lamports(2_000_000)));
 
         // Priced at two rates, or not priced at all: the first call sets it.

@@ -4,7 +4,8 @@ use serde::Serialize;
 
 use sd_core::Lamports;
 
-use crate::{Ledger, LedgerError};
+use crate::error::LedgerError;
+use crate::store::Ledger;
 
 /// One wallet's totals, derived by the `wallet_totals` view (never stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,79 +1,49 @@
 //! The ledger through its public API (and, for the triggers, through a second raw connection to
 //! the same file, as someone with the `sqlite3` shell would).
 
+mod common;
+
 use std::path::Path;
 
+use common::{accepted_session, check_result, file_ledger, session_id, wallet, FRAMES, RATE};
 use rusqlite::Connection;
 use sd_core::{
-    Bound, CheckName, CheckResult, Lamports, PayoutState, SegmentKey, SegmentRecord, SegmentRef,
+    CheckName, CheckResult, Lamports, PayoutState, SegmentKey, SegmentRecord, SegmentRef,
     SessionRecord, SessionStatus, Verdict,
 };
 use sd_ledger::{ItemKind, Ledger, LedgerError, Payout, WalletTotals, SCHEMA_VERSION};
 
 const NOW: &str = "2026-02-01T12:00:00Z";
 const LATER: &str = "2026-02-02T12:00:00Z";
-const RATE: Lamports = Lamports(1_000_000);
-const FRAMES: usize = 150;
-
-fn wallet(n: u8) -> String {
-    bs58::encode([n; 32]).into_string()
-}
-
-fn session_id(n: u32) -> String {
-    format!("session_17699363882{n:02}_tag{n}")
-}
 
 fn signature(n: u8) -> String {
     bs58::encode([n; 64]).into_string()
 }
 
+/// A check valued 1 when it passes and NaN when not, its reason naming it.
 fn check(check: CheckName, passed: bool) -> CheckResult {
-    CheckResult {
-        check,
-        metric: "test metric (units)".to_owned(),
-        value: if passed { 1.0 } else { f64::NAN },
-        threshold: 0.5,
-        bound: Bound::AtLeast,
-        passed,
-        reason: format!("{check:?} {}", if passed { "ok" } else { "bad" }),
-    }
+    let value = if passed { 1.0 } else { f64::NAN };
+    let reason = format!("{check:?} {}", if passed { "ok" } else { "bad" });
+    check_result(check, passed, value, reason)
+}
+
+/// The checks of a ledger test segment: blur passing or failing, frozen passing.
+fn checks(passed: bool) -> Vec<CheckResult> {
+    vec![
+        check(CheckName::Blur, passed),
+        check(CheckName::Frozen, true),
+    ]
 }
 
 /// Segment `n` starting at `first_frame`, 150 frames, passing or failing blur.
 fn segment_at(n: usize, first_frame: usize, passed: bool) -> SegmentRecord {
-    SegmentRecord {
-        segment: n,
-        first_frame,
-        last_frame: first_frame + FRAMES - 1,
-        frames: FRAMES,
-        start_pts_ms: first_frame as f64 * 33.3,
-        end_pts_ms: (first_frame + FRAMES) as f64 * 33.3,
-        passed,
-        checks: vec![
-            check(CheckName::Blur, passed),
-            check(CheckName::Frozen, true),
-        ],
-    }
+    common::segment_at(n, first_frame, passed, checks(passed))
 }
 
 /// An accepted session whose segment `i + 1` passes CLEAN when `verdicts[i]`.
 fn session(wallet: &str, session_id: &str, verdicts: &[bool]) -> SessionRecord {
-    SessionRecord {
-        wallet: wallet.to_owned(),
-        session_id: session_id.to_owned(),
-        source: format!("raw/{wallet}/{session_id}"),
-        status: SessionStatus::Accepted,
-        reject_code: None,
-        reject_message: None,
-        frames: verdicts.len() * FRAMES,
-        clock_confidence: Some(0.9),
-        session_json: "{}".to_owned(),
-        segments: verdicts
-            .iter()
-            .enumerate()
-            .map(|(i, passed)| segment_at(i + 1, i * FRAMES, *passed))
-            .collect(),
-    }
+    let source = format!("raw/{wallet}/{session_id}");
+    accepted_session(source, wallet, session_id, verdicts, checks)
 }
 
 fn key(wallet: &str, session_id: &str, segment: usize) -> SegmentKey {
@@ -494,8 +464,7 @@ fn a_paid_segment_is_never_topped_up_when_the_rate_changes() {
 
 #[test]
 fn sql_triggers_refuse_to_change_approved_and_paid_payouts() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
+    let (_dir, path) = file_ledger();
     let mut ledger = Ledger::open(&path).unwrap();
     let (w, s) = (wallet(9), session_id(9));
     ledger
@@ -616,8 +585,7 @@ fn mark_paid_needs_an_approved_payout_and_a_transaction_signature() {
 
 #[test]
 fn amounts_are_sql_integers_and_sums_are_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
+    let (_dir, path) = file_ledger();
     let mut ledger = Ledger::open(&path).unwrap();
     // Above 2^53 a float cannot hold every amount: 120 items of this rate must still be exact.
     let rate = Lamports(i64::MAX / 120 - 7);
@@ -744,8 +712,7 @@ fn a_refused_first_call_does_not_set_the_rate() {
 
 #[test]
 fn payout_sol_text_is_exact_for_any_amount() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
+    let (_dir, path) = file_ledger();
     drop(Ledger::open(&path).unwrap());
     let conn = raw(&path);
     let amounts = [
@@ -785,8 +752,7 @@ fn payout_sol_text_is_exact_for_any_amount() {
 
 #[test]
 fn open_uses_wal_and_migrations_are_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
+    let (_dir, path) = file_ledger();
     let (w, s) = (wallet(14), session_id(14));
     {
         let mut ledger = Ledger::open(&path).unwrap();
@@ -866,8 +832,7 @@ fn records_the_ledger_must_not_store_are_refused() {
 
 #[test]
 fn every_check_is_stored_once_with_nan_as_null() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
+    let (_dir, path) = file_ledger();
     let mut ledger = Ledger::open(&path).unwrap();
     let record = session(&wallet(16), &session_id(16), &[true, false]);
     ledger.record_session(&record, RATE, NOW, "r").unwrap();
@@ -1179,8 +1144,7 @@ fn set_rate_reprices_pending_earnings_only() {
 
 #[test]
 fn the_rate_persists_across_reopen_and_sql_guards_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
+    let (_dir, path) = file_ledger();
     let (w, s) = (wallet(25), session_id(27));
     let double = Lamports(2 * RATE.0);
     {
@@ -1227,8 +1191,7 @@ fn the_rate_persists_across_reopen_and_sql_guards_it() {
 
 #[test]
 fn one_transfer_signature_pays_one_payout() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.sqlite");
+    let (_dir, path) = file_ledger();
     let mut ledger = Ledger::open(&path).unwrap();
     let mut ids = Vec::new();
     for n in 26..29 {

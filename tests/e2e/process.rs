@@ -723,7 +723,7 @@ fn publish_aborted_at_every_step_never_shows_a_partial_or_failed_segment() {
     args.extend(out.layout_args());
     args.extend(["--config".to_owned(), strict.display().to_string()]);
     let mut aborted = 0;
-    for step in 1..=12 {
+    for step in 1..=20 {
         let status = Command::new(bin)
             .args(&args)
             .env(sd_core::ABORT_AFTER_RENAMES_ENV, step.to_string())

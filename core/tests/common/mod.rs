@@ -199,3 +199,23 @@ pub fn parallel_map<T: Sync, R: Send + Clone>(
         .map(|result| result.expect("every item done"))
         .collect()
 }
+
+/// The quantiles `qs` (0 = min, 1 = max) of the finite values, joined by ` / `; `-` when none.
+pub fn spread(mut values: Vec<f64>, qs: &[f64]) -> String {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        return "-".to_owned();
+    }
+    qs.iter()
+        .map(|&q| {
+            let v = values[((values.len() - 1) as f64 * q).round() as usize];
+            if v.abs() >= 100.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}

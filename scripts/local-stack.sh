@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The server stack on this machine, for trying it: the S3+SQS emulator (moto) on 127.0.0.1,
+# `scale-diffusion-server setup`, and N workers sharing one SQLite ledger. Prints the endpoints
+# and how to upload a bundle, then stays in the foreground; Ctrl-C stops everything.
+#
+#   scripts/local-stack.sh [WORKERS]      default 2 workers; port $SD_STACK_PORT (default 4566)
+#
+# State: out/stack/ (worker logs, the ledger out/stack/ledger.sqlite, moto's log). The emulator
+# keeps buckets and queues in memory: they are gone when the stack stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+workers="${1:-2}"
+port="${SD_STACK_PORT:-4566}"
+dir=out/stack
+mkdir -p "$dir"
+
+scripts/install-deps.sh
+scripts/moto.sh install
+cargo build --release --locked --bins -p scale-diffusion-server -p scale-diffusion
+
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+server=./target/release/scale-diffusion-server
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo "stopping the stack"
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  scripts/moto.sh stop "$dir" || true
+}
+trap stop INT TERM EXIT
+
+scripts/moto.sh start "$port" "$dir" >/dev/null
+"$server" setup
+for n in $(seq 1 "$workers"); do
+  "$server" worker --name "worker-$n" --ledger "$dir/ledger.sqlite" --work-dir "$dir/work-$n" \
+    2>"$dir/worker-$n.log" &
+  pids+=("$!")
+done
+
+wallet=Dzse3tYXLgtRJrBHVVUK5ZYbZoCjBee1tK3oSv5RyLyR
+cat <<INFO
+
+The stack is up:
+  S3 + SQS emulator  $AWS_ENDPOINT_URL   (raw bucket sd-raw, clean bucket sd-clean, queue sd-raw-events)
+  workers            $workers, logs in $dir/worker-N.log, ledger $dir/ledger.sqlite
+
+Upload a bundle's five parts (video first, meta last), e.g. the real sessions:
+  for f in ../shared/real-sessions/$wallet/*; do
+    curl -sf -X PUT -H 'authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00' \\
+      --upload-file "\$f" "$AWS_ENDPOINT_URL/sd-raw/$wallet/\$(basename "\$f")"
+  done
+(the emulator checks no signature; it refuses only anonymous overwrites, hence the header.)
+
+Then look:
+  AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \\
+    $server status --ledger $dir/ledger.sqlite
+  curl -s "$AWS_ENDPOINT_URL/sd-clean?list-type=2"          (the clean bucket's keys)
+  ./target/release/scale-diffusion payouts list --ledger $dir/ledger.sqlite
+
+Ctrl-C stops the workers (SIGTERM: each finishes its session) and the emulator.
+INFO
+wait

@@ -1,0 +1,115 @@
+//! Command-line definitions (clap), apart from what the commands do.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Scale Diffusion's server: the raw bucket's events through the pipeline into the clean bucket
+/// and the payout ledger. AWS endpoint, region and credentials come from the environment as for
+/// every AWS SDK (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, profiles...).
+#[derive(Debug, Parser)]
+#[command(name = "scale-diffusion-server", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Creates the raw and clean buckets, the queue and its dead-letter queue (redrive policy),
+    /// and the raw bucket's event notification to the queue. Safe to run again.
+    Setup(SetupArgs),
+    /// Takes S3 events from the queue and processes each complete session: the same pipeline as
+    /// `scale-diffusion process`, published to the clean bucket, recorded in the ledger.
+    Worker(WorkerArgs),
+    /// What an operator looks at: queue depth, in flight, dead letters, sessions by state.
+    Status(StatusArgs),
+}
+
+/// Where things are: the buckets and the queue.
+#[derive(Debug, Clone, Args)]
+pub struct Resources {
+    /// The bucket contributors upload to (`{wallet}/{sid}{suffix}` keys).
+    #[arg(long, env = "SD_RAW_BUCKET", default_value = "sd-raw")]
+    pub raw_bucket: String,
+    /// The bucket consumers read (`{wallet}/{sid}/...`; failed segments under `review/`).
+    #[arg(long, env = "SD_CLEAN_BUCKET", default_value = "sd-clean")]
+    pub clean_bucket: String,
+    /// The queue the raw bucket's events go to: its name, or its URL (`setup` takes a name).
+    #[arg(long, env = "SD_QUEUE", default_value = "sd-raw-events")]
+    pub queue: String,
+    /// Its dead-letter queue: name or URL.
+    #[arg(
+        long,
+        env = "SD_DEAD_LETTER_QUEUE",
+        default_value = "sd-raw-events-dlq"
+    )]
+    pub dead_letter_queue: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub resources: Resources,
+    /// Receives of one message before it goes to the dead-letter queue.
+    #[arg(long, default_value_t = 5)]
+    pub max_receive_count: u32,
+    /// How long a received message stays hidden from other workers (the worker extends it while
+    /// it works).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub visibility_timeout: Duration,
+}
+
+/// The ledger file.
+#[derive(Debug, Clone, Args)]
+pub struct LedgerArgs {
+    /// The SQLite payout ledger, shared by every worker on this machine.
+    #[arg(long, env = "SD_LEDGER", default_value = "out/ledger.sqlite")]
+    pub ledger: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub resources: Resources,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The pipeline's configuration (`config/pipeline.toml`); its defaults without one.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where sessions are downloaded and staged (a temporary folder per session, removed
+    /// whatever happens).
+    #[arg(long, env = "SD_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// An incomplete session is rejected, its missing parts named, this long after its first
+    /// part was seen.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub incomplete_timeout: Duration,
+    /// How long a worker holds a session without renewing (a worker that dies frees it then).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+    pub lease: Duration,
+    /// How often the worker extends its message's visibility and its lease while it works.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+    pub heartbeat: Duration,
+    /// On SIGTERM, how long the current session may take to finish before it is given back.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub grace: Duration,
+    /// Long-poll wait per receive, at most 20 s.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+    pub wait: Duration,
+    /// This worker's name in leases and logs (default: host name and process id).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub resources: Resources,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

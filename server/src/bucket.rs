@@ -1,0 +1,278 @@
+//! The clean bucket as a publish target (SPEC section 10): the same objects and manifests as the
+//! local layout, uploaded. Objects first, each place's `manifest.json` last, then what the new
+//! manifests no longer list is deleted. Passing segments sit under `{wallet}/{sid}/`, failed ones
+//! (and rejected sessions) under `review/{wallet}/{sid}/`.
+//!
+//! `PublishTarget` is synchronous (the pipeline runs on a blocking thread); uploads run on the
+//! worker's tokio runtime through its handle.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::primitives::ByteStream;
+use futures_util::TryStreamExt as _;
+use sd_core::{
+    AssembledSession, Location, PublishTarget, Published, SessionManifest, StagedSession,
+    MANIFEST_FILE,
+};
+
+use crate::aws::describe;
+
+/// Uploads in flight at once per session.
+const UPLOADS_IN_FLIGHT: usize = 16;
+
+/// The prefix of the review area in the clean bucket (no wallet is called `review`: wallets are
+/// base58 keys of 32 bytes).
+pub const REVIEW_PREFIX: &str = "review/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error("cannot stage in {path}: {source}")]
+    Stage {
+        path: PathBuf,
+        source: sd_core::PublishError,
+    },
+    #[error("s3://{bucket}/{key}: cannot {what}: {detail}")]
+    S3 {
+        bucket: String,
+        key: String,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Manifest(String),
+}
+
+/// The clean bucket, for one session's publish.
+#[derive(Debug)]
+pub struct BucketTarget {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    runtime: tokio::runtime::Handle,
+    /// This session's temporary folder: staging goes in it.
+    work: PathBuf,
+}
+
+impl BucketTarget {
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        bucket: String,
+        runtime: tokio::runtime::Handle,
+        work: PathBuf,
+    ) -> Self {
+        Self {
+            s3,
+            bucket,
+            runtime,
+            work,
+        }
+    }
+}
+
+/// `{wallet}/{sid}/` or `review/{wallet}/{sid}/`.
+pub fn session_prefix(location: Location, wallet: &str, session: &str) -> String {
+    match location {
+        Location::Clean => format!("{wallet}/{session}/"),
+        Location::Review => format!("{REVIEW_PREFIX}{wallet}/{session}/"),
+    }
+}
+
+impl PublishTarget for BucketTarget {
+    type Error = BucketError;
+
+    fn stage(&mut self, label: &str) -> Result<StagedSession, BucketError> {
+        let path = self.work.join(label);
+        StagedSession::create(path.clone()).map_err(|source| BucketError::Stage { path, source })
+    }
+
+    fn publish(&mut self, session: AssembledSession) -> Result<Published, BucketError> {
+        let published = self.runtime.block_on(self.publish_async(&session));
+        // Staging goes whatever happened; a failed publish is retried from the raw bundle.
+        if let Err(err) = session.remove() {
+            tracing::warn!("cannot remove staging: {err}");
+        }
+        published
+    }
+}
+
+impl BucketTarget {
+    async fn publish_async(&self, session: &AssembledSession) -> Result<Published, BucketError> {
+        let wallet = session.wallet.as_str();
+        let id = session.session.as_str();
+        let mut published = Published::default();
+        let mut before = BTreeSet::new();
+        let mut after = BTreeSet::new();
+        for location in [Location::Clean, Location::Review] {
+            let prefix = session_prefix(location, wallet, id);
+            if let Some(old) = self.read_manifest(&prefix).await? {
+                before.extend(old.segments.iter().map(|s| s.segment));
+            }
+            match session.manifest(location) {
+                Some(manifest) => {
+                    self.upload_objects(session.root(), &prefix, manifest)
+                        .await?;
+                    let json = sd_core::manifest_json(manifest)
+                        .map_err(|err| BucketError::Manifest(err.to_string()))?;
+                    self.put(
+                        &format!("{prefix}{MANIFEST_FILE}"),
+                        json,
+                        "application/json",
+                    )
+                    .await?;
+                    after.extend(manifest.segments.iter().map(|s| s.segment));
+                    let count = manifest.segments.len();
+                    match location {
+                        Location::Clean => published.clean_segments = count,
+                        Location::Review => published.review_segments = count,
+                    }
+                }
+                None => self.delete(&format!("{prefix}{MANIFEST_FILE}")).await?,
+            }
+        }
+        // Only now, with both manifests replaced, what they no longer list goes.
+        for location in [Location::Clean, Location::Review] {
+            let prefix = session_prefix(location, wallet, id);
+            let manifest = session.manifest(location);
+            for key in self.list(&prefix).await? {
+                let relative = &key[prefix.len()..];
+                let listed =
+                    relative == MANIFEST_FILE || manifest.is_some_and(|m| m.lists(relative));
+                if !listed {
+                    self.delete(&key).await?;
+                }
+            }
+        }
+        published.withdrawn_segments = before.difference(&after).count();
+        Ok(published)
+    }
+
+    async fn upload_objects(
+        &self,
+        root: &Path,
+        prefix: &str,
+        manifest: &SessionManifest,
+    ) -> Result<(), BucketError> {
+        futures_util::stream::iter(manifest.objects().map(Ok))
+            .try_for_each_concurrent(UPLOADS_IN_FLIGHT, |object| async move {
+                let path = root.join(&object.path);
+                let body = ByteStream::from_path(&path)
+                    .await
+                    .map_err(|err| BucketError::Read {
+                        path: path.clone(),
+                        source: std::io::Error::other(err),
+                    })?;
+                let key = format!("{prefix}{}", object.path);
+                self.s3
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .content_type(content_type(&object.path))
+                    .content_length(object.bytes as i64)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|err| self.s3_error(&key, "upload", &describe(&err)))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), BucketError> {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|err| self.s3_error(key, "upload", &describe(&err)))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BucketError> {
+        // Deleting a key that is not there succeeds in S3.
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|err| self.s3_error(key, "delete", &describe(&err)))?;
+        Ok(())
+    }
+
+    /// Every key under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BucketError> {
+        let pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let pages: Vec<_> = pages
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|err| self.s3_error(prefix, "list", &describe(&err)))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.contents())
+            .filter_map(|object| object.key().map(str::to_owned))
+            .collect())
+    }
+
+    async fn read_manifest(&self, prefix: &str) -> Result<Option<SessionManifest>, BucketError> {
+        let key = format!("{prefix}{MANIFEST_FILE}");
+        let got = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await;
+        let object = match got {
+            Ok(object) => object,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None)
+            }
+            Err(err) => return Err(self.s3_error(&key, "read", &describe(&err))),
+        };
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|err| self.s3_error(&key, "read", &err.to_string()))?
+            .into_bytes();
+        // A manifest this worker cannot read is replaced; its objects are then swept by prefix.
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    fn s3_error(&self, key: &str, what: &'static str, detail: &str) -> BucketError {
+        BucketError::S3 {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            what,
+            detail: detail.to_owned(),
+        }
+    }
+}
+
+fn content_type(path: &str) -> &'static str {
+    if path.ends_with(".jpg") {
+        "image/jpeg"
+    } else if path.ends_with(".json") {
+        "application/json"
+    } else if path.ends_with(".html") {
+        "text/html; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    }
+}

@@ -1,0 +1,71 @@
+//! `scale-diffusion-server`: the raw bucket's S3 events, through SQS, into the pipeline, the
+//! clean bucket and the payout ledger (see docs/ARCHITECTURE.md). Its own binary, so that the
+//! offline `scale-diffusion` never builds the AWS stack.
+
+mod args;
+mod aws;
+mod bucket;
+mod event;
+mod fetch;
+mod setup;
+mod status;
+mod worker;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("server-rt")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let clients = aws::Clients::from_env().await;
+        match cli.command {
+            Command::Setup(args) => setup::run(&clients, &args).await,
+            Command::Worker(args) => worker::run(clients, args).await,
+            Command::Status(args) => status::run(&clients, &args).await,
+        }
+    });
+    // A session given back at the end of the grace period may still hold a pipeline thread:
+    // do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens (creating it and its folder if needed) the SQLite ledger.
+pub(crate) fn open_ledger(path: &Path) -> anyhow::Result<sd_ledger::Ledger> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    sd_ledger::Ledger::open(path)
+        .with_context(|| format!("cannot open the ledger {}", path.display()))
+}

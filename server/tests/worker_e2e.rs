@@ -1,0 +1,79 @@
+//! The worker end to end against a real S3+SQS emulator: bundles PUT into the raw bucket, S3
+//! events through SQS, two worker processes, the clean bucket and the ledger; compared with what
+//! the local `process` path publishes for the same bundles.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn two_workers_publish_what_process_publishes_and_a_second_upload_changes_nothing() {
+    let test = "two_workers_publish_what_process_publishes";
+    let Some(real) = real_sessions(test) else {
+        return;
+    };
+    let dir = test_dir("worker_e2e");
+    let Some(emulator) = Emulator::start(test, &dir) else {
+        return;
+    };
+    emulator.setup(&["--visibility-timeout", "30s", "--max-receive-count", "3"]);
+    let wallet_dir = raw_bundles(&dir, &real);
+    let sessions = upload_order(&wallet_dir);
+    assert_eq!(sessions.len(), 5, "four real sessions and a synthetic one");
+
+    let ledger = dir.join("server-ledger.sqlite");
+    let work = dir.join("work");
+    let workers = [
+        emulator.worker("worker-a", &ledger, &work, &[]),
+        emulator.worker("worker-b", &ledger, &work, &[]),
+    ];
+    let started = std::time::Instant::now();
+    upload(&emulator, REAL_WALLET, &sessions);
+    let status = emulator.wait_until(&ledger, Duration::from_secs(600), "5 sessions", |s| {
+        let states = session_states(s);
+        states.get("done").copied().unwrap_or(0) + states.get("rejected").copied().unwrap_or(0) == 5
+    });
+    let elapsed = started.elapsed();
+    let states = session_states(&status);
+    assert_eq!(states.get("rejected"), Some(&1), "{status:#}");
+
+    // The same bundles through the local path.
+    let (clean, review, local_ledger) = process_locally(&wallet_dir, &dir.join("local"));
+    let ids: Vec<String> = sessions.iter().map(|(id, _)| id.clone()).collect();
+    let compared = compare_with_local(&emulator, &ids, &clean, &review);
+    assert!(compared >= 5, "only {compared} manifests compared");
+    // Two workers got events of the same sessions at the same time: each was processed once.
+    for (session, times) in times_processed(&ledger) {
+        assert_eq!(times, 1, "{session} processed {times} times");
+    }
+    let server_totals = totals(&ledger);
+    assert_eq!(server_totals, totals(&local_ledger));
+    assert!(
+        server_totals.iter().any(|t| t.1 > 0),
+        "no valid segment at all: {server_totals:?}"
+    );
+    report_figure(&format!(
+        "worker e2e: 5 sessions (4 real, 1 synthetic) through S3 events -> SQS -> 2 workers in {:.1} s; {compared} manifests equal to the local layout's; totals {server_totals:?}",
+        elapsed.as_secs_f64()
+    ));
+
+    // Everything again: same keys, same content, same ETags. Nothing changes.
+    let times_before = times_processed(&ledger);
+    upload(&emulator, REAL_WALLET, &sessions);
+    std::thread::sleep(Duration::from_secs(2));
+    emulator.wait_until(
+        &ledger,
+        Duration::from_secs(300),
+        "re-upload drained",
+        |_| true,
+    );
+    assert_eq!(totals(&ledger), server_totals);
+    assert_eq!(times_processed(&ledger), times_before);
+    for worker in workers {
+        let log = worker.log_text();
+        let status = worker.terminate();
+        assert!(status.success(), "worker exit {status:?}; log:\n{log}");
+    }
+}
