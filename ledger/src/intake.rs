@@ -560,6 +560,39 @@ impl Ledger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The sessions left `processing` under a lease that expired at or before `now_ms`, oldest
+    /// lease first: their worker died or stalled. The sweep takes them over (`acquire_lease`
+    /// succeeds on an expired lease), so recovery never depends on the event still being in the
+    /// queue.
+    pub fn expired_leases(&self, now_ms: i64) -> Result<Vec<(String, String)>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT wallet, session_id FROM intake \
+             WHERE state = 'processing' AND lease_expires_ms <= ?1 \
+             ORDER BY lease_expires_ms, wallet, session_id",
+        )?;
+        let rows = stmt.query_map(params![now_ms], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Counts a system error that happened before any lease was taken (listing the raw bucket,
+    /// say): `failures` and `last_error` change, the state and any lease do not. What an operator
+    /// sees in `failed_sessions` for a session whose events fail before it can be leased.
+    pub fn note_error(
+        &mut self,
+        wallet: &str,
+        session_id: &str,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), LedgerError> {
+        let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+        self.conn.execute(
+            "UPDATE intake SET failures = failures + 1, last_error = ?3, updated_ms = ?4 \
+             WHERE wallet = ?1 AND session_id = ?2",
+            params![wallet, session_id, error, now_ms],
+        )?;
+        Ok(())
+    }
+
     /// Sessions with system errors since their last success, most failures first, with the
     /// latest error: what an operator looks at for poison sessions. That is every `failed`
     /// session, and those being retried (or given back) after failing.

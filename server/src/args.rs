@@ -52,11 +52,13 @@ pub struct Resources {
 pub struct SetupArgs {
     #[command(flatten)]
     pub resources: Resources,
-    /// Receives of one message before it goes to the dead-letter queue.
-    #[arg(long, default_value_t = 5)]
+    /// Receives of one message before it goes to the dead-letter queue. A failing session's
+    /// message comes back after 5 s, doubling up to 5 min: 8 receives ride out about 10 minutes
+    /// of an unreachable endpoint before a session is called poison.
+    #[arg(long, default_value_t = 8)]
     pub max_receive_count: u32,
-    /// How long a received message stays hidden from other workers (the worker extends it while
-    /// it works).
+    /// How long a message stays hidden after a receive that does not say (the worker asks for
+    /// three heartbeats on every receive and extends it while it works).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
     pub visibility_timeout: Duration,
 }
@@ -93,12 +95,15 @@ pub struct WorkerArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     pub heartbeat: Duration,
     /// On SIGTERM, how long the current session may take to finish before it is given back.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    /// Keep it under the platform's stop timeout (30 s on Kubernetes and ECS by default), or the
+    /// worker is killed before it gives the session back (then its lease expires first).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "25s")]
     pub grace: Duration,
     /// Long-poll wait per receive, at most 20 s.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     pub wait: Duration,
-    /// This worker's name in leases and logs (default: host name and process id).
+    /// This worker's name in leases, logs and its work folder, unique among running workers
+    /// (default: host name and process id).
     #[arg(long)]
     pub name: Option<String>,
 }

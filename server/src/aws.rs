@@ -17,8 +17,13 @@ pub struct Clients {
 impl Clients {
     /// Loads the SDK configuration from the environment. Requests are retried with exponential
     /// backoff for about a minute (an endpoint that restarts or stalls for a while loses
-    /// nothing); one attempt may take 60 s (long polls take 20).
+    /// nothing); one attempt may take 60 s (long polls take 20), or `SD_AWS_ATTEMPT_TIMEOUT`
+    /// (e.g. `5s`: the fault tests make a stalled endpoint's requests time out and retry).
     pub async fn from_env() -> Self {
+        let attempt = std::env::var("SD_AWS_ATTEMPT_TIMEOUT")
+            .ok()
+            .and_then(|text| humantime::parse_duration(&text).ok())
+            .unwrap_or(Duration::from_secs(60));
         let config = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()
@@ -29,7 +34,7 @@ impl Clients {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .operation_attempt_timeout(attempt)
                     .build(),
             )
             .load()

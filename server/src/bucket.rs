@@ -6,7 +6,7 @@
 //! `PublishTarget` is synchronous (the pipeline runs on a blocking thread); uploads run on the
 //! worker's tokio runtime through its handle.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -46,16 +46,34 @@ pub enum BucketError {
     },
     #[error("{0}")]
     Manifest(String),
+    /// The session's lease was lost (another worker took it over): this run must not change what
+    /// consumers read.
+    #[error("not publishing: {0}")]
+    Fenced(String),
 }
 
+/// Checks, right before each step that changes what consumers read (a manifest, a deletion),
+/// that this worker still holds the session's lease (and extends it). A worker that stalled
+/// past its lease and was taken over stops there.
+pub type Fence = Box<dyn Fn() -> Result<(), String> + Send>;
+
 /// The clean bucket, for one session's publish.
-#[derive(Debug)]
 pub struct BucketTarget {
     s3: aws_sdk_s3::Client,
     bucket: String,
     runtime: tokio::runtime::Handle,
     /// This session's temporary folder: staging goes in it.
     work: PathBuf,
+    fence: Fence,
+}
+
+impl std::fmt::Debug for BucketTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketTarget")
+            .field("bucket", &self.bucket)
+            .field("work", &self.work)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BucketTarget {
@@ -64,12 +82,14 @@ impl BucketTarget {
         bucket: String,
         runtime: tokio::runtime::Handle,
         work: PathBuf,
+        fence: Fence,
     ) -> Self {
         Self {
             s3,
             bucket,
             runtime,
             work,
+            fence,
         }
     }
 }
@@ -109,15 +129,19 @@ impl BucketTarget {
         let mut after = BTreeSet::new();
         for location in [Location::Clean, Location::Review] {
             let prefix = session_prefix(location, wallet, id);
-            if let Some(old) = self.read_manifest(&prefix).await? {
+            let old = self.read_manifest(&prefix).await?;
+            if let Some(old) = &old {
                 before.extend(old.segments.iter().map(|s| s.segment));
             }
             match session.manifest(location) {
                 Some(manifest) => {
+                    // Every object is sent again, even one whose content the old manifest lists:
+                    // a failed run may have left other bytes under that key.
                     self.upload_objects(session.root(), &prefix, manifest)
                         .await?;
                     let json = sd_core::manifest_json(manifest)
                         .map_err(|err| BucketError::Manifest(err.to_string()))?;
+                    (self.fence)().map_err(BucketError::Fenced)?;
                     self.put(
                         &format!("{prefix}{MANIFEST_FILE}"),
                         json,
@@ -131,18 +155,27 @@ impl BucketTarget {
                         Location::Review => published.review_segments = count,
                     }
                 }
-                None => self.delete(&format!("{prefix}{MANIFEST_FILE}")).await?,
+                None => {
+                    (self.fence)().map_err(BucketError::Fenced)?;
+                    self.delete(&format!("{prefix}{MANIFEST_FILE}")).await?;
+                }
             }
         }
         // Only now, with both manifests replaced, what they no longer list goes.
+        (self.fence)().map_err(BucketError::Fenced)?;
         for location in [Location::Clean, Location::Review] {
             let prefix = session_prefix(location, wallet, id);
-            let manifest = session.manifest(location);
+            let listed: HashSet<&str> = session
+                .manifest(location)
+                .iter()
+                .flat_map(|m| m.objects())
+                .map(|o| o.path.as_str())
+                .collect();
             for key in self.list(&prefix).await? {
-                let relative = &key[prefix.len()..];
-                let listed =
-                    relative == MANIFEST_FILE || manifest.is_some_and(|m| m.lists(relative));
-                if !listed {
+                let Some(relative) = key.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if relative != MANIFEST_FILE && !listed.contains(relative) {
                     self.delete(&key).await?;
                 }
             }

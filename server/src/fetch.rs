@@ -68,12 +68,14 @@ impl SessionParts {
             .collect()
     }
 
-    /// The parts' keys and ETags: two listings with the same fingerprint hold the same bundle,
-    /// so a session whose fingerprint was processed already is not processed again.
+    /// The parts' contents as S3 knows them (ETag and size per part, not the key): two listings
+    /// with the same fingerprint hold the same bundle, so a session whose fingerprint was
+    /// processed already is not processed again, even when a retried upload put the same bytes
+    /// under new `{epoch}_` keys.
     pub fn fingerprint(&self) -> String {
         self.parts
             .iter()
-            .map(|(kind, part)| format!("{}={}@{}", kind.name(), part.key, part.etag))
+            .map(|(kind, part)| format!("{}={}:{}", kind.name(), part.etag, part.bytes))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -100,7 +102,10 @@ pub async fn list_wallet(
         })?;
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
-            let file_name = key[prefix.len()..].to_owned();
+            let Some(file_name) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let file_name = file_name.to_owned();
             let upload_epoch_ms = PartName::parse(&file_name).and_then(|n| n.upload_epoch_ms);
             listing.push(ListedPart {
                 key: key.to_owned(),
@@ -142,7 +147,8 @@ pub async fn download(
     tokio::fs::create_dir_all(&folder).await?;
     let mut files = BTreeMap::new();
     for (&kind, part) in &parts.parts {
-        let path = folder.join(&part.file_name);
+        // The local name is the part's canonical one, whatever the key's prefix looks like.
+        let path = folder.join(format!("{}{}", session.session, kind.suffix()));
         if part.bytes <= cap(kind, limits) {
             fetch_object(s3, bucket, part, &path).await?;
         }
@@ -242,6 +248,13 @@ mod tests {
         assert_eq!(parts.missing(), [PartKind::Camera, PartKind::Latency]);
         let again = SessionParts::pick(&session("session_1_abc"), &listing);
         assert_eq!(parts.fingerprint(), again.fingerprint());
+        // The same bytes uploaded again under a new epoch key: the same bundle.
+        let mut reuploaded = listing.to_vec();
+        reuploaded.push(listed("3000_session_1_abc_inputs.json", "i"));
+        assert_eq!(
+            SessionParts::pick(&session("session_1_abc"), &reuploaded).fingerprint(),
+            parts.fingerprint()
+        );
         let mut changed = listing.to_vec();
         changed[2].etag = "i2".into();
         assert_ne!(

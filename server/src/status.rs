@@ -17,6 +17,9 @@ struct Status {
     sessions: BTreeMap<String, u64>,
     /// Sessions whose last attempt failed with a system error, with the reason.
     failing: Vec<sd_ledger::IntakeRow>,
+    /// Sessions left `processing` under an expired lease (their worker died or stalled): the
+    /// next worker's sweep takes them over.
+    stalled: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +41,11 @@ pub async fn run(clients: &Clients, args: &StatusArgs) -> anyhow::Result<()> {
         dead_letter_queue,
         sessions: ledger.intake_counts()?,
         failing: ledger.failed_sessions()?,
+        stalled: ledger
+            .expired_leases(crate::worker::now_ms())?
+            .into_iter()
+            .map(|(wallet, session)| format!("{wallet}/{session}"))
+            .collect(),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -60,6 +68,9 @@ pub async fn run(clients: &Clients, args: &StatusArgs) -> anyhow::Result<()> {
         args.ledger.ledger.display(),
         states.join(", ")
     );
+    for session in &status.stalled {
+        println!("  stalled {session}: its worker's lease expired (the next sweep takes it over)");
+    }
     for row in &status.failing {
         println!(
             "  failing {}/{} ({} failures): {}",

@@ -11,11 +11,12 @@
 //! ledger and the message is left to come back; after the queue's `maxReceiveCount` it goes to
 //! the dead-letter queue, its reason in the ledger for the operator.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use aws_sdk_sqs::types::Message;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use sd_core::{
     Lamports, Limits, OverrideNote, PipelineConfig, RunInfo, SessionId, SessionJob, SessionLedger,
     SessionOutcome, SessionRecord, Verdict, WalletAddress,
@@ -43,18 +44,11 @@ pub enum Handled {
     Waiting { missing: Vec<String> },
     /// These parts were processed already: nothing to do.
     Unchanged,
-    /// Another worker holds the session: the message comes back later.
-    Busy,
+    /// Another worker holds the session: the message comes back when its lease runs out.
+    Busy { retry_in: Duration },
     /// A system error (counted in the ledger): the message comes back, and after too many
     /// receives goes to the dead-letter queue.
     Failed(String),
-}
-
-impl Handled {
-    /// Whether the message that pointed here may be deleted.
-    fn settled(&self) -> bool {
-        !matches!(self, Handled::Busy | Handled::Failed(_))
-    }
 }
 
 /// Everything a worker needs, shared by its tasks.
@@ -67,7 +61,7 @@ struct Worker {
     rate: Lamports,
     ledger: Arc<Mutex<Ledger>>,
     name: String,
-    work_dir: std::path::PathBuf,
+    work_dir: PathBuf,
     runtime: tokio::runtime::Handle,
 }
 
@@ -88,16 +82,24 @@ pub async fn run(clients: Clients, args: WorkerArgs) -> anyhow::Result<()> {
             rate.0
         );
     }
-    let work_dir = match &args.work_dir {
+    check_timing(&args)?;
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => format!("{}-{}", host_name(), std::process::id()),
+    };
+    anyhow::ensure!(
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+        "--name {name:?}: use 1-64 characters of A-Z a-z 0-9 - _ ."
+    );
+    let work_root = match &args.work_dir {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir().join("scale-diffusion-worker"),
     };
-    std::fs::create_dir_all(&work_dir)
-        .with_context(|| format!("cannot create {}", work_dir.display()))?;
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
+    let (work_dir, work_lock) = claim_work_dir(&work_root, &name)?;
     let worker = Arc::new(Worker {
         clients,
         queue_url,
@@ -106,7 +108,7 @@ pub async fn run(clients: Clients, args: WorkerArgs) -> anyhow::Result<()> {
         rate,
         ledger: Arc::new(Mutex::new(ledger)),
         name,
-        work_dir,
+        work_dir: work_dir.clone(),
         runtime: tokio::runtime::Handle::current(),
         args,
     });
@@ -123,13 +125,25 @@ pub async fn run(clients: Clients, args: WorkerArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
+    let result = serve(&worker, &stop).await;
+    // This worker's temporary folders go whatever happened (a session given back may still have
+    // a pipeline thread writing there: it stops with the process).
+    if let Err(err) = std::fs::remove_dir_all(&work_dir) {
+        tracing::warn!("cannot remove {}: {err}", work_dir.display());
+    }
+    drop(work_lock);
+    result
+}
+
+/// The receive loop, until termination is asked (or a session had to be given back).
+async fn serve(worker: &Arc<Worker>, stop: &watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut backoff = Duration::from_secs(1);
     let mut last_sweep = std::time::Instant::now();
     while !*stop.borrow() {
         if last_sweep.elapsed() >= sweep_every(&worker.args) {
             last_sweep = std::time::Instant::now();
-            if let Err(err) = worker.sweep(&stop).await {
-                tracing::warn!("sweep of incomplete sessions failed: {err:#}");
+            if let Err(err) = worker.sweep(stop).await {
+                tracing::warn!("sweep of overdue sessions failed: {err:#}");
             }
         }
         let received = {
@@ -156,8 +170,7 @@ pub async fn run(clients: Clients, args: WorkerArgs) -> anyhow::Result<()> {
             }
         };
         for message in messages {
-            if let Err(GaveBack) = worker.handle_message(&message, &stop).await {
-                // The grace period ran out: the session was given back; leave now.
+            if let Err(GaveBack) = worker.handle_message(&message, stop).await {
                 tracing::info!("worker stops (session given back)");
                 return Ok(());
             }
@@ -168,6 +181,69 @@ pub async fn run(clients: Clients, args: WorkerArgs) -> anyhow::Result<()> {
     }
     tracing::info!("worker stops");
     Ok(())
+}
+
+/// The timing knobs must hold together: heartbeats well inside the lease (a lease renewed too
+/// late is lost while its worker still works), durations SQLite's integer milliseconds can hold.
+fn check_timing(args: &WorkerArgs) -> anyhow::Result<()> {
+    const MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+    for (flag, value) in [
+        ("--incomplete-timeout", args.incomplete_timeout),
+        ("--lease", args.lease),
+        ("--heartbeat", args.heartbeat),
+        ("--grace", args.grace),
+    ] {
+        anyhow::ensure!(value <= MAX, "{flag} {value:?} is longer than 30 days");
+    }
+    anyhow::ensure!(
+        args.heartbeat >= Duration::from_secs(1),
+        "--heartbeat must be at least 1s"
+    );
+    anyhow::ensure!(
+        args.lease >= args.heartbeat * 2,
+        "--lease ({:?}) must be at least twice --heartbeat ({:?}): a lease is renewed every heartbeat",
+        args.lease,
+        args.heartbeat
+    );
+    anyhow::ensure!(
+        args.incomplete_timeout >= Duration::from_secs(1),
+        "--incomplete-timeout must be at least 1s"
+    );
+    Ok(())
+}
+
+/// This worker's own folder under `root` (`root/{name}`), locked for as long as the worker runs;
+/// folders of workers that are gone (their lock free: killed, crashed) are removed first.
+fn claim_work_dir(root: &Path, name: &str) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    let entries =
+        std::fs::read_dir(root).with_context(|| format!("cannot list {}", root.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(lock) = std::fs::File::open(path.join(".lock")) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() {
+            tracing::info!(path = %path.display(), "removing a stopped worker's folder");
+            drop(lock);
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let lock_path = dir.join(".lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok((dir, lock)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another worker named {name} is running (it holds {}): give each worker its own --name",
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("cannot lock {}", lock_path.display()))
+        }
+    }
 }
 
 /// The grace period ran out while a session was processing; it was given back.
@@ -187,6 +263,7 @@ impl Worker {
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(1)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .wait_time_seconds(wait)
             .visibility_timeout(self.visibility_s())
             .send()
@@ -215,7 +292,8 @@ impl Worker {
         }
         // Keep the message hidden while its sessions are worked on.
         let heartbeat = self.spawn_message_heartbeat(receipt.to_owned());
-        let mut settled = true;
+        // When the message must come back: the latest any of its sessions asks for.
+        let mut retry_in: Option<Duration> = None;
         for session in &notification.sessions {
             let handled = self.handle_session(session, stop).await;
             let handled = match handled {
@@ -227,10 +305,18 @@ impl Worker {
                 }
             };
             tracing::info!(session = %session, outcome = ?handled, "session handled");
-            settled &= handled.settled();
+            let again = match &handled {
+                Handled::Busy { retry_in } => Some(*retry_in),
+                Handled::Failed(_) => Some(failure_backoff(receive_count(message))),
+                _ => None,
+            };
+            retry_in = retry_in.max(again);
         }
         heartbeat.abort();
-        if settled {
+        if let Some(retry_in) = retry_in {
+            self.change_visibility(receipt, retry_in.as_secs().clamp(1, 43_000) as i32)
+                .await;
+        } else {
             if let Err(err) = self
                 .clients
                 .sqs
@@ -243,9 +329,6 @@ impl Worker {
                 // The message comes back; its sessions are then unchanged and it goes.
                 tracing::warn!("cannot delete a handled message: {}", describe(&err));
             }
-        } else {
-            // Back soon, not after a full visibility timeout.
-            self.change_visibility(receipt, 5).await;
         }
         Ok(())
     }
@@ -279,15 +362,19 @@ impl Worker {
         })
     }
 
-    /// Sessions still waiting for parts past the timeout: decided without an event (the part
-    /// may never come).
+    /// Sessions no event may ever bring back: still waiting for parts past the timeout (the part
+    /// may never come), or left `processing` under an expired lease (their worker died, and the
+    /// event may have been dead-lettered meanwhile).
     async fn sweep(self: &Arc<Self>, stop: &watch::Receiver<bool>) -> anyhow::Result<()> {
-        let cutoff = now_ms() - self.args.incomplete_timeout.as_millis() as i64;
-        let ledger = Arc::clone(&self.ledger);
-        let overdue = tokio::task::spawn_blocking(move || {
-            lock(&ledger).and_then(|ledger| Ok(ledger.waiting_older_than(cutoff)?))
-        })
-        .await??;
+        let now = now_ms();
+        let cutoff = now - self.args.incomplete_timeout.as_millis() as i64;
+        let overdue = self
+            .with_ledger(move |ledger| {
+                let mut overdue = ledger.waiting_older_than(cutoff)?;
+                overdue.extend(ledger.expired_leases(now)?);
+                Ok(overdue)
+            })
+            .await?;
         for (wallet, session) in overdue {
             let (Ok(wallet), Ok(session)) =
                 (WalletAddress::parse(&wallet), SessionId::parse(&session))
@@ -327,55 +414,82 @@ impl Worker {
         stop: &watch::Receiver<bool>,
     ) -> Result<Handled, SessionFailure> {
         let now = now_ms();
+        let (wallet, id) = (session.wallet.to_string(), session.session.to_string());
         let intake = self
             .with_ledger({
-                let (wallet, id) = (session.wallet.to_string(), session.session.to_string());
+                let (wallet, id) = (wallet.clone(), id.clone());
                 move |ledger| Ok(ledger.note_seen(&wallet, &id, now)?)
             })
             .await?;
-        let listing = list_wallet(
-            &self.clients.s3,
-            &self.args.resources.raw_bucket,
-            session.wallet.as_str(),
-        )
-        .await?;
-        let parts = SessionParts::pick(session, &listing);
-        let missing = parts.missing();
+        // A first look, without the lease: most events find parts missing or already processed.
+        let parts = match self.list_parts(session).await {
+            Ok(parts) => parts,
+            Err(err) => {
+                // Counted on the session, so that an operator sees why its events fail.
+                let text = format!("{err:#}");
+                let _ = self
+                    .with_ledger(move |ledger| {
+                        Ok(ledger.note_error(&wallet, &id, &text, now_ms())?)
+                    })
+                    .await;
+                return Err(err.into());
+            }
+        };
         let waited = Duration::from_millis((now - intake.first_seen_ms).max(0) as u64);
-        if !missing.is_empty() && waited < self.args.incomplete_timeout {
+        let timed_out = waited >= self.args.incomplete_timeout;
+        let missing = parts.missing();
+        if !missing.is_empty() && !timed_out {
             return Ok(Handled::Waiting {
                 missing: missing.iter().map(|k| k.name().to_owned()).collect(),
             });
         }
-        let fingerprint = parts.fingerprint();
         let finished = matches!(intake.state, IntakeState::Done | IntakeState::Rejected);
-        if finished && intake.parts_fingerprint.as_deref() == Some(fingerprint.as_str()) {
+        if finished && intake.parts_fingerprint.as_deref() == Some(parts.fingerprint().as_str()) {
             return Ok(Handled::Unchanged);
         }
         let lease_ms = self.args.lease.as_millis() as i64;
         let lease = self
             .with_ledger({
-                let (wallet, id, name) = (
-                    session.wallet.to_string(),
-                    session.session.to_string(),
-                    self.name.clone(),
-                );
+                let (wallet, id, name) = (wallet.clone(), id.clone(), self.name.clone());
                 move |ledger| Ok(ledger.acquire_lease(&wallet, &id, &name, now_ms(), lease_ms)?)
             })
             .await?;
         let Some(lease) = lease else {
-            return Ok(Handled::Busy);
+            // Back when the holder's lease runs out (it renews it while it works).
+            let row = self
+                .with_ledger(move |ledger| Ok(ledger.intake(&wallet, &id)?))
+                .await?;
+            let left_ms = row
+                .and_then(|row| row.lease_expires_ms)
+                .map_or(0, |expires| expires - now_ms());
+            let retry_in = Duration::from_millis(left_ms.clamp(0, 12 * 3_600_000) as u64)
+                + Duration::from_secs(1);
+            return Ok(Handled::Busy { retry_in });
         };
-        // Another worker may have finished these very parts between our first look and the
-        // lease: the lease says what the row held when it was taken.
+        // Under the lease, look again: another worker may have finished these parts, or newer
+        // ones may have come, since the first look. What is processed is what is listed now.
+        let parts = match self.list_parts(session).await {
+            Ok(parts) => parts,
+            Err(err) => {
+                self.give_back(lease, IntakeState::Waiting).await;
+                return Err(err.into());
+            }
+        };
+        let fingerprint = parts.fingerprint();
+        let missing = parts.missing();
+        if !missing.is_empty() && !timed_out {
+            self.give_back(lease, IntakeState::Waiting).await;
+            return Ok(Handled::Waiting {
+                missing: missing.iter().map(|k| k.name().to_owned()).collect(),
+            });
+        }
         let finished = matches!(
             lease.previous_state,
             IntakeState::Done | IntakeState::Rejected
         );
         if finished && lease.parts_fingerprint.as_deref() == Some(fingerprint.as_str()) {
             let previous = lease.previous_state;
-            self.with_ledger(move |ledger| Ok(ledger.release_lease(&lease, previous, now_ms())?))
-                .await?;
+            self.give_back(lease, previous).await;
             return Ok(Handled::Unchanged);
         }
         if !missing.is_empty() {
@@ -404,11 +518,7 @@ impl Worker {
                 Ok(Handled::Processed)
             }
             Err(SessionFailure::GaveBack) => {
-                let _ = self
-                    .with_ledger(move |ledger| {
-                        Ok(ledger.release_lease(&lease, IntakeState::Waiting, now_ms())?)
-                    })
-                    .await;
+                self.give_back(lease, IntakeState::Waiting).await;
                 Err(SessionFailure::GaveBack)
             }
             Err(SessionFailure::Error(err)) => {
@@ -432,6 +542,27 @@ impl Worker {
         }
     }
 
+    async fn list_parts(&self, session: &SessionRef) -> anyhow::Result<SessionParts> {
+        let listing = list_wallet(
+            &self.clients.s3,
+            &self.args.resources.raw_bucket,
+            session.wallet.as_str(),
+        )
+        .await?;
+        Ok(SessionParts::pick(session, &listing))
+    }
+
+    /// Releases the lease (`state` after it); a failure here only delays the session until the
+    /// lease expires.
+    async fn give_back(&self, lease: Lease, state: IntakeState) {
+        let released = self
+            .with_ledger(move |ledger| Ok(ledger.release_lease(&lease, state, now_ms())?))
+            .await;
+        if let Err(err) = released {
+            tracing::warn!("cannot release a lease (it expires by itself): {err:#}");
+        }
+    }
+
     /// Downloads, processes and publishes one session under its lease, renewing the lease while
     /// it works; gives up at the end of the grace period after a termination request.
     async fn process(
@@ -452,25 +583,45 @@ impl Worker {
             .tempdir_in(&self.work_dir)
             .with_context(|| format!("cannot create a folder in {}", self.work_dir.display()))?;
         let renewals = self.spawn_lease_renewal(lease.clone());
+        let work = self.download_and_run(session, parts, lease, fingerprint, temp.path());
+        let outcome = tokio::select! {
+            outcome = work => outcome,
+            () = grace_over(stop.clone(), self.args.grace) => {
+                renewals.abort();
+                tracing::warn!(session = %session, "grace period over: giving the session back");
+                // The abandoned pipeline thread may still write into `temp`: the folder goes
+                // with the worker's own folder when the worker stops.
+                let _ = temp.keep();
+                return Err(SessionFailure::GaveBack);
+            }
+        };
+        renewals.abort();
+        drop(temp);
+        outcome.map_err(SessionFailure::from)
+    }
+
+    /// The parts into `dir`, then the pipeline on a blocking thread, publishing to the clean
+    /// bucket behind the lease's fence and recording under the lease.
+    async fn download_and_run(
+        self: &Arc<Self>,
+        session: &SessionRef,
+        parts: &SessionParts,
+        lease: &Lease,
+        fingerprint: String,
+        dir: &Path,
+    ) -> anyhow::Result<SessionOutcome> {
         let source = download(
             &self.clients.s3,
             &self.args.resources.raw_bucket,
             session,
             parts,
             &self.limits,
-            temp.path(),
+            dir,
         )
-        .await;
-        let source = match source {
-            Ok(source) => source,
-            Err(err) => {
-                renewals.abort();
-                return Err(err.into());
-            }
-        };
+        .await?;
         let worker = Arc::clone(self);
-        let lease_for_job = lease.clone();
-        let staging = temp.path().join("staging");
+        let lease = lease.clone();
+        let staging = dir.join("staging");
         let origin = format!(
             "s3://{}/{}/{}",
             self.args.resources.raw_bucket, session.wallet, session.session
@@ -480,15 +631,28 @@ impl Worker {
                 run_id: format!("{}-{}", worker.name, now_ms()),
                 processed_at: now_rfc3339(),
             };
+            let fence = {
+                let (ledger, lease) = (Arc::clone(&worker.ledger), lease.clone());
+                let ttl = worker.args.lease.as_millis() as i64;
+                Box::new(move || {
+                    let mut ledger = lock(&ledger).map_err(|err| err.to_string())?;
+                    match ledger.renew_lease(&lease, now_ms(), ttl) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err("the session's lease was lost to another worker".into()),
+                        Err(err) => Err(format!("cannot check the session's lease: {err}")),
+                    }
+                })
+            };
             let mut target = BucketTarget::new(
                 worker.clients.s3.clone(),
                 worker.args.resources.clean_bucket.clone(),
                 worker.runtime.clone(),
                 staging,
+                fence,
             );
             let mut ledger = LeasedLedger {
                 ledger: &worker.ledger,
-                lease: &lease_for_job,
+                lease: &lease,
                 fingerprint: &fingerprint,
             };
             let job = SessionJob {
@@ -502,23 +666,10 @@ impl Worker {
             };
             sd_core::process_session(job, &mut target, &mut ledger, |_| {})
         });
-        let outcome = tokio::select! {
-            joined = job => joined,
-            () = grace_over(stop.clone(), self.args.grace) => {
-                renewals.abort();
-                tracing::warn!(session = %session, "grace period over: giving the session back");
-                // `temp` stays: the abandoned thread may still be using it; the OS cleans up
-                // after the process exits.
-                std::mem::forget(temp);
-                return Err(SessionFailure::GaveBack);
-            }
-        };
-        renewals.abort();
-        drop(temp);
-        match outcome {
+        match job.await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(err)) => Err(anyhow::Error::new(err).into()),
-            Err(join) => Err(anyhow::anyhow!("the pipeline thread failed: {join}").into()),
+            Ok(Err(err)) => Err(anyhow::Error::new(err)),
+            Err(join) => Err(anyhow::anyhow!("the pipeline thread failed: {join}")),
         }
     }
 
@@ -559,6 +710,23 @@ impl Worker {
         .await
         .context("the ledger thread failed")?
     }
+}
+
+/// How many times SQS has handed this message out (1 the first time).
+fn receive_count(message: &Message) -> u32 {
+    message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
+}
+
+/// When a message whose session failed comes back: 5 s, then doubling up to 5 minutes, so that
+/// an outage of the endpoint (not the session's fault) spends the queue's receives slowly: with
+/// 8 receives before the dead-letter queue, about 10 minutes.
+fn failure_backoff(receives: u32) -> Duration {
+    let doublings = receives.saturating_sub(1).min(6);
+    (Duration::from_secs(5) * 2u32.pow(doublings)).min(Duration::from_secs(300))
 }
 
 /// Resolves once termination was asked and the grace period has run out since.

@@ -18,7 +18,7 @@ fn two_workers_publish_what_process_publishes_and_a_second_upload_changes_nothin
     let Some(emulator) = Emulator::start(test, &dir) else {
         return;
     };
-    emulator.setup(&["--visibility-timeout", "30s", "--max-receive-count", "3"]);
+    emulator.setup(&[]);
     let wallet_dir = raw_bundles(&dir, &real);
     let sessions = upload_order(&wallet_dir);
     assert_eq!(sessions.len(), 5, "four real sessions and a synthetic one");
@@ -71,6 +71,36 @@ fn two_workers_publish_what_process_publishes_and_a_second_upload_changes_nothin
     );
     assert_eq!(totals(&ledger), server_totals);
     assert_eq!(times_processed(&ledger), times_before);
+
+    // Duplicate events, three of each at once, to two idle workers: each session may be picked
+    // up by both at the same moment. Nothing changes.
+    for (_, parts) in &sessions {
+        let meta = parts.last().expect("meta part");
+        let name = meta.file_name().expect("name").to_string_lossy();
+        let body = serde_json::json!({"Records": [{
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "sd-raw"},
+                   "object": {"key": format!("{REAL_WALLET}%2F{name}")}}
+        }]})
+        .to_string();
+        for _ in 0..3 {
+            emulator.send_event(&body);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    emulator.wait_until(
+        &ledger,
+        Duration::from_secs(300),
+        "duplicates drained",
+        |_| true,
+    );
+    assert_eq!(totals(&ledger), server_totals);
+    assert_eq!(times_processed(&ledger), times_before);
+    let logs: String = workers.iter().map(|w| w.log_text()).collect();
+    assert!(
+        logs.matches("outcome=Unchanged").count() >= 3 * sessions.len(),
+        "duplicates were not seen as unchanged"
+    );
     for worker in workers {
         let log = worker.log_text();
         let status = worker.terminate();

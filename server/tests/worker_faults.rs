@@ -20,14 +20,15 @@ fn a_worker_killed_mid_session_is_taken_over_and_converges() {
     let Some(emulator) = Emulator::start(test, &dir) else {
         return;
     };
-    emulator.setup(&["--visibility-timeout", "30s", "--max-receive-count", "10"]);
+    // The default receive count; the harness's lease (20 s) and heartbeat (2 s): the message
+    // comes back long before the dead worker's lease runs out.
+    emulator.setup(&[]);
     // Long enough to be caught mid-way.
     let wallet_dir = synthetic_bundles(&dir, 1, 40.0, 30.0, 71);
     let sessions = upload_order(&wallet_dir);
     let ledger = dir.join("ledger.sqlite");
     let work = dir.join("work");
-    let fast = ["--lease", "4s", "--heartbeat", "1s"];
-    let first = emulator.worker("worker-a", &ledger, &work, &fast);
+    let first = emulator.worker("worker-a", &ledger, &work, &[]);
     upload(&emulator, REAL_WALLET, &sessions);
     let started = Instant::now();
     loop {
@@ -57,7 +58,7 @@ fn a_worker_killed_mid_session_is_taken_over_and_converges() {
     );
     let killed_at = Instant::now();
 
-    let second = emulator.worker("worker-b", &ledger, &work, &fast);
+    let second = emulator.worker("worker-b", &ledger, &work, &[]);
     emulator.wait_until(&ledger, Duration::from_secs(300), "takeover", |s| {
         session_states(s).get("done").copied().unwrap_or(0) == 1
     });
@@ -68,6 +69,11 @@ fn a_worker_killed_mid_session_is_taken_over_and_converges() {
     );
     assert_eq!(totals(&ledger), totals(&local_ledger));
     assert_eq!(times_processed(&ledger)[0].1, 1);
+    // The second worker did it, under a newer lease.
+    let row = session_row(&ledger, &sessions[0].0).expect("recorded");
+    assert!(row.run_id.starts_with("worker-b-"), "{}", row.run_id);
+    let intake = intake_row(&ledger, &sessions[0].0);
+    assert!(intake.lease_token >= 2, "{intake:?}");
     report_figure(&format!(
         "worker fault: SIGKILL mid-session, taken over and converged {:.1} s after the kill",
         killed_at.elapsed().as_secs_f64()
@@ -89,9 +95,11 @@ fn the_emulator_stalled_for_ten_seconds_loses_nothing_and_counts_nothing_twice()
     let sessions = upload_order(&wallet_dir);
     let ledger = dir.join("ledger.sqlite");
     let work = dir.join("work");
+    // Requests time out after 3 s during the stall and are retried with backoff.
+    let env = [("SD_AWS_ATTEMPT_TIMEOUT", "3s")];
     let workers = [
-        emulator.worker("worker-a", &ledger, &work, &[]),
-        emulator.worker("worker-b", &ledger, &work, &[]),
+        emulator.worker_with_env("worker-a", &ledger, &work, &[], &env),
+        emulator.worker_with_env("worker-b", &ledger, &work, &[], &env),
     ];
     upload(&emulator, REAL_WALLET, &sessions);
     std::thread::sleep(Duration::from_millis(800));
@@ -163,7 +171,13 @@ fn missing_parts_past_the_timeout_are_named_and_a_late_part_gets_the_session_pro
     });
     let row = session_row(&ledger, id).expect("recorded");
     assert_eq!(row.status, sd_core::SessionStatus::Accepted);
-    assert_eq!(row.times_processed, 2);
+    // Rejected once, then accepted; the camera part's event may find the session past its
+    // timeout with latency still on its way, and reject it once more.
+    assert!(
+        (2..=3).contains(&row.times_processed),
+        "{}",
+        row.times_processed
+    );
     let (clean, review, local_ledger) = process_locally(&wallet_dir, &dir.join("local"));
     assert_eq!(
         compare_with_local(&emulator, &ids(&sessions), &clean, &review),
@@ -180,11 +194,13 @@ fn a_poison_session_ends_in_the_dead_letter_queue_with_its_reason() {
     let Some(emulator) = Emulator::start(test, &dir) else {
         return;
     };
-    emulator.setup(&["--visibility-timeout", "30s", "--max-receive-count", "2"]);
+    emulator.setup(&["--max-receive-count", "2"]);
     let wallet_dir = synthetic_bundles(&dir, 2, 8.0, 10.0, 101);
     let sessions = upload_order(&wallet_dir);
     let poison = sessions[0].0.clone();
     let ledger = dir.join("ledger.sqlite");
+    // Every part first, so that each of the poison session's five events finds it complete.
+    upload(&emulator, REAL_WALLET, &sessions);
     let worker = emulator.worker_with_env(
         "worker-a",
         &ledger,
@@ -192,7 +208,6 @@ fn a_poison_session_ends_in_the_dead_letter_queue_with_its_reason() {
         &[],
         &[("SD_TEST_FAIL_SESSION", poison.as_str())],
     );
-    upload(&emulator, REAL_WALLET, &sessions);
     // Five part events name the poison session: each is received twice, then dead-lettered.
     let status = emulator.wait_until(&ledger, Duration::from_secs(180), "dead letters", |s| {
         s["dead_letter_queue"]["visible"] == 5

@@ -218,6 +218,21 @@ impl Emulator {
         serde_json::from_slice(&out.stdout).expect("status JSON")
     }
 
+    /// Sends an S3 event notification body to the queue directly (SQS's JSON protocol), as S3
+    /// would send a duplicate.
+    pub fn send_event(&self, body: &str) {
+        let request = serde_json::json!({
+            "QueueUrl": format!("{}/123456789012/sd-raw-events", self.endpoint),
+            "MessageBody": body,
+        });
+        ureq::post(&format!("{}/", self.endpoint))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", "AmazonSQS.SendMessage")
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00")
+            .send(request.to_string().as_bytes())
+            .expect("SendMessage");
+    }
+
     /// `status` as an operator reads it.
     pub fn status_text(&self, ledger: &Path) -> String {
         let ledger = ledger.display().to_string();
@@ -541,4 +556,13 @@ pub fn session_row(ledger: &Path, session: &str) -> Option<sd_ledger::SessionRow
         .expect("sessions")
         .into_iter()
         .find(|row| row.session_id == session)
+}
+
+/// The server's intake row of one session.
+pub fn intake_row(ledger: &Path, session: &str) -> sd_ledger::IntakeRow {
+    let ledger = sd_ledger::Ledger::open(ledger).expect("ledger");
+    ledger
+        .intake(REAL_WALLET, session)
+        .expect("intake")
+        .expect("an intake row")
 }
