@@ -99,6 +99,9 @@ pub struct SessionOutcome {
     /// Failing checks of the segments that did not pass (one segment may fail several;
     /// `reviewer_override` when a reviewer failed a segment CLEAN passed).
     pub failed_checks: Vec<String>,
+    /// A reviewer's override was recorded while the session was processing: what was published
+    /// places a segment where the ledger no longer does. Processing the session again converges.
+    pub placements_stale: bool,
     pub seconds: f64,
 }
 
@@ -195,6 +198,7 @@ pub fn process_session<T: PublishTarget, L: SessionLedger>(
                 clean_segments: 0,
                 review_segments: 0,
                 failed_checks: Vec::new(),
+                placements_stale: false,
                 seconds: started.elapsed().as_secs_f64(),
             })
         }
@@ -231,10 +235,12 @@ pub fn process_session<T: PublishTarget, L: SessionLedger>(
             let verdicts = ledger
                 .record_session(&record, rate, run)
                 .map_err(|err| SessionError::Ledger(Box::new(err)))?;
+            let mut placements_stale = false;
             for (segment, (verdict, placement)) in verdicts.iter().zip(&placements).enumerate() {
                 if *verdict != placement.verdict {
                     // Only an override made while this session was processing can do this; the
                     // next run puts the segment where the ledger says.
+                    placements_stale = true;
                     tracing::warn!(
                         session = %session_id,
                         segment = segment + 1,
@@ -271,6 +277,7 @@ pub fn process_session<T: PublishTarget, L: SessionLedger>(
                 clean_segments: published.clean_segments,
                 review_segments: published.review_segments,
                 failed_checks,
+                placements_stale,
                 seconds: started.elapsed().as_secs_f64(),
             })
         }

@@ -574,6 +574,24 @@ impl Ledger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Forgets what the last completed processing was made from, so that the next look at the
+    /// session processes it again even though its parts did not change: after a reviewer's
+    /// override (the published placement must follow the ledger's verdict), or when an override
+    /// landed while the session was processing. `false` when the worker has never seen it.
+    pub fn forget_fingerprint(
+        &mut self,
+        wallet: &str,
+        session_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, LedgerError> {
+        let changed = self.conn.execute(
+            "UPDATE intake SET parts_fingerprint = NULL, updated_ms = ?3 \
+             WHERE wallet = ?1 AND session_id = ?2",
+            params![wallet, session_id, now_ms],
+        )?;
+        Ok(changed > 0)
+    }
+
     /// Counts a system error that happened before any lease was taken (listing the raw bucket,
     /// say): `failures` and `last_error` change, the state and any lease do not. What an operator
     /// sees in `failed_sessions` for a session whose events fail before it can be leased.

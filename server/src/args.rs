@@ -25,6 +25,9 @@ pub enum Command {
     Worker(WorkerArgs),
     /// What an operator looks at: queue depth, in flight, dead letters, sessions by state.
     Status(StatusArgs),
+    /// A reviewer's verdict on a segment in the clean bucket: recorded in the ledger (the pending
+    /// payout follows), then a worker processes the session again and moves the segment.
+    Review(ReviewArgs),
 }
 
 /// Where things are: the buckets and the queue.
@@ -117,4 +120,30 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("verdict").required(true).args(["pass", "fail"])))]
+pub struct ReviewArgs {
+    /// `[WALLET/]SESSION_ID/segment_NNN`, e.g. session_1769936388223_tp5owb/segment_002.
+    pub segment: String,
+    /// The segment is good: pay for it and publish it.
+    #[arg(long)]
+    pub pass: bool,
+    /// The segment is bad: do not pay for it, take it out of the clean bucket's consumers' view.
+    #[arg(long)]
+    pub fail: bool,
+    /// Why (recorded with the override; required).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Who decides (recorded with the override).
+    #[arg(long, value_name = "NAME")]
+    pub by: String,
+    #[command(flatten)]
+    pub resources: Resources,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The pipeline's configuration, for the payout rate.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }

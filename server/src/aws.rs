@@ -44,6 +44,10 @@ impl Clients {
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&config)
                 .force_path_style(path_style)
+                // Uploads carry the manifest's SHA-256 themselves; no CRC32 on top of it.
+                .request_checksum_calculation(
+                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                )
                 .build(),
         );
         let sqs = aws_sdk_sqs::Client::new(&config);

@@ -35,6 +35,26 @@ struct Body {
     records: Option<Vec<serde_json::Value>>,
     #[serde(rename = "Event")]
     event: Option<String>,
+    /// With [`REPROCESS_EVENT`]: the session to process again.
+    #[serde(rename = "Wallet")]
+    wallet: Option<String>,
+    #[serde(rename = "SessionId")]
+    session_id: Option<String>,
+}
+
+/// Our own message, beside S3's: process a session again although its parts did not change
+/// (`scale-diffusion-server review` sends it after a reviewer's override, so that the clean
+/// bucket follows the ledger). `{"Event": "sd:Reprocess", "Wallet": ..., "SessionId": ...}`.
+pub const REPROCESS_EVENT: &str = "sd:Reprocess";
+
+/// The message body asking for `session` to be processed again.
+pub fn reprocess_message(session: &SessionRef) -> String {
+    serde_json::json!({
+        "Event": REPROCESS_EVENT,
+        "Wallet": session.wallet.as_str(),
+        "SessionId": session.session.as_str(),
+    })
+    .to_string()
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,7 +94,21 @@ pub fn parse_notification(body: &str, raw_bucket: &str) -> Notification {
         }
     };
     if let Some(event) = parsed.event {
-        out.dropped.push(format!("{event} (no records)"));
+        if event == REPROCESS_EVENT {
+            let wallet = parsed.wallet.unwrap_or_default();
+            let session = parsed.session_id.unwrap_or_default();
+            match (WalletAddress::parse(&wallet), SessionId::parse(&session)) {
+                (Ok(wallet), Ok(session)) => {
+                    out.sessions.insert(SessionRef { wallet, session });
+                }
+                (Err(why), _) | (_, Err(why)) => {
+                    out.dropped
+                        .push(format!("{REPROCESS_EVENT} with bad ids: {why}"));
+                }
+            }
+        } else {
+            out.dropped.push(format!("{event} (no records)"));
+        }
         return out;
     }
     let Some(records) = parsed.records else {
@@ -190,6 +224,18 @@ mod tests {
         assert!(parsed.sessions.is_empty(), "{:?}", parsed.sessions);
         assert_eq!(parsed.dropped.len(), 8, "{:?}", parsed.dropped);
         assert_eq!(parse_notification("{not json", "sd-raw").dropped.len(), 1);
+    }
+
+    #[test]
+    fn reprocess_messages_name_one_valid_session() {
+        let session =
+            session_of_key(&format!("{WALLET}/session_1769936388223_tp5owb.webm")).expect("valid");
+        let parsed = parse_notification(&reprocess_message(&session), "sd-raw");
+        assert_eq!(parsed.sessions.into_iter().collect::<Vec<_>>(), [session]);
+        let hostile = r#"{"Event": "sd:Reprocess", "Wallet": "../x", "SessionId": "session_1_a"}"#;
+        let parsed = parse_notification(hostile, "sd-raw");
+        assert!(parsed.sessions.is_empty());
+        assert_eq!(parsed.dropped.len(), 1);
     }
 
     #[test]

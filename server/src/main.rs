@@ -7,6 +7,7 @@ mod aws;
 mod bucket;
 mod event;
 mod fetch;
+mod review;
 mod setup;
 mod status;
 mod worker;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
             Command::Setup(args) => setup::run(&clients, &args).await,
             Command::Worker(args) => worker::run(clients, args).await,
             Command::Status(args) => status::run(&clients, &args).await,
+            Command::Review(args) => review::run(&clients, &args).await,
         }
     });
     // A session given back at the end of the grace period may still hold a pipeline thread:

@@ -515,6 +515,11 @@ impl Worker {
                     seconds = outcome.seconds,
                     "session processed"
                 );
+                if outcome.placements_stale {
+                    // An override landed while it processed: once more, so that the bucket
+                    // follows the ledger.
+                    self.request_reprocess(session).await?;
+                }
                 Ok(Handled::Processed)
             }
             Err(SessionFailure::GaveBack) => {
@@ -540,6 +545,22 @@ impl Worker {
                 Ok(Handled::Failed(text))
             }
         }
+    }
+
+    /// Forgets the session's fingerprint and queues a reprocess message for it.
+    async fn request_reprocess(&self, session: &SessionRef) -> anyhow::Result<()> {
+        let (wallet, id) = (session.wallet.to_string(), session.session.to_string());
+        self.with_ledger(move |ledger| Ok(ledger.forget_fingerprint(&wallet, &id, now_ms())?))
+            .await?;
+        self.clients
+            .sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(crate::event::reprocess_message(session))
+            .send()
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot queue a reprocess: {}", describe(&err)))?;
+        Ok(())
     }
 
     async fn list_parts(&self, session: &SessionRef) -> anyhow::Result<SessionParts> {

@@ -101,9 +101,90 @@ fn two_workers_publish_what_process_publishes_and_a_second_upload_changes_nothin
         logs.matches("outcome=Unchanged").count() >= 3 * sessions.len(),
         "duplicates were not seen as unchanged"
     );
+
+    // A reviewer promotes a failed real segment, in the bucket and locally: the worker
+    // reprocesses the session and both end where the ledger says, with equal manifests.
+    let segment = "session_1769936388223_tp5owb/segment_001";
+    let session = "session_1769936388223_tp5owb";
+    let ledger_text = ledger.display().to_string();
+    let reviewed = emulator
+        .server(&[
+            "review",
+            segment,
+            "--pass",
+            "--reason",
+            "labels checked by hand",
+            "--by",
+            "qa",
+            "--ledger",
+            &ledger_text,
+        ])
+        .output()
+        .expect("run review");
+    assert!(
+        reviewed.status.success(),
+        "review failed: {}",
+        String::from_utf8_lossy(&reviewed.stderr)
+    );
+    let before = times_processed(&ledger)
+        .into_iter()
+        .find(|(id, _)| id == session)
+        .map_or(0, |(_, n)| n);
+    emulator.wait_until(&ledger, Duration::from_secs(300), "the reprocess", |_| {
+        times_processed(&ledger)
+            .into_iter()
+            .any(|(id, n)| id == session && n == before + 1)
+    });
+    let clean_manifest =
+        bucket_manifest(&emulator, sd_core::Location::Clean, session).expect("clean manifest");
+    assert!(clean_manifest.segments.iter().any(|s| s.segment == 1));
+    let review_manifest =
+        bucket_manifest(&emulator, sd_core::Location::Review, session).expect("review manifest");
+    assert!(review_manifest.segments.iter().all(|s| s.segment != 1));
+    override_locally(&dir.join("local"), segment);
+    assert_eq!(
+        compare_with_local(&emulator, &[session.to_owned()], &clean, &review),
+        2
+    );
+    let after = totals(&ledger);
+    assert_eq!(after, totals(&local_ledger));
+    assert_eq!(after[0].1, server_totals[0].1 + 1, "{after:?}");
     for worker in workers {
         let log = worker.log_text();
         let status = worker.terminate();
         assert!(status.success(), "worker exit {status:?}; log:\n{log}");
     }
+}
+
+/// `scale-diffusion review override SEGMENT --pass` on the local layout, in process: the ledger's
+/// override, then the segment moved on disk.
+fn override_locally(out: &std::path::Path, segment: &str) {
+    let mut ledger = sd_ledger::Ledger::open(&out.join("ledger.sqlite")).expect("ledger");
+    let reference = sd_core::SegmentRef::parse(segment).expect("segment ref");
+    let row = ledger.find_segment(&reference).expect("segment");
+    let rate = sd_core::PipelineConfig::default()
+        .payout
+        .rate()
+        .expect("rate");
+    let outcome = ledger
+        .override_segment(
+            &row.key,
+            sd_core::Verdict::Pass,
+            "labels checked by hand",
+            "qa",
+            "2026-12-02T00:00:00Z",
+            rate,
+        )
+        .expect("override");
+    let layout =
+        sd_core::OutputLayout::open(&out.join("clean"), &out.join("review"), &out.join(".work"))
+            .expect("layout");
+    let placement = sd_core::Placement {
+        segment: row.key.segment,
+        clean_passed: outcome.segment.clean_passed,
+        verdict: outcome.segment.verdict,
+        override_note: Some(outcome.recorded),
+        location: sd_core::Location::of(outcome.segment.verdict),
+    };
+    layout.apply_placement(&row.key, &placement).expect("apply");
 }
