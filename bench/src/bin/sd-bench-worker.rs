@@ -12,7 +12,9 @@
 //!    then 2 workers; times from the first upload (plain HTTP PUTs, parts in the browser's order)
 //!    until every session is recorded. The emulator is restarted between the two, so each run
 //!    starts empty.
-//! 4. Prints the times and the ratios to `process`, and writes them to `--work/worker-results.json`.
+//! 4. Prints wall times and CPU times (the workers' own, and the emulator's: moto is Python on the
+//!    same cores, and real S3 costs this machine nothing of it), their ratios to `process`, and
+//!    writes them to `--work/worker-results.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -64,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     // `process` on the same bundles.
     let out = args.work.join("worker-bench-process");
     reset_dir(&out)?;
+    let children_before = children_cpu_s()?;
     let started = Instant::now();
     let status = Command::new(&cli)
         .arg("process")
@@ -79,29 +82,40 @@ fn main() -> anyhow::Result<()> {
         .status()?;
     ensure!(status.success(), "process failed");
     let process_s = started.elapsed().as_secs_f64();
-    eprintln!("process: {process_s:.1} s");
+    let process_cpu_s = children_cpu_s()? - children_before;
+    eprintln!("process: {process_s:.1} s, {process_cpu_s:.1} s CPU");
 
-    let mut results = vec![("process", process_s)];
-    for workers in [1, 2] {
-        let seconds = through_queue(&args, &server, &wallet_dir, workers)?;
-        eprintln!("{workers} worker(s): {seconds:.1} s");
-        results.push((if workers == 1 { "worker_1" } else { "worker_2" }, seconds));
-    }
-    let one = results[1].1;
-    let two = results[2].1;
+    let one = through_queue(&args, &server, &wallet_dir, 1)?;
+    eprintln!("1 worker: {one:?}");
+    let two = through_queue(&args, &server, &wallet_dir, 2)?;
+    eprintln!("2 workers: {two:?}");
     println!(
-        "{} one-minute sessions: process {process_s:.1} s; through the queue with 1 worker {one:.1} s (ratio {:.2}), with 2 workers {two:.1} s (ratio {:.2}); target: 1 worker within 15% of process (ratio <= 1.15)",
-        args.sessions,
-        one / process_s,
-        two / process_s
+        "{n} one-minute sessions (60 s, 30 fps, 1280x720), this machine:\n\
+         process             {process_s:7.1} s wall            {process_cpu_s:7.1} s CPU\n\
+         1 worker via queue  {:7.1} s wall (ratio {:.2})  {:7.1} s CPU in the worker (ratio {:.2}), {:.1} s CPU in the emulator\n\
+         2 workers via queue {:7.1} s wall (ratio {:.2})  {:7.1} s CPU in the workers (ratio {:.2}), {:.1} s CPU in the emulator\n\
+         target: 1 worker within 15% of process",
+        one.wall_s,
+        one.wall_s / process_s,
+        one.worker_cpu_s,
+        one.worker_cpu_s / process_cpu_s,
+        one.emulator_cpu_s,
+        two.wall_s,
+        two.wall_s / process_s,
+        two.worker_cpu_s,
+        two.worker_cpu_s / process_cpu_s,
+        two.emulator_cpu_s,
+        n = args.sessions,
     );
     let doc = json!({
         "sessions": args.sessions,
         "process_s": process_s,
-        "worker_1_s": one,
-        "worker_2_s": two,
-        "ratio_1": one / process_s,
-        "ratio_2": two / process_s,
+        "process_cpu_s": process_cpu_s,
+        "worker_1": one.to_json(),
+        "worker_2": two.to_json(),
+        "ratio_1": one.wall_s / process_s,
+        "ratio_2": two.wall_s / process_s,
+        "cpu_ratio_1": one.worker_cpu_s / process_cpu_s,
     });
     std::fs::write(
         args.work.join("worker-results.json"),
@@ -110,13 +124,30 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seconds from the first upload until `workers` workers have recorded every session.
+/// One run through the queue.
+#[derive(Debug, Clone, Copy)]
+struct QueueRun {
+    /// From the first upload until every session is recorded.
+    wall_s: f64,
+    /// CPU time of the worker processes (user + system).
+    worker_cpu_s: f64,
+    /// CPU time of the emulator (moto, Python): what real S3 would not cost this machine.
+    emulator_cpu_s: f64,
+}
+
+impl QueueRun {
+    fn to_json(self) -> Value {
+        json!({"wall_s": self.wall_s, "worker_cpu_s": self.worker_cpu_s, "emulator_cpu_s": self.emulator_cpu_s})
+    }
+}
+
+/// `workers` workers through the queue on a fresh emulator.
 fn through_queue(
     args: &Args,
     server: &Path,
     wallet_dir: &Path,
     workers: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<QueueRun> {
     let dir = args.work.join(format!("worker-bench-{workers}"));
     reset_dir(&dir)?;
     let moto = Moto::start(args.port, &dir)?;
@@ -194,12 +225,58 @@ fn through_queue(
         if started.elapsed() > Duration::from_secs(3600) {
             bail!("not done after an hour");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // Each look is a process of its own: not too often, or it costs what it measures.
+        std::thread::sleep(Duration::from_secs(1));
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let wall_s = started.elapsed().as_secs_f64();
+    let mut worker_cpu_s = 0.0;
+    for child in &children {
+        worker_cpu_s += process_cpu_s(child.0.id())?;
+    }
+    let moto_pid: u32 = std::fs::read_to_string(dir.join("moto.pid"))?
+        .trim()
+        .parse()?;
+    let emulator_cpu_s = process_cpu_s(moto_pid)?;
     drop(children);
     drop(moto);
-    Ok(seconds)
+    Ok(QueueRun {
+        wall_s,
+        worker_cpu_s,
+        emulator_cpu_s,
+    })
+}
+
+/// Clock ticks per second of `/proc` times (Linux's USER_HZ).
+const TICKS_PER_S: f64 = 100.0;
+
+/// User + system CPU seconds of a running process (`/proc/PID/stat` fields 14 and 15).
+fn process_cpu_s(pid: u32) -> anyhow::Result<f64> {
+    stat_seconds(&format!("/proc/{pid}/stat"), [14, 15])
+}
+
+/// CPU seconds of this process's waited-for children (`/proc/self/stat` fields 16 and 17).
+fn children_cpu_s() -> anyhow::Result<f64> {
+    stat_seconds("/proc/self/stat", [16, 17])
+}
+
+/// The sum of two clock-tick fields of a `/proc/.../stat` file, in seconds.
+fn stat_seconds(path: &str, fields: [usize; 2]) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(path)?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis, which
+    // ends field 2.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("stat")?;
+    let values: Vec<&str> = rest.split_whitespace().collect();
+    let mut ticks = 0.0;
+    for field in fields {
+        ticks += values
+            .get(field - 3)
+            .context("stat field")?
+            .parse::<f64>()?;
+    }
+    Ok(ticks / TICKS_PER_S)
 }
 
 /// A child process killed when dropped.
@@ -299,4 +376,24 @@ fn reset_dir(dir: &Path) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(dir)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_times_parse_from_proc() {
+        // Burn a little CPU so that this process's own time is above zero.
+        let mut x = 0u64;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(x != 1);
+        let own = process_cpu_s(std::process::id()).expect("own stat");
+        assert!(own > 0.0 && own < 3600.0, "{own}");
+        let children = children_cpu_s().expect("children stat");
+        assert!(children >= 0.0);
+    }
 }
