@@ -80,17 +80,7 @@ fn override_segment(args: &OverrideArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
 
-    let pending =
-        outcome
-            .pending
-            .as_ref()
-            .map_or("nothing is pending for the wallet".to_owned(), |p| {
-                format!(
-                    "the wallet's pending payout #{} is {} SOL",
-                    p.id,
-                    p.amount_sol()
-                )
-            });
+    let pending = sd_ledger::Payout::pending_phrase(outcome.pending.as_ref());
     crate::output::print(&format!(
         "{}: {} -> {} by {} ({:?}){} · now in {} · {}\n",
         row.key,

@@ -75,6 +75,17 @@ impl Payout {
     pub fn amount_sol(&self) -> String {
         self.amount_lamports.sol()
     }
+
+    /// The wallet's pending payout after a change, as one phrase for a reviewer.
+    pub fn pending_phrase(pending: Option<&Payout>) -> String {
+        pending.map_or("nothing is pending for the wallet".to_owned(), |p| {
+            format!(
+                "the wallet's pending payout #{} is {} SOL",
+                p.id,
+                p.amount_sol()
+            )
+        })
+    }
 }
 
 /// What approved and paid payouts settled for one segment.

@@ -71,17 +71,7 @@ pub async fn run(clients: &Clients, args: &ReviewArgs) -> anyhow::Result<()> {
                 describe(&err)
             )
         })?;
-    let pending =
-        outcome
-            .pending
-            .as_ref()
-            .map_or("nothing is pending for the wallet".to_owned(), |p| {
-                format!(
-                    "the wallet's pending payout #{} is {} SOL",
-                    p.id,
-                    p.amount_sol()
-                )
-            });
+    let pending = sd_ledger::Payout::pending_phrase(outcome.pending.as_ref());
     let location = Location::of(outcome.segment.verdict);
     println!(
         "{key}: {} -> {} by {} ({:?}){} · queued for reprocessing: a worker moves it to s3://{}/{} · {pending}",
