@@ -105,6 +105,12 @@ pub struct WorkerArgs {
     /// Long-poll wait per receive, at most 20 s.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     pub wait: Duration,
+    /// Sessions this worker works on at once (1-16). With 2, one session's upload overlaps the
+    /// next one's analysis; each session staged at once takes its frames' size in the work
+    /// folder (about 300 MB for a one-minute 720p session).
+    #[arg(long, env = "SD_SESSIONS_AT_ONCE", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub sessions_at_once: u16,
     /// This worker's name in leases, logs and its work folder, unique among running workers
     /// (default: host name and process id).
     #[arg(long)]

@@ -1,5 +1,6 @@
 //! The S3 and SQS clients, configured as every AWS SDK is: `AWS_ENDPOINT_URL` (an emulator on
-//! 127.0.0.1 in tests and in the local stack), `AWS_REGION`, the default credentials chain.
+//! 127.0.0.1 in tests and in the local stack; `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL_SQS` for
+//! one service alone), `AWS_REGION`, the default credentials chain.
 
 use std::time::Duration;
 
@@ -39,8 +40,10 @@ impl Clients {
             )
             .load()
             .await;
-        // An emulator (an endpoint URL set) serves buckets by path, not by host name.
-        let path_style = config.endpoint_url().is_some();
+        // An emulator (an endpoint URL set, for all services or for S3 alone) serves buckets by
+        // path, not by host name.
+        let path_style =
+            config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&config)
                 .force_path_style(path_style)

@@ -272,28 +272,9 @@ impl BucketTarget {
 
     async fn read_manifest(&self, prefix: &str) -> Result<Option<SessionManifest>, BucketError> {
         let key = format!("{prefix}{MANIFEST_FILE}");
-        let got = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await;
-        let object = match got {
-            Ok(object) => object,
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Ok(None)
-            }
-            Err(err) => return Err(self.s3_error(&key, "read", &describe(&err))),
-        };
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|err| self.s3_error(&key, "read", &err.to_string()))?
-            .into_bytes();
+        let bytes = get_if_present(&self.s3, &self.bucket, &key).await?;
         // A manifest this worker cannot read is replaced; its objects are then swept by prefix.
-        Ok(serde_json::from_slice(&bytes).ok())
+        Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
     fn s3_error(&self, key: &str, what: &'static str, detail: &str) -> BucketError {
@@ -304,6 +285,31 @@ impl BucketTarget {
             detail: detail.to_owned(),
         }
     }
+}
+
+/// The bytes of `s3://{bucket}/{key}`, or `None` when there is no such key.
+pub async fn get_if_present(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, BucketError> {
+    let failed = |detail: String| BucketError::S3 {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        what: "read",
+        detail,
+    };
+    let object = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => object,
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+        Err(err) => return Err(failed(describe(&err))),
+    };
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .map_err(|err| failed(err.to_string()))?;
+    Ok(Some(bytes.into_bytes().to_vec()))
 }
 
 /// A lowercase hex SHA-256 as S3's `x-amz-checksum-sha256` (base64 of the 32 bytes).

@@ -10,7 +10,7 @@ use sd_core::{Location, PipelineConfig, SegmentRef, SessionId, Verdict, WalletAd
 
 use crate::args::ReviewArgs;
 use crate::aws::{describe, Clients};
-use crate::bucket::session_prefix;
+use crate::bucket::{get_if_present, session_prefix};
 use crate::event::{reprocess_message, SessionRef};
 
 pub async fn run(clients: &Clients, args: &ReviewArgs) -> anyhow::Result<()> {
@@ -99,24 +99,9 @@ async fn published_in(
             session_prefix(location, session.wallet.as_str(), session.session.as_str()),
             sd_core::MANIFEST_FILE
         );
-        let got = clients
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await;
-        let object = match got {
-            Ok(object) => object,
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => continue,
-            Err(err) => anyhow::bail!("cannot read s3://{bucket}/{key}: {}", describe(&err)),
+        let Some(bytes) = get_if_present(&clients.s3, bucket, &key).await? else {
+            continue;
         };
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .with_context(|| format!("cannot read s3://{bucket}/{key}"))?
-            .into_bytes();
         let manifest: sd_core::SessionManifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("s3://{bucket}/{key} is not a manifest"))?;
         if manifest.segments.iter().any(|s| s.segment == segment) {

@@ -44,8 +44,9 @@ pub enum Handled {
     Waiting { missing: Vec<String> },
     /// These parts were processed already: nothing to do.
     Unchanged,
-    /// Another worker holds the session: the message comes back when its lease runs out.
-    Busy { retry_in: Duration },
+    /// Another worker (or another loop of this one) holds the session, its lease running for
+    /// `lease_left` more: the message comes back later (`busy_backoff`).
+    Busy { lease_left: Duration },
     /// A system error (counted in the ledger): the message comes back, and after too many
     /// receives goes to the dead-letter queue.
     Failed(String),
@@ -135,14 +136,46 @@ pub async fn run(clients: Clients, args: WorkerArgs) -> anyhow::Result<()> {
     result
 }
 
-/// The receive loop, until termination is asked (or a session had to be given back).
+/// `--sessions-at-once` receive loops, until termination is asked (or a session had to be given
+/// back). Each loop takes one message at a time; the first also sweeps overdue sessions.
 async fn serve(worker: &Arc<Worker>, stop: &watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut loops = tokio::task::JoinSet::new();
+    for slot in 0..worker.args.sessions_at_once {
+        let (worker, stop) = (Arc::clone(worker), stop.clone());
+        loops.spawn(async move { receive_loop(&worker, &stop, slot).await });
+    }
+    while let Some(ended) = loops.join_next().await {
+        match ended {
+            Ok(Ok(())) => {}
+            Ok(Err(GaveBack)) => {
+                // Past the grace period: the other loops are giving theirs back too.
+                tracing::info!("worker stops (session given back)");
+            }
+            Err(join) => {
+                loops.abort_all();
+                anyhow::bail!("a receive loop failed: {join}");
+            }
+        }
+    }
+    tracing::info!("worker stops");
+    Ok(())
+}
+
+/// One receive loop, `slot` of the worker's: a message at a time. Its leases are held as
+/// `{name}/{slot}`, so that two loops of one worker never take each other's session.
+async fn receive_loop(
+    worker: &Arc<Worker>,
+    stop: &watch::Receiver<bool>,
+    slot: u16,
+) -> Result<(), GaveBack> {
+    let holder = format!("{}/{slot}", worker.name);
+    let sweeps = slot == 0;
     let mut backoff = Duration::from_secs(1);
     let mut last_sweep = std::time::Instant::now();
     while !*stop.borrow() {
-        if last_sweep.elapsed() >= sweep_every(&worker.args) {
+        if sweeps && last_sweep.elapsed() >= sweep_every(&worker.args) {
             last_sweep = std::time::Instant::now();
-            if let Err(err) = worker.sweep(stop).await {
+            if let Err(err) = worker.sweep(&holder, stop).await {
                 tracing::warn!("sweep of overdue sessions failed: {err:#}");
             }
         }
@@ -170,16 +203,12 @@ async fn serve(worker: &Arc<Worker>, stop: &watch::Receiver<bool>) -> anyhow::Re
             }
         };
         for message in messages {
-            if let Err(GaveBack) = worker.handle_message(&message, stop).await {
-                tracing::info!("worker stops (session given back)");
-                return Ok(());
-            }
+            worker.handle_message(&message, &holder, stop).await?;
             if *stop.borrow() {
                 break;
             }
         }
     }
-    tracing::info!("worker stops");
     Ok(())
 }
 
@@ -280,6 +309,7 @@ impl Worker {
     async fn handle_message(
         self: &Arc<Self>,
         message: &Message,
+        holder: &str,
         stop: &watch::Receiver<bool>,
     ) -> Result<(), GaveBack> {
         let Some(receipt) = message.receipt_handle() else {
@@ -295,7 +325,7 @@ impl Worker {
         // When the message must come back: the latest any of its sessions asks for.
         let mut retry_in: Option<Duration> = None;
         for session in &notification.sessions {
-            let handled = self.handle_session(session, stop).await;
+            let handled = self.handle_session(session, holder, stop).await;
             let handled = match handled {
                 Ok(handled) => handled,
                 Err(GaveBack) => {
@@ -306,7 +336,11 @@ impl Worker {
             };
             tracing::info!(session = %session, outcome = ?handled, "session handled");
             let again = match &handled {
-                Handled::Busy { retry_in } => Some(*retry_in),
+                Handled::Busy { lease_left } => Some(busy_backoff(
+                    receive_count(message),
+                    self.args.heartbeat,
+                    *lease_left,
+                )),
                 Handled::Failed(_) => Some(failure_backoff(receive_count(message))),
                 _ => None,
             };
@@ -350,14 +384,13 @@ impl Worker {
 
     fn spawn_message_heartbeat(self: &Arc<Self>, receipt: String) -> tokio::task::JoinHandle<()> {
         let worker = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(worker.args.heartbeat);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
+        spawn_heartbeat(self.args.heartbeat, move || {
+            let (worker, receipt) = (Arc::clone(&worker), receipt.clone());
+            async move {
                 worker
                     .change_visibility(&receipt, worker.visibility_s())
                     .await;
+                true
             }
         })
     }
@@ -365,7 +398,11 @@ impl Worker {
     /// Sessions no event may ever bring back: still waiting for parts past the timeout (the part
     /// may never come), or left `processing` under an expired lease (their worker died, and the
     /// event may have been dead-lettered meanwhile).
-    async fn sweep(self: &Arc<Self>, stop: &watch::Receiver<bool>) -> anyhow::Result<()> {
+    async fn sweep(
+        self: &Arc<Self>,
+        holder: &str,
+        stop: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let now = now_ms();
         let cutoff = now - self.args.incomplete_timeout.as_millis() as i64;
         let overdue = self
@@ -382,7 +419,7 @@ impl Worker {
                 continue;
             };
             let session = SessionRef { wallet, session };
-            match self.handle_session(&session, stop).await {
+            match self.handle_session(&session, holder, stop).await {
                 Ok(handled) => {
                     tracing::info!(session = %session, outcome = ?handled, "overdue session handled")
                 }
@@ -395,9 +432,10 @@ impl Worker {
     async fn handle_session(
         self: &Arc<Self>,
         session: &SessionRef,
+        holder: &str,
         stop: &watch::Receiver<bool>,
     ) -> Result<Handled, GaveBack> {
-        match self.try_session(session, stop).await {
+        match self.try_session(session, holder, stop).await {
             Ok(handled) => Ok(handled),
             Err(SessionFailure::GaveBack) => Err(GaveBack),
             Err(SessionFailure::Error(err)) => {
@@ -411,6 +449,7 @@ impl Worker {
     async fn try_session(
         self: &Arc<Self>,
         session: &SessionRef,
+        holder: &str,
         stop: &watch::Receiver<bool>,
     ) -> Result<Handled, SessionFailure> {
         let now = now_ms();
@@ -450,21 +489,19 @@ impl Worker {
         let lease_ms = self.args.lease.as_millis() as i64;
         let lease = self
             .with_ledger({
-                let (wallet, id, name) = (wallet.clone(), id.clone(), self.name.clone());
+                let (wallet, id, name) = (wallet.clone(), id.clone(), holder.to_owned());
                 move |ledger| Ok(ledger.acquire_lease(&wallet, &id, &name, now_ms(), lease_ms)?)
             })
             .await?;
         let Some(lease) = lease else {
-            // Back when the holder's lease runs out (it renews it while it works).
             let row = self
                 .with_ledger(move |ledger| Ok(ledger.intake(&wallet, &id)?))
                 .await?;
             let left_ms = row
                 .and_then(|row| row.lease_expires_ms)
                 .map_or(0, |expires| expires - now_ms());
-            let retry_in = Duration::from_millis(left_ms.clamp(0, 12 * 3_600_000) as u64)
-                + Duration::from_secs(1);
-            return Ok(Handled::Busy { retry_in });
+            let lease_left = Duration::from_millis(left_ms.clamp(0, 12 * 3_600_000) as u64);
+            return Ok(Handled::Busy { lease_left });
         };
         // Under the lease, look again: another worker may have finished these parts, or newer
         // ones may have come, since the first look. What is processed is what is listed now.
@@ -649,7 +686,7 @@ impl Worker {
         );
         let job = tokio::task::spawn_blocking(move || {
             let run = RunInfo {
-                run_id: format!("{}-{}", worker.name, now_ms()),
+                run_id: format!("{}-{}", lease.holder.replace('/', "-"), now_ms()),
                 processed_at: now_rfc3339(),
             };
             let fence = {
@@ -696,23 +733,23 @@ impl Worker {
 
     fn spawn_lease_renewal(self: &Arc<Self>, lease: Lease) -> tokio::task::JoinHandle<()> {
         let worker = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(worker.args.heartbeat);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let lease = lease.clone();
+        spawn_heartbeat(self.args.heartbeat, move || {
+            let (worker, lease) = (Arc::clone(&worker), lease.clone());
+            async move {
                 let ttl = worker.args.lease.as_millis() as i64;
                 let renewed = worker
                     .with_ledger(move |ledger| Ok(ledger.renew_lease(&lease, now_ms(), ttl)?))
                     .await;
                 match renewed {
-                    Ok(true) => {}
+                    Ok(true) => true,
                     Ok(false) => {
                         tracing::warn!("lease lost: the ledger will refuse this run's record");
-                        return;
+                        false
                     }
-                    Err(err) => tracing::warn!("cannot renew the lease: {err:#}"),
+                    Err(err) => {
+                        tracing::warn!("cannot renew the lease: {err:#}");
+                        true
+                    }
                 }
             }
         })
@@ -733,6 +770,25 @@ impl Worker {
     }
 }
 
+/// Runs `beat` every `period`, the first time one period from now, until the task is aborted or
+/// `beat` returns false.
+fn spawn_heartbeat<F, Fut>(period: Duration, mut beat: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if !beat().await {
+                return;
+            }
+        }
+    })
+}
+
 /// How many times SQS has handed this message out (1 the first time).
 fn receive_count(message: &Message) -> u32 {
     message
@@ -748,6 +804,17 @@ fn receive_count(message: &Message) -> u32 {
 fn failure_backoff(receives: u32) -> Duration {
     let doublings = receives.saturating_sub(1).min(6);
     (Duration::from_secs(5) * 2u32.pow(doublings)).min(Duration::from_secs(300))
+}
+
+/// When a message whose session is held elsewhere comes back: one heartbeat after the first
+/// receive, doubling with each receive, and never later than just after the holder's lease runs
+/// out (it renews it while it works; a holder that died frees it then). Most holders finish within
+/// a heartbeat or two, so the duplicate event goes soon. At the defaults (20 s heartbeat, 2 min
+/// lease): 20 s, 40 s, 80 s, then every 2 min, so a session held for over 10 minutes would send
+/// such an event to the dead-letter queue after 8 receives (one-minute sessions take seconds).
+fn busy_backoff(receives: u32, heartbeat: Duration, lease_left: Duration) -> Duration {
+    let doublings = receives.saturating_sub(1).min(10);
+    (heartbeat * 2u32.pow(doublings)).min(lease_left + Duration::from_secs(1))
 }
 
 /// Resolves once termination was asked and the grace period has run out since.
@@ -862,5 +929,37 @@ async fn wait_for_termination() {
             tracing::warn!("cannot listen for SIGTERM: {err}");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_session_is_looked_at_again_soon_then_less_often_never_after_its_lease() {
+        let beat = Duration::from_secs(20);
+        let lease = Duration::from_secs(115);
+        let waits: Vec<u64> = (1..=5)
+            .map(|receives| busy_backoff(receives, beat, lease).as_secs())
+            .collect();
+        assert_eq!(waits, [20, 40, 80, 116, 116]);
+        // A lease about to run out: just after it.
+        assert_eq!(
+            busy_backoff(1, beat, Duration::from_millis(300)),
+            Duration::from_millis(1300)
+        );
+        // Absurd receive counts do not overflow.
+        assert_eq!(
+            busy_backoff(u32::MAX, beat, lease),
+            lease + Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn a_failed_session_comes_back_after_5_s_doubling_up_to_5_minutes() {
+        let waits: Vec<u64> = (1..=8).map(|r| failure_backoff(r).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(failure_backoff(0).as_secs(), 5);
     }
 }

@@ -101,6 +101,12 @@ fn two_workers_publish_what_process_publishes_and_a_second_upload_changes_nothin
         logs.matches("outcome=Unchanged").count() >= 3 * sessions.len(),
         "duplicates were not seen as unchanged"
     );
+    // Each worker works on two sessions at once (the default): its two loops, like the two
+    // workers, wait for each other's leases instead of taking them.
+    assert!(
+        !logs.contains("lease lost") && !logs.contains("lease was lost"),
+        "a lease was taken over with no fault:\n{logs}"
+    );
 
     // A reviewer promotes a failed real segment, in the bucket and locally: the worker
     // reprocesses the session and both end where the ledger says, with equal manifests.
