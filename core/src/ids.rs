@@ -41,6 +41,14 @@ impl WalletAddress {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 32-byte public key the address encodes (an ed25519 key for a Solana wallet).
+    pub fn key_bytes(&self) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        // `parse` checked that the text is base58 of exactly 32 bytes.
+        let _ = bs58::decode(&self.0).onto(&mut key);
+        key
+    }
 }
 
 impl fmt::Display for WalletAddress {

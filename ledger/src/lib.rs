@@ -19,6 +19,8 @@
 //!   seen, a per-session [`Lease`] with a fencing token, and [`Ledger::finish_session`], which
 //!   records a session under its lease or writes nothing; times are epoch ms from the caller.
 //!
+//! - The upload API's single-use nonces ([`Ledger::use_nonce`]), kept until they would be stale.
+//!
 //! Money is integer lamports ([`sd_core::Lamports`]) in Rust and in SQL; SOL is display text.
 //!
 //! ```
@@ -39,9 +41,10 @@
 // `session_ledger` only calls `Ledger` methods).
 //
 //   error < store < verdict_rows < settings < pending < verdicts < payouts < rate < totals
-//   < record < intake < session_ledger
+//   < record < intake < session_ledger < nonces
 mod error;
 mod intake;
+mod nonces;
 mod payouts;
 mod pending;
 mod rate;

@@ -16,6 +16,8 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0002_rate_and_signatures.sql")),
     // The server worker's intake: first-seen times, leases, parts fingerprints, failures.
     M::up(include_str!("../migrations/0003_intake.sql")),
+    // The upload API's single-use nonces.
+    M::up(include_str!("../migrations/0004_upload_nonces.sql")),
 ];
 
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);

@@ -28,6 +28,9 @@ pub enum Command {
     /// A reviewer's verdict on a segment in the clean bucket: recorded in the ledger (the pending
     /// payout follows), then a worker processes the session again and moves the segment.
     Review(ReviewArgs),
+    /// The upload API (SPEC section 9): wallet-signed requests for presigned PUT URLs into the
+    /// raw bucket, each scoped to one key, one content type and one size.
+    Api(ApiArgs),
 }
 
 /// Where things are: the buckets and the queue.
@@ -152,4 +155,24 @@ pub struct ReviewArgs {
     /// The pipeline's configuration, for the payout rate.
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub resources: Resources,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Address to listen on.
+    #[arg(long, env = "SD_API_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// How long a presigned URL stays good.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub url_ttl: Duration,
+    /// Largest video part a URL is issued for, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_video_bytes: u64,
+    /// Largest JSON part (inputs, camera, latency, meta) a URL is issued for, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_json_bytes: u64,
 }

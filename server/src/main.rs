@@ -2,6 +2,7 @@
 //! clean bucket and the payout ledger (see docs/ARCHITECTURE.md). Its own binary, so that the
 //! offline `scale-diffusion` never builds the AWS stack.
 
+mod api;
 mod args;
 mod aws;
 mod bucket;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
             Command::Worker(args) => worker::run(clients, args).await,
             Command::Status(args) => status::run(&clients, &args).await,
             Command::Review(args) => review::run(&clients, &args).await,
+            Command::Api(args) => api::serve(clients, args).await,
         }
     });
     // A session given back at the end of the grace period may still hold a pipeline thread:

@@ -916,7 +916,8 @@ fn host_name() -> String {
         .unwrap_or_else(|| "worker".to_owned())
 }
 
-async fn wait_for_termination() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub(crate) async fn wait_for_termination() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

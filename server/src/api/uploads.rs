@@ -1,0 +1,312 @@
+//! `POST /v1/uploads` (SPEC section 9): a wallet asks for five presigned PUT URLs, one per part of
+//! one session, and proves it is the caller by signing the request's fields with its ed25519 key.
+//!
+//! The request is checked field by field, in this order: JSON shape, wallet, session id, each
+//! part's content type and size, nonce, `issuedAt` (format, then within the allowed skew of the
+//! server's clock), the signature over the message rebuilt here from those fields (never a message
+//! the client sends), and last the nonce's single use in the ledger, so that a request that fails
+//! any other check does not spend its nonce.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use ed25519_dalek::{Signature, VerifyingKey};
+use sd_core::{PartKind, SessionId, WalletAddress};
+use serde::{Deserialize, Serialize};
+
+use super::error::AppError;
+use super::AppState;
+
+/// The request body, exactly as SPEC section 9 has it; unknown fields are refused.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UploadRequest {
+    pub wallet: String,
+    pub session_id: String,
+    pub parts: Parts,
+    pub issued_at: String,
+    pub nonce: String,
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parts {
+    pub video: PartRequest,
+    pub inputs: PartRequest,
+    pub camera: PartRequest,
+    pub latency: PartRequest,
+    pub meta: PartRequest,
+}
+
+impl Parts {
+    fn get(&self, kind: PartKind) -> &PartRequest {
+        match kind {
+            PartKind::Video => &self.video,
+            PartKind::Inputs => &self.inputs,
+            PartKind::Camera => &self.camera,
+            PartKind::Latency => &self.latency,
+            PartKind::Meta => &self.meta,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PartRequest {
+    pub bytes: u64,
+    pub content_type: String,
+}
+
+/// `201 Created`: one presigned PUT per part.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadResponse {
+    pub uploads: std::collections::BTreeMap<String, PresignedUpload>,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PresignedUpload {
+    pub key: String,
+    pub url: String,
+    pub method: String,
+    /// The headers the PUT must carry as they are (both are signed into the URL).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// The content type each part must be uploaded with.
+pub fn content_type(kind: PartKind) -> &'static str {
+    match kind {
+        PartKind::Video => "video/webm",
+        _ => "application/json",
+    }
+}
+
+/// The UTF-8 text the wallet signs (SPEC section 9): lines joined by LF, no trailing newline,
+/// built from the request's own fields.
+pub fn signed_message(request: &UploadRequest) -> String {
+    let parts = &request.parts;
+    format!(
+        "Scale Diffusion upload\nwallet: {}\nsession: {}\nvideo: {}\ninputs: {}\ncamera: {}\n\
+         latency: {}\nmeta: {}\nnonce: {}\nissued: {}",
+        request.wallet,
+        request.session_id,
+        parts.video.bytes,
+        parts.inputs.bytes,
+        parts.camera.bytes,
+        parts.latency.bytes,
+        parts.meta.bytes,
+        request.nonce,
+        request.issued_at,
+    )
+}
+
+/// A nonce is 16 to 64 characters of `[A-Za-z0-9]`.
+fn nonce_is_valid(nonce: &str) -> bool {
+    (16..=64).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn epoch_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub async fn create_uploads(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<UploadRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<UploadResponse>), AppError> {
+    let Json(request) = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large for an upload request",
+            )
+        } else {
+            AppError::malformed(format!(
+                "the body is not an upload request: {}",
+                rejection.body_text()
+            ))
+        }
+    })?;
+    let wallet = WalletAddress::parse(&request.wallet).map_err(|why| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_wallet",
+            format!("wallet is not a base58 32-byte public key ({why})"),
+        )
+    })?;
+    let session = SessionId::parse(&request.session_id).map_err(|why| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_session_id",
+            format!("sessionId is not session_<epoch ms>_<letters and digits> ({why})"),
+        )
+    })?;
+    let config = &state.config;
+    for kind in PartKind::ALL {
+        let part = request.parts.get(kind);
+        let expected = content_type(kind);
+        if part.content_type != expected {
+            return Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_content_type",
+                format!("the {} part is uploaded as {expected}", kind.name()),
+            ));
+        }
+        let cap = match kind {
+            PartKind::Video => config.max_video_bytes,
+            _ => config.max_json_bytes,
+        };
+        if part.bytes > cap {
+            return Err(AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "part_too_large",
+                format!(
+                    "the {} part is {} bytes, over its cap of {cap} bytes",
+                    kind.name(),
+                    part.bytes
+                ),
+            ));
+        }
+    }
+    if !nonce_is_valid(&request.nonce) {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_nonce",
+            "nonce is 16 to 64 characters of A-Z, a-z and 0-9",
+        ));
+    }
+    let issued = humantime::parse_rfc3339(&request.issued_at).map_err(|_| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_issued_at",
+            "issuedAt is an RFC 3339 UTC time such as 2026-12-02T04:00:00Z",
+        )
+    })?;
+    let now = (state.now)();
+    let skew = match now.duration_since(issued) {
+        Ok(behind) => behind,
+        Err(ahead) => ahead.duration(),
+    };
+    if skew > config.max_clock_skew {
+        return Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "stale_request",
+            format!(
+                "issuedAt is more than {} s from the server's clock; sign a new request",
+                config.max_clock_skew.as_secs()
+            ),
+        ));
+    }
+    verify_signature(&wallet, &request)?;
+
+    // Kept until a request with this nonce would be stale anyway.
+    let now_ms = epoch_ms(now);
+    let keep_until_ms = epoch_ms(issued + config.max_clock_skew);
+    let fresh = {
+        let (ledger, wallet, nonce) = (
+            Arc::clone(&state.ledger),
+            wallet.to_string(),
+            request.nonce.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut ledger = ledger
+                .lock()
+                .map_err(|_| AppError::internal("ledger", "the ledger's lock was poisoned"))?;
+            ledger
+                .use_nonce(&wallet, &nonce, now_ms, keep_until_ms)
+                .map_err(|err| AppError::internal("cannot record a nonce", err))
+        })
+        .await
+        .map_err(|err| AppError::internal("the ledger thread failed", err))??
+    };
+    if !fresh {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "nonce_reused",
+            "this nonce was used already; sign a new request with a new nonce",
+        ));
+    }
+
+    let expires = PresigningConfig::expires_in(config.url_ttl)
+        .map_err(|err| AppError::internal("presigning config", err))?;
+    let mut uploads = std::collections::BTreeMap::new();
+    for kind in PartKind::ALL {
+        let part = request.parts.get(kind);
+        let key = format!("{wallet}/{now_ms}_{session}{}", kind.suffix());
+        let content_length =
+            i64::try_from(part.bytes).map_err(|err| AppError::internal("part size", err))?;
+        let presigned = state
+            .s3
+            .put_object()
+            .bucket(&config.raw_bucket)
+            .key(&key)
+            .content_type(&part.content_type)
+            .content_length(content_length)
+            .presigned(expires.clone())
+            .await
+            .map_err(|err| AppError::internal("cannot presign a PUT", err))?;
+        let headers = [
+            ("content-type".to_owned(), part.content_type.clone()),
+            ("content-length".to_owned(), part.bytes.to_string()),
+        ]
+        .into_iter()
+        .collect();
+        uploads.insert(
+            kind.name().to_owned(),
+            PresignedUpload {
+                key,
+                url: presigned.uri().to_owned(),
+                method: "PUT".to_owned(),
+                headers,
+            },
+        );
+    }
+    let expires_at = humantime::format_rfc3339_seconds(now + config.url_ttl).to_string();
+    tracing::info!(wallet = %wallet, session = %session, "upload URLs issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadResponse {
+            uploads,
+            expires_at,
+        }),
+    ))
+}
+
+/// The wallet's ed25519 signature over the message rebuilt from the request (strict
+/// verification: no malleable or small-order forms).
+fn verify_signature(wallet: &WalletAddress, request: &UploadRequest) -> Result<(), AppError> {
+    let refused =
+        || AppError::bad_signature("the signature does not verify for this wallet and request");
+    let mut bytes = [0u8; 64];
+    match bs58::decode(&request.signature).onto(&mut bytes) {
+        Ok(64) => {}
+        _ => return Err(refused()),
+    }
+    let signature = Signature::from_bytes(&bytes);
+    let key = VerifyingKey::from_bytes(&wallet.key_bytes()).map_err(|_| refused())?;
+    key.verify_strict(signed_message(request).as_bytes(), &signature)
+        .map_err(|_| refused())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_are_16_to_64_letters_and_digits() {
+        assert!(nonce_is_valid("a1B2c3D4e5F6g7H8"));
+        assert!(nonce_is_valid(&"x".repeat(64)));
+        assert!(!nonce_is_valid(&"x".repeat(15)));
+        assert!(!nonce_is_valid(&"x".repeat(65)));
+        assert!(!nonce_is_valid("a1B2c3D4e5F6g7H-"));
+        assert!(!nonce_is_valid("a1B2c3D4e5F6g7Hé"));
+    }
+}
