@@ -341,7 +341,28 @@ impl Ledger {
 
     /// Every session in the ledger, by wallet and session id.
     pub fn sessions(&self) -> Result<Vec<SessionRow>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.select_sessions("", [])
+    }
+
+    /// One session's record, if the ledger has one.
+    pub fn session(
+        &self,
+        wallet: &str,
+        session_id: &str,
+    ) -> Result<Option<SessionRow>, LedgerError> {
+        let mut rows = self.select_sessions(
+            "WHERE s.wallet = ?1 AND s.session_id = ?2",
+            [wallet, session_id],
+        )?;
+        Ok(rows.pop())
+    }
+
+    fn select_sessions<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        params: P,
+    ) -> Result<Vec<SessionRow>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT s.wallet, s.session_id, s.source, s.status, s.reject_code, s.reject_message, \
                     s.frames, s.clock_confidence, s.processed_at, s.run_id, s.times_processed, \
                     (SELECT count(*) FROM segments AS g WHERE g.session_row = s.id), \
@@ -351,9 +372,9 @@ impl Ledger {
                     (SELECT count(*) FROM segment_verdicts AS v \
                       WHERE v.wallet = s.wallet AND v.session_id = s.session_id \
                         AND v.override_id IS NOT NULL) \
-             FROM sessions AS s ORDER BY s.wallet, s.session_id",
-        )?;
-        let mut rows = stmt.query([])?;
+             FROM sessions AS s {filter} ORDER BY s.wallet, s.session_id"
+        ))?;
+        let mut rows = stmt.query(params)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             out.push(SessionRow {

@@ -175,4 +175,14 @@ pub struct ApiArgs {
     /// Largest JSON part (inputs, camera, latency, meta) a URL is issued for, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_json_bytes: u64,
+    /// Upload requests a minute per wallet (429 past it).
+    #[arg(long, default_value = "10")]
+    pub rate_per_wallet: std::num::NonZeroU32,
+    /// Requests a minute per client address, all `/v1` endpoints together (429 past it).
+    #[arg(long, default_value = "120")]
+    pub rate_per_address: std::num::NonZeroU32,
+    /// The game's page origin (e.g. https://drive.example.com), allowed to call the API from a
+    /// browser; repeat for several. None: browsers on other origins are refused.
+    #[arg(long, env = "SD_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
 }

@@ -12,6 +12,8 @@ pub struct AppError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After` (429).
+    pub retry_after_s: Option<u64>,
 }
 
 impl AppError {
@@ -20,6 +22,7 @@ impl AppError {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
         }
     }
 
@@ -47,6 +50,12 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

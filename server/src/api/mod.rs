@@ -6,6 +6,10 @@
 //! to an address and stops gracefully on SIGTERM or Ctrl-C. Every error is one [`AppError`].
 
 mod error;
+mod limits;
+#[cfg(test)]
+mod scoping_tests;
+mod sessions;
 #[cfg(test)]
 mod tests;
 mod uploads;
@@ -15,10 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sd_ledger::Ledger;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use error::AppError;
 
@@ -39,6 +45,8 @@ pub struct ApiConfig {
     /// Caps per part (SPEC: video 64 MB, each JSON part 1 MB by default).
     pub max_video_bytes: u64,
     pub max_json_bytes: u64,
+    /// The game's page origins, allowed to call the API from a browser (CORS).
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 /// What every request handler shares.
@@ -46,31 +54,92 @@ pub struct AppState {
     pub s3: aws_sdk_s3::Client,
     pub ledger: Arc<Mutex<Ledger>>,
     pub config: ApiConfig,
+    pub limits: limits::RateLimits,
     /// The server's clock (tests set their own).
     pub now: Box<dyn Fn() -> SystemTime + Send + Sync>,
 }
 
 /// The router, bound to no port.
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
+    let v1 = Router::new()
         .route("/v1/uploads", post(uploads::create_uploads))
+        .route(
+            "/v1/sessions/{wallet}/{session}",
+            get(sessions::session_status),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            limits::limit_address,
+        ));
+    let cors = cors_layer(&state.config.cors_origins);
+    Router::new()
+        .merge(v1)
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors)
         .with_state(state)
 }
 
-/// Alive: the process answers. (Readiness, with the bucket and the ledger, comes with `/readyz`.)
+/// The browser calls the API from the game's page: its origins may (and only they), with the
+/// methods and the one request header the API takes.
+fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Ready: the ledger answers and the raw bucket is reachable with these credentials.
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, AppError> {
+    let not_ready = |what: &str| {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("{what} is not reachable yet"),
+        )
+    };
+    let ledger = Arc::clone(&state.ledger);
+    let ledger_ok = tokio::task::spawn_blocking(move || {
+        ledger
+            .lock()
+            .map_err(|_| "the ledger's lock was poisoned".to_owned())
+            .and_then(|ledger| ledger.rate().map_err(|err| err.to_string()))
+    })
+    .await;
+    match ledger_ok {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => {
+            tracing::warn!("readiness: the ledger: {err}");
+            return Err(not_ready("the ledger"));
+        }
+        Err(err) => {
+            tracing::warn!("readiness: the ledger thread: {err}");
+            return Err(not_ready("the ledger"));
+        }
+    }
+    if let Err(err) = state
+        .s3
+        .head_bucket()
+        .bucket(&state.config.raw_bucket)
+        .send()
+        .await
+    {
+        tracing::warn!("readiness: the raw bucket: {}", crate::aws::describe(&err));
+        return Err(not_ready("the upload bucket"));
+    }
+    Ok(Json(serde_json::json!({"status": "ready"})))
+}
+
+/// Alive: the process answers.
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
 async fn not_found() -> AppError {
-    AppError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint",
-    )
+    AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
 /// `scale-diffusion-server api`: serves [`app`] on `--listen` until SIGTERM or Ctrl-C, then lets
@@ -86,9 +155,29 @@ pub async fn serve(clients: Clients, args: ApiArgs) -> anyhow::Result<()> {
             max_clock_skew: Duration::from_secs(5 * 60),
             max_video_bytes: args.max_video_bytes,
             max_json_bytes: args.max_json_bytes,
+            cors_origins: args
+                .cors_origin
+                .iter()
+                .map(|origin| {
+                    HeaderValue::from_str(origin)
+                        .with_context(|| format!("--cors-origin {origin:?} is not a header value"))
+                })
+                .collect::<anyhow::Result<_>>()?,
         },
         now: Box::new(SystemTime::now),
+        limits: limits::RateLimits::new(args.rate_per_wallet, args.rate_per_address),
     });
+    {
+        // Idle callers' limiter state goes every minute.
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.limits.forget_idle();
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

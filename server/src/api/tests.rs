@@ -1,6 +1,8 @@
 //! The router in process (`oneshot`): every error code of SPEC section 9 and a valid request,
 //! signed as a wallet's `signMessage` signs.
 
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +13,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
+use super::sessions::{RejectReason, SessionStatusResponse};
 use super::uploads::{signed_message, PartRequest, Parts, UploadRequest, UploadResponse};
 use super::{app, ApiConfig, AppState};
 
@@ -23,6 +26,13 @@ fn now() -> SystemTime {
 }
 
 fn state() -> Arc<AppState> {
+    state_with(super::limits::RateLimits::new(
+        NonZeroU32::new(1000).expect("non-zero"),
+        NonZeroU32::new(1000).expect("non-zero"),
+    ))
+}
+
+fn state_with(limits: super::limits::RateLimits) -> Arc<AppState> {
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
@@ -45,8 +55,12 @@ fn state() -> Arc<AppState> {
             max_clock_skew: Duration::from_secs(300),
             max_video_bytes: 64 * 1024 * 1024,
             max_json_bytes: 1024 * 1024,
+            cors_origins: vec![axum::http::HeaderValue::from_static(
+                "https://drive.example.com",
+            )],
         },
         now: Box::new(now),
+        limits,
     })
 }
 
@@ -369,4 +383,267 @@ async fn unknown_paths_answer_the_same_error_body() {
     let (status, body) = call(&state, get("/healthz")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"status": "ok"}));
+}
+
+async fn status_of(state: &Arc<AppState>, wallet: &str, session: &str) -> (StatusCode, Value) {
+    let uri = format!("/v1/sessions/{wallet}/{session}");
+    call(
+        state,
+        Request::get(uri).body(Body::empty()).expect("request"),
+    )
+    .await
+}
+
+fn expect_state(status: StatusCode, body: Value) -> SessionStatusResponse {
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    serde_json::from_value(body).expect("status shape")
+}
+
+#[tokio::test]
+async fn a_contributor_sees_where_each_session_is() {
+    use sd_core::{CheckName, CheckResult, SegmentRecord, SessionRecord, SessionStatus};
+    let state = state();
+    let wallet = wallet_of(&key(7));
+    let session = |n: u32| format!("session_17961839{n:05}_ab12cd");
+
+    // Nothing yet: 404; bad ids: 400.
+    let (status, body) = status_of(&state, &wallet, &session(1)).await;
+    assert_eq!(
+        code(status, &body, StatusCode::NOT_FOUND),
+        "session_not_found"
+    );
+    let (status, body) = status_of(&state, "0OIl", &session(1)).await;
+    assert_eq!(
+        code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_wallet"
+    );
+    let (status, body) = status_of(&state, &wallet, "session_x").await;
+    assert_eq!(
+        code(status, &body, StatusCode::BAD_REQUEST),
+        "invalid_session_id"
+    );
+
+    let check = |passed: bool| CheckResult {
+        check: CheckName::Blur,
+        metric: "sharpness".to_owned(),
+        value: if passed { 0.9 } else { 0.1 },
+        threshold: 0.5,
+        bound: sd_core::Bound::AtLeast,
+        passed,
+        reason: "test".to_owned(),
+    };
+    let segment = |n: usize, passed: bool| SegmentRecord {
+        segment: n,
+        first_frame: (n - 1) * 150,
+        last_frame: n * 150 - 1,
+        frames: 150,
+        start_pts_ms: (n - 1) as f64 * 5000.0,
+        end_pts_ms: n as f64 * 5000.0,
+        passed,
+        checks: vec![check(passed)],
+    };
+    let record = |id: &str, status: SessionStatus, segments: Vec<SegmentRecord>| {
+        let rejected = status == SessionStatus::Rejected;
+        SessionRecord {
+            wallet: wallet.clone(),
+            session_id: id.to_owned(),
+            source: "test".to_owned(),
+            status,
+            reject_code: rejected.then(|| "empty_video".to_owned()),
+            reject_message: rejected.then(|| "the video part is empty (0 bytes)".to_owned()),
+            frames: segments.len() * 150,
+            clock_confidence: Some(0.9),
+            session_json: "{}".to_owned(),
+            segments,
+        }
+    };
+    let run = |id: &str| sd_core::RunInfo {
+        run_id: format!("run-{id}"),
+        processed_at: "2026-12-02T04:00:00Z".to_owned(),
+    };
+    {
+        let mut ledger = state.ledger.lock().expect("ledger");
+        let rate = sd_core::Lamports(1_000_000);
+        // 2: waiting for parts; 3: processing; 4: failed (its error text stays inside);
+        // 5: done with 2 of 3 segments passed; 6: rejected.
+        ledger.note_seen(&wallet, &session(2), 1).expect("seen");
+        ledger
+            .acquire_lease(&wallet, &session(3), "w/0", 1, 60_000)
+            .expect("lease")
+            .expect("free");
+        let lease = ledger
+            .acquire_lease(&wallet, &session(4), "w/0", 1, 60_000)
+            .expect("lease")
+            .expect("free");
+        ledger
+            .record_failure(&lease, "cannot read s3://sd-raw/secret/path", 2)
+            .expect("failure");
+        let done = record(
+            &session(5),
+            SessionStatus::Accepted,
+            vec![segment(1, true), segment(2, false), segment(3, true)],
+        );
+        ledger
+            .record_session(&done, rate, &run("5").processed_at, &run("5").run_id)
+            .expect("record");
+        let rejected = record(&session(6), SessionStatus::Rejected, Vec::new());
+        ledger
+            .record_session(&rejected, rate, &run("6").processed_at, &run("6").run_id)
+            .expect("record");
+    }
+    let expect = |n: u32, state: &str| SessionStatusResponse {
+        wallet: wallet.clone(),
+        session_id: session(n),
+        state: state.to_owned(),
+        segments_passed: 0,
+        segments_failed: 0,
+        lamports_earned: 0,
+        reject: None,
+    };
+    let (status, body) = status_of(&state, &wallet, &session(2)).await;
+    assert_eq!(expect_state(status, body), expect(2, "waiting_for_parts"));
+    let (status, body) = status_of(&state, &wallet, &session(3)).await;
+    assert_eq!(expect_state(status, body), expect(3, "processing"));
+    let (status, body) = status_of(&state, &wallet, &session(4)).await;
+    assert!(!body.to_string().contains("s3://"), "{body}");
+    assert_eq!(expect_state(status, body), expect(4, "failed"));
+    let (status, body) = status_of(&state, &wallet, &session(5)).await;
+    assert_eq!(
+        expect_state(status, body),
+        SessionStatusResponse {
+            segments_passed: 2,
+            segments_failed: 1,
+            lamports_earned: 2_000_000,
+            ..expect(5, "done")
+        }
+    );
+    let (status, body) = status_of(&state, &wallet, &session(6)).await;
+    assert_eq!(
+        expect_state(status, body),
+        SessionStatusResponse {
+            reject: Some(RejectReason {
+                code: "empty_video".to_owned(),
+                message: "the video part is empty (0 bytes)".to_owned(),
+            }),
+            ..expect(6, "rejected")
+        }
+    );
+}
+
+#[tokio::test]
+async fn too_many_requests_from_a_wallet_or_an_address_are_429_with_retry_after() {
+    let two = NonZeroU32::new(2).expect("non-zero");
+    let many = NonZeroU32::new(1000).expect("non-zero");
+    let state = state_with(super::limits::RateLimits::new(two, many));
+    let key = key(7);
+    for n in 0..2 {
+        let request = signed(request(&key, &format!("nonce{n:011}abcdef")), &key);
+        assert_eq!(post(&state, &request).await.0, StatusCode::CREATED);
+    }
+    let third = signed(request(&key, "nonce99999999999x"), &key);
+    let (status, body) = post(&state, &third).await;
+    assert_eq!(
+        code(status, &body, StatusCode::TOO_MANY_REQUESTS),
+        "rate_limited"
+    );
+    // Requests that name a wallet without its signature do not use up its limit.
+    let state = state_with(super::limits::RateLimits::new(two, many));
+    for _ in 0..5 {
+        let forged = signed(request(&key, "nonce99999999999x"), &self::key(9));
+        let (status, body) = post(&state, &forged).await;
+        assert_eq!(
+            code(status, &body, StatusCode::UNAUTHORIZED),
+            "bad_signature"
+        );
+    }
+    let genuine = signed(request(&key, "nonce99999999999x"), &key);
+    assert_eq!(post(&state, &genuine).await.0, StatusCode::CREATED);
+    // Another wallet is not held back by this one.
+    let other = self::key(8);
+    let theirs = signed(request(&other, "nonce99999999999x"), &other);
+    assert_eq!(post(&state, &theirs).await.0, StatusCode::CREATED);
+
+    // Per address, on every /v1 endpoint; the answer says when to come back.
+    let state = state_with(super::limits::RateLimits::new(many, two));
+    let from = |address: [u8; 4]| {
+        let mut request = Request::get(format!(
+            "/v1/sessions/{}/session_1796183900001_ab12cd",
+            wallet_of(&key)
+        ))
+        .body(Body::empty())
+        .expect("request");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::from((
+                address, 40000,
+            ))));
+        request
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            call(&state, from([10, 0, 0, 1])).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+    let response = app(Arc::clone(&state))
+        .oneshot(from([10, 0, 0, 1]))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(
+        call(&state, from([10, 0, 0, 2])).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_page_origin_may_call_the_api_from_a_browser_and_no_other() {
+    let state = state();
+    let preflight = |origin: &str| {
+        Request::options("/v1/uploads")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let allowed = app(Arc::clone(&state))
+        .oneshot(preflight("https://drive.example.com"))
+        .await
+        .expect("response");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://drive.example.com"
+    );
+    let other = app(Arc::clone(&state))
+        .oneshot(preflight("https://evil.example.com"))
+        .await
+        .expect("response");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn not_ready_while_the_bucket_is_unreachable_and_says_no_more() {
+    // The test S3 endpoint is 127.0.0.1:9, where nothing listens.
+    let (status, body) = call(
+        &state(),
+        Request::get("/readyz")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(
+        code(status, &body, StatusCode::SERVICE_UNAVAILABLE),
+        "not_ready"
+    );
+    assert_eq!(
+        body["error"]["message"],
+        "the upload bucket is not reachable yet"
+    );
 }

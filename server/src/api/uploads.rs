@@ -4,8 +4,8 @@
 //! The request is checked field by field, in this order: JSON shape, wallet, session id, each
 //! part's content type and size, nonce, `issuedAt` (format, then within the allowed skew of the
 //! server's clock), the signature over the message rebuilt here from those fields (never a message
-//! the client sends), and last the nonce's single use in the ledger, so that a request that fails
-//! any other check does not spend its nonce.
+//! the client sends), the wallet's rate limit (signed requests only), and last the nonce's single
+//! use in the ledger, so that a request that fails any other check does not spend its nonce.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -206,6 +206,10 @@ pub async fn create_uploads(
         ));
     }
     verify_signature(&wallet, &request)?;
+    // Only signed requests count against the wallet's limit: anyone can name a wallet, and
+    // unsigned requests naming it must not use up its owner's uploads (the per-address limit
+    // holds those back).
+    state.limits.check_wallet(wallet.as_str())?;
 
     // Kept until a request with this nonce would be stale anyway.
     let now_ms = epoch_ms(now);
