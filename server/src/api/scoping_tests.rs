@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use ed25519_dalek::{Signer as _, SigningKey};
-use http_body_util::BodyExt as _;
-use tower::ServiceExt as _;
 
 use super::limits::RateLimits;
+use super::tests::send;
 use super::uploads::{signed_message, PartRequest, Parts, UploadRequest, UploadResponse};
-use super::{app, ApiConfig, AppState};
+use super::{ApiConfig, AppState};
 
 const ACCESS_KEY: &str = "scoping";
 const SECRET_KEY: &str = "scoping-secret";
@@ -103,23 +102,10 @@ async fn urls(state: &Arc<AppState>, nonce: &str, sizes: [u64; 5]) -> UploadResp
     };
     let signature = key.sign(signed_message(&request).as_bytes());
     request.signature = bs58::encode(signature.to_bytes()).into_string();
-    let response = app(Arc::clone(state))
-        .oneshot(
-            Request::post("/v1/uploads")
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&request).expect("json")))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    serde_json::from_slice(&bytes).expect("upload response")
+    let body = serde_json::to_vec(&request).expect("json");
+    let (status, body) = send(state, Body::from(body), "application/json").await;
+    assert_eq!(status, StatusCode::CREATED, "{body:#}");
+    serde_json::from_value(body).expect("upload response")
 }
 
 /// A PUT as the browser makes it; the status S3 answers.

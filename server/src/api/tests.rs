@@ -118,7 +118,11 @@ async fn call(state: &Arc<AppState>, request: Request<Body>) -> (StatusCode, Val
     (status, value)
 }
 
-async fn send(state: &Arc<AppState>, body: Body, content_type: &str) -> (StatusCode, Value) {
+pub(super) async fn send(
+    state: &Arc<AppState>,
+    body: Body,
+    content_type: &str,
+) -> (StatusCode, Value) {
     let request = Request::post("/v1/uploads")
         .header("content-type", content_type)
         .body(body)
