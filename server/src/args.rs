@@ -31,6 +31,8 @@ pub enum Command {
     /// The upload API (SPEC section 9): wallet-signed requests for presigned PUT URLs into the
     /// raw bucket, each scoped to one key, one content type and one size.
     Api(ApiArgs),
+    /// Prints the upload API's OpenAPI document (JSON): what `docs/openapi.json` holds.
+    Openapi,
 }
 
 /// Where things are: the buckets and the queue.

@@ -31,6 +31,18 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        return match api::document() {
+            Ok(document) => {
+                print!("{document}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: cannot write the OpenAPI document: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("server-rt")
@@ -50,6 +62,7 @@ fn main() -> ExitCode {
             Command::Status(args) => status::run(&clients, &args).await,
             Command::Review(args) => review::run(&clients, &args).await,
             Command::Api(args) => api::serve(clients, args).await,
+            Command::Openapi => Ok(()),
         }
     });
     // A session given back at the end of the grace period may still hold a pipeline thread:

@@ -11,13 +11,12 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::error::AppError;
+use super::error::{AppError, ErrorCode};
 use super::AppState;
 
 pub struct RateLimits {
@@ -59,8 +58,7 @@ fn too_many(who: &str, not_until: &governor::NotUntil<governor::clock::QuantaIns
     let wait = not_until.wait_time_from(DefaultClock::default().now());
     let seconds = wait.as_secs() + 1;
     let mut error = AppError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ErrorCode::RateLimited,
         format!("too many requests from {who}; try again in {seconds} s"),
     );
     error.retry_after_s = Some(seconds);

@@ -7,6 +7,9 @@
 
 mod error;
 mod limits;
+mod openapi;
+#[cfg(test)]
+mod openapi_tests;
 #[cfg(test)]
 mod scoping_tests;
 mod sessions;
@@ -20,19 +23,25 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use sd_ledger::Ledger;
+use serde::{Deserialize, Serialize};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::ToSchema;
 
-use error::AppError;
+use error::{AppError, ErrorBody, ErrorCode};
+pub use openapi::document;
 
 use crate::args::ApiArgs;
 use crate::aws::Clients;
 
 /// A request body over this is refused before it is parsed (a real one is well under 2 KB).
 const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// `/readyz` answers within this, ready or not.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the API is configured with.
 #[derive(Debug, Clone)]
@@ -77,6 +86,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
         .with_state(state)
@@ -92,15 +102,35 @@ fn cors_layer(origins: &[HeaderValue]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// The body of `/healthz` and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub status: HealthStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// The process answers (`/healthz`).
+    Ok,
+    /// The ledger and the upload bucket answer (`/readyz`).
+    Ready,
+}
+
 /// Ready: the ledger answers and the raw bucket is reachable with these credentials.
-async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, AppError> {
-    let not_ready = |what: &str| {
-        AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            format!("{what} is not reachable yet"),
-        )
-    };
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready to take requests", body = Health),
+        (status = 503, description = "`not_ready`: the ledger or the upload bucket is not reachable yet", body = ErrorBody),
+    )
+)]
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, AppError> {
+    let not_ready =
+        |what: &str| AppError::new(ErrorCode::NotReady, format!("{what} is not reachable yet"));
     let ledger = Arc::clone(&state.ledger);
     let ledger_ok = tokio::task::spawn_blocking(move || {
         ledger
@@ -120,26 +150,51 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
             return Err(not_ready("the ledger"));
         }
     }
-    if let Err(err) = state
+    // A probe answers within its caller's timeout: the SDK's retries against an S3 that refuses
+    // connections would take longer than that.
+    let bucket = state
         .s3
         .head_bucket()
         .bucket(&state.config.raw_bucket)
-        .send()
-        .await
-    {
-        tracing::warn!("readiness: the raw bucket: {}", crate::aws::describe(&err));
-        return Err(not_ready("the upload bucket"));
+        .send();
+    match tokio::time::timeout(READINESS_TIMEOUT, bucket).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => {
+            tracing::warn!("readiness: the raw bucket: {}", crate::aws::describe(&err));
+            return Err(not_ready("the upload bucket"));
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the raw bucket did not answer in {READINESS_TIMEOUT:?}");
+            return Err(not_ready("the upload bucket"));
+        }
     }
-    Ok(Json(serde_json::json!({"status": "ready"})))
+    Ok(Json(Health {
+        status: HealthStatus::Ready,
+    }))
 }
 
 /// Alive: the process answers.
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "The process answers", body = Health))
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 async fn not_found() -> AppError {
-    AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    AppError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not take this method",
+    )
 }
 
 /// `scale-diffusion-server api`: serves [`app`] on `--listen` until SIGTERM or Ctrl-C, then lets

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use ed25519_dalek::{Signer as _, SigningKey};
 
 use super::limits::RateLimits;
-use super::tests::send;
+use super::tests::{call, send};
 use super::uploads::{signed_message, PartRequest, Parts, UploadRequest, UploadResponse};
 use super::{ApiConfig, AppState};
 
@@ -130,9 +130,19 @@ async fn each_url_takes_its_key_type_and_length_only_until_it_expires() {
     let address = start_s3(root.path()).await;
     let endpoint = format!("http://{address}");
     let state = state(&endpoint, Duration::from_secs(600));
+    // Ready: the ledger answers and this S3 knows the bucket and the key pair.
+    let (status, body) = call(
+        &state,
+        axum::http::Request::get("/readyz")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:#}");
+    assert_eq!(body, serde_json::json!({"status": "ready"}));
     let response = urls(&state, "scopingnonce0001", [2000, 30, 40, 50, 60]).await;
-    let video = &response.uploads["video"];
-    let meta = &response.uploads["meta"];
+    let video = &response.uploads.video;
+    let meta = &response.uploads.meta;
 
     // Another length, another type, another key: refused by S3.
     assert_eq!(
@@ -168,6 +178,6 @@ async fn each_url_takes_its_key_type_and_length_only_until_it_expires() {
     let short = self::state(&endpoint, Duration::from_secs(1));
     let response = urls(&short, "scopingnonce0002", [10, 30, 40, 50, 60]).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let late = response.uploads["video"].url.clone();
+    let late = response.uploads.video.url.clone();
     assert_eq!(put(late, "video/webm", vec![0; 10]).await, 403);
 }

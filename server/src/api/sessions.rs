@@ -10,24 +10,24 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
 use sd_core::{SessionId, SessionStatus, WalletAddress};
 use sd_ledger::IntakeState;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::error::AppError;
+use super::error::{AppError, ErrorBody, ErrorCode};
 use super::AppState;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SessionStatusResponse {
     pub wallet: String,
     pub session_id: String,
-    /// `waiting_for_parts`, `processing`, `done`, `rejected` or `failed` (retried).
-    pub state: String,
+    pub state: SessionState,
     /// Segments cut from the session (done sessions; 0 otherwise).
     pub segments_passed: u64,
+    /// Segments that failed a quality check (done sessions; 0 otherwise): not paid.
     pub segments_failed: u64,
     /// What the session's passed segments earn at the ledger's rate.
     pub lamports_earned: i64,
@@ -36,27 +36,63 @@ pub struct SessionStatusResponse {
     pub reject: Option<RejectReason>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+/// Where a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Some parts have arrived, not all five yet.
+    WaitingForParts,
+    /// All five are in; the pipeline is working on it.
+    Processing,
+    /// Processed: its segments passed and failed, and what the passed ones earn.
+    Done,
+    /// Not usable: `reject` says why. Nothing is paid.
+    Rejected,
+    /// Processing failed on our side; it is retried.
+    Failed,
+}
+
+/// Why a session was rejected: a stable code of the pipeline's and one sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RejectReason {
     pub code: String,
     pub message: String,
 }
 
+/// Where a contributor's session is. No wallet proof: see the module's documentation.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{wallet}/{sessionId}",
+    tag = "sessions",
+    params(
+        ("wallet" = String, Path, pattern = "^[1-9A-HJ-NP-Za-km-z]{32,44}$",
+            description = "The contributor's wallet (base58 ed25519 public key)"),
+        ("sessionId" = String, Path, pattern = "^session_[0-9]+_[A-Za-z0-9]+$", max_length = 96,
+            description = "`session_<epoch ms>_<letters and digits>`"),
+    ),
+    responses(
+        (status = 200, description = "Where the session is", body = SessionStatusResponse),
+        (status = 400, description = "`invalid_wallet` or `invalid_session_id`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`: no part of this session has reached the pipeline", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn session_status(
     State(state): State<Arc<AppState>>,
     Path((wallet, session)): Path<(String, String)>,
 ) -> Result<Json<SessionStatusResponse>, AppError> {
     let wallet = WalletAddress::parse(&wallet).map_err(|why| {
         AppError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_wallet",
+            ErrorCode::InvalidWallet,
             format!("wallet is not a base58 32-byte public key ({why})"),
         )
     })?;
     let session = SessionId::parse(&session).map_err(|why| {
         AppError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_session_id",
+            ErrorCode::InvalidSessionId,
             format!("sessionId is not session_<epoch ms>_<letters and digits> ({why})"),
         )
     })?;
@@ -77,25 +113,25 @@ pub async fn session_status(
     .map_err(|err| AppError::internal("the ledger thread failed", err))??;
 
     let in_flight = match intake.as_ref().map(|row| row.state) {
-        Some(IntakeState::Waiting) => Some("waiting_for_parts"),
-        Some(IntakeState::Processing) => Some("processing"),
-        Some(IntakeState::Failed) => Some("failed"),
+        Some(IntakeState::Waiting) => Some(SessionState::WaitingForParts),
+        Some(IntakeState::Processing) => Some(SessionState::Processing),
+        Some(IntakeState::Failed) => Some(SessionState::Failed),
         Some(IntakeState::Done | IntakeState::Rejected) | None => None,
     };
     let mut response = SessionStatusResponse {
         wallet: wallet.to_string(),
         session_id: session.to_string(),
-        state: String::new(),
+        state: SessionState::WaitingForParts,
         segments_passed: 0,
         segments_failed: 0,
         lamports_earned: 0,
         reject: None,
     };
     match (in_flight, record) {
-        (Some(state), _) => response.state = state.to_owned(),
+        (Some(state), _) => response.state = state,
         (None, Some(record)) => match record.status {
             SessionStatus::Accepted => {
-                response.state = "done".to_owned();
+                response.state = SessionState::Done;
                 response.segments_passed = record.valid_segments as u64;
                 response.segments_failed = (record.segments - record.valid_segments) as u64;
                 response.lamports_earned = rate
@@ -103,7 +139,7 @@ pub async fn session_status(
                     .saturating_mul(record.valid_segments as i64);
             }
             SessionStatus::Rejected => {
-                response.state = "rejected".to_owned();
+                response.state = SessionState::Rejected;
                 response.reject = Some(RejectReason {
                     code: record.reject_code.unwrap_or_default(),
                     message: record.reject_message.unwrap_or_default(),
@@ -112,8 +148,7 @@ pub async fn session_status(
         },
         (None, None) => {
             return Err(AppError::new(
-                StatusCode::NOT_FOUND,
-                "session_not_found",
+                ErrorCode::SessionNotFound,
                 "no part of this session has reached the pipeline yet",
             ))
         }

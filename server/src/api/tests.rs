@@ -13,6 +13,8 @@ use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
+use sd_core::PartKind;
+
 use super::sessions::{RejectReason, SessionStatusResponse};
 use super::uploads::{signed_message, PartRequest, Parts, UploadRequest, UploadResponse};
 use super::{app, ApiConfig, AppState};
@@ -101,13 +103,15 @@ fn signed(mut request: UploadRequest, key: &SigningKey) -> UploadRequest {
     request
 }
 
-/// One request through the router: its status and its body as JSON (`Null` if it is not).
-async fn call(state: &Arc<AppState>, request: Request<Body>) -> (StatusCode, Value) {
+/// One request through the router: its status and its body as JSON (`Null` if it is not),
+/// held to what docs/openapi.json says of it.
+pub(super) async fn call(state: &Arc<AppState>, request: Request<Body>) -> (StatusCode, Value) {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let response = app(Arc::clone(state))
         .oneshot(request)
         .await
         .expect("response");
-    let status = response.status();
+    let (status, headers) = (response.status(), response.headers().clone());
     let bytes = response
         .into_body()
         .collect()
@@ -115,6 +119,7 @@ async fn call(state: &Arc<AppState>, request: Request<Body>) -> (StatusCode, Val
         .expect("body")
         .to_bytes();
     let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    super::openapi_tests::check_response(&method, &path, status, &headers, &value);
     (status, value)
 }
 
@@ -160,15 +165,24 @@ async fn a_signed_request_gets_five_urls_each_for_one_key_type_and_length() {
     let now_ms = NOW_S * 1000;
     assert_eq!(response.expires_at, "2026-12-02T04:10:00Z");
     let expected = [
-        ("video", ".webm", "video/webm", "5123456"),
-        ("inputs", "_inputs.json", "application/json", "4100"),
-        ("camera", "_camera.json", "application/json", "18000"),
-        ("latency", "_latency.json", "application/json", "512"),
-        ("meta", "_meta.json", "application/json", "480"),
+        (PartKind::Video, ".webm", "video/webm", "5123456"),
+        (PartKind::Inputs, "_inputs.json", "application/json", "4100"),
+        (
+            PartKind::Camera,
+            "_camera.json",
+            "application/json",
+            "18000",
+        ),
+        (
+            PartKind::Latency,
+            "_latency.json",
+            "application/json",
+            "512",
+        ),
+        (PartKind::Meta, "_meta.json", "application/json", "480"),
     ];
-    assert_eq!(response.uploads.len(), 5);
-    for (name, suffix, content_type, length) in expected {
-        let upload = &response.uploads[name];
+    for (kind, suffix, content_type, length) in expected {
+        let upload = response.uploads.get(kind);
         assert_eq!(upload.key, format!("{wallet}/{now_ms}_{SESSION}{suffix}"));
         assert_eq!(upload.method, "PUT");
         assert_eq!(upload.headers["content-type"], content_type);
@@ -379,11 +393,18 @@ async fn a_nonce_is_used_once_per_wallet() {
 }
 
 #[tokio::test]
-async fn unknown_paths_answer_the_same_error_body() {
+async fn unknown_paths_and_methods_answer_the_same_error_body() {
     let state = state();
     let get = |path: &str| Request::get(path).body(Body::empty()).expect("request");
     let (status, body) = call(&state, get("/v1/nothing")).await;
     assert_eq!(code(status, &body, StatusCode::NOT_FOUND), "not_found");
+    let (status, body) = call(&state, get("/v1/sessions/only-a-wallet")).await;
+    assert_eq!(code(status, &body, StatusCode::NOT_FOUND), "not_found");
+    let (status, body) = call(&state, get("/v1/uploads")).await;
+    assert_eq!(
+        code(status, &body, StatusCode::METHOD_NOT_ALLOWED),
+        "method_not_allowed"
+    );
     let (status, body) = call(&state, get("/healthz")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"status": "ok"}));
@@ -498,7 +519,7 @@ async fn a_contributor_sees_where_each_session_is() {
     let expect = |n: u32, state: &str| SessionStatusResponse {
         wallet: wallet.clone(),
         session_id: session(n),
-        state: state.to_owned(),
+        state: serde_json::from_value(json!(state)).expect("a state's name on the wire"),
         segments_passed: 0,
         segments_failed: 0,
         lamports_earned: 0,

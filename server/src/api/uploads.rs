@@ -18,30 +18,80 @@ use axum::Json;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sd_core::{PartKind, SessionId, WalletAddress};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::error::AppError;
+use super::error::{AppError, ErrorBody, ErrorCode};
 use super::AppState;
 
 /// The request body, exactly as SPEC section 9 has it; unknown fields are refused.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UploadRequest {
+    /// The contributor's wallet: a base58 ed25519 public key (32 bytes).
+    #[schema(
+        pattern = "^[1-9A-HJ-NP-Za-km-z]{32,44}$",
+        example = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T"
+    )]
     pub wallet: String,
+    /// `session_<epoch ms>_<letters and digits>`.
+    #[schema(
+        pattern = "^session_[0-9]+_[A-Za-z0-9]+$",
+        example = "session_1796183990000_ab12cd"
+    )]
     pub session_id: String,
     pub parts: Parts,
+    /// When the request was signed, RFC 3339 UTC; within 5 minutes of the server's clock.
+    #[schema(example = "2026-12-02T04:00:00Z")]
     pub issued_at: String,
+    /// Single use per wallet.
+    #[schema(pattern = "^[A-Za-z0-9]{16,64}$", example = "a1B2c3D4e5F6g7H8")]
     pub nonce: String,
+    /// The base58 ed25519 signature of the message rebuilt from these fields (SPEC section 9):
+    /// `Scale Diffusion upload`, then `wallet: `, `session: `, `video: `, `inputs: `, `camera: `,
+    /// `latency: `, `meta: ` (the byte counts), `nonce: ` and `issued: ` lines, joined by LF, no
+    /// trailing newline, signed as raw UTF-8 bytes.
     pub signature: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The five parts of the session, with their sizes and content types.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Parts {
+    #[schema(schema_with = video_part)]
     pub video: PartRequest,
+    #[schema(schema_with = json_part)]
     pub inputs: PartRequest,
+    #[schema(schema_with = json_part)]
     pub camera: PartRequest,
+    #[schema(schema_with = json_part)]
     pub latency: PartRequest,
+    #[schema(schema_with = json_part)]
     pub meta: PartRequest,
+}
+
+/// A [`PartRequest`] whose content type is the one its part must have (the document says which).
+fn part_schema(content_type: &str) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Ref, Type};
+    AllOfBuilder::new()
+        .item(Ref::from_schema_name("PartRequest"))
+        .item(
+            ObjectBuilder::new().property(
+                "contentType",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([content_type])),
+            ),
+        )
+        .build()
+        .into()
+}
+
+fn video_part() -> utoipa::openapi::schema::Schema {
+    part_schema(content_type(PartKind::Video))
+}
+
+fn json_part() -> utoipa::openapi::schema::Schema {
+    part_schema(content_type(PartKind::Meta))
 }
 
 impl Parts {
@@ -56,27 +106,65 @@ impl Parts {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PartRequest {
+    /// The part's exact size: the PUT must send this many bytes. Capped per part (video 64 MiB,
+    /// each JSON part 1 MiB by default).
+    #[schema(example = 5123456)]
     pub bytes: u64,
+    /// `video/webm` for the video, `application/json` for the four others.
+    #[schema(example = "video/webm", value_type = String, pattern = "^(video/webm|application/json)$")]
     pub content_type: String,
 }
 
 /// `201 Created`: one presigned PUT per part.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UploadResponse {
-    pub uploads: std::collections::BTreeMap<String, PresignedUpload>,
+    pub uploads: Uploads,
+    /// When the URLs stop working (RFC 3339 UTC).
+    #[schema(example = "2026-12-02T04:10:00Z")]
     pub expires_at: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The five presigned PUTs, one per part.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Uploads {
+    pub video: PresignedUpload,
+    pub inputs: PresignedUpload,
+    pub camera: PresignedUpload,
+    pub latency: PresignedUpload,
+    pub meta: PresignedUpload,
+}
+
+impl Uploads {
+    #[cfg(test)]
+    pub fn get(&self, kind: PartKind) -> &PresignedUpload {
+        match kind {
+            PartKind::Video => &self.video,
+            PartKind::Inputs => &self.inputs,
+            PartKind::Camera => &self.camera,
+            PartKind::Latency => &self.latency,
+            PartKind::Meta => &self.meta,
+        }
+    }
+}
+
+/// One part's upload: PUT the part's bytes to `url` with exactly `headers`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PresignedUpload {
+    /// `{wallet}/{epoch ms}_{sessionId}{suffix}` in the raw bucket.
     pub key: String,
+    /// Good for this key, this content type and this length only, until `expiresAt`.
     pub url: String,
+    /// Always `PUT`.
+    #[schema(example = "PUT")]
     pub method: String,
-    /// The headers the PUT must carry as they are (both are signed into the URL).
+    /// The headers the PUT must carry as they are (`content-type` and `content-length`, both
+    /// signed into the URL).
     pub headers: std::collections::BTreeMap<String, String>,
 }
 
@@ -117,6 +205,23 @@ fn epoch_ms(time: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Five presigned PUT URLs for one session's parts, for a request signed by its wallet.
+#[utoipa::path(
+    post,
+    path = "/v1/uploads",
+    tag = "uploads",
+    request_body = UploadRequest,
+    responses(
+        (status = 201, description = "One presigned PUT per part, each good for its key, content type and length only", body = UploadResponse),
+        (status = 400, description = "`malformed_request`, `invalid_wallet`, `invalid_session_id`, `invalid_content_type`, `invalid_nonce` or `invalid_issued_at`", body = ErrorBody),
+        (status = 401, description = "`bad_signature`: the signature does not verify; `stale_request`: `issuedAt` is more than 5 minutes from the server's clock", body = ErrorBody),
+        (status = 409, description = "`nonce_reused`: this wallet used this nonce already", body = ErrorBody),
+        (status = 413, description = "`part_too_large`: a part over its cap; `body_too_large`: the request body itself", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this wallet or this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    )
+)]
 pub async fn create_uploads(
     State(state): State<Arc<AppState>>,
     body: Result<Json<UploadRequest>, JsonRejection>,
@@ -124,28 +229,28 @@ pub async fn create_uploads(
     let Json(request) = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 "the request body is too large for an upload request",
             )
         } else {
-            AppError::malformed(format!(
-                "the body is not an upload request: {}",
-                rejection.body_text()
-            ))
+            AppError::new(
+                ErrorCode::MalformedRequest,
+                format!(
+                    "the body is not an upload request: {}",
+                    rejection.body_text()
+                ),
+            )
         }
     })?;
     let wallet = WalletAddress::parse(&request.wallet).map_err(|why| {
         AppError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_wallet",
+            ErrorCode::InvalidWallet,
             format!("wallet is not a base58 32-byte public key ({why})"),
         )
     })?;
     let session = SessionId::parse(&request.session_id).map_err(|why| {
         AppError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_session_id",
+            ErrorCode::InvalidSessionId,
             format!("sessionId is not session_<epoch ms>_<letters and digits> ({why})"),
         )
     })?;
@@ -155,8 +260,7 @@ pub async fn create_uploads(
         let expected = content_type(kind);
         if part.content_type != expected {
             return Err(AppError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_content_type",
+                ErrorCode::InvalidContentType,
                 format!("the {} part is uploaded as {expected}", kind.name()),
             ));
         }
@@ -166,8 +270,7 @@ pub async fn create_uploads(
         };
         if part.bytes > cap {
             return Err(AppError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "part_too_large",
+                ErrorCode::PartTooLarge,
                 format!(
                     "the {} part is {} bytes, over its cap of {cap} bytes",
                     kind.name(),
@@ -178,15 +281,13 @@ pub async fn create_uploads(
     }
     if !nonce_is_valid(&request.nonce) {
         return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_nonce",
+            ErrorCode::InvalidNonce,
             "nonce is 16 to 64 characters of A-Z, a-z and 0-9",
         ));
     }
     let issued = humantime::parse_rfc3339(&request.issued_at).map_err(|_| {
         AppError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_issued_at",
+            ErrorCode::InvalidIssuedAt,
             "issuedAt is an RFC 3339 UTC time such as 2026-12-02T04:00:00Z",
         )
     })?;
@@ -197,8 +298,7 @@ pub async fn create_uploads(
     };
     if skew > config.max_clock_skew {
         return Err(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "stale_request",
+            ErrorCode::StaleRequest,
             format!(
                 "issuedAt is more than {} s from the server's clock; sign a new request",
                 config.max_clock_skew.as_secs()
@@ -233,16 +333,14 @@ pub async fn create_uploads(
     };
     if !fresh {
         return Err(AppError::new(
-            StatusCode::CONFLICT,
-            "nonce_reused",
+            ErrorCode::NonceReused,
             "this nonce was used already; sign a new request with a new nonce",
         ));
     }
 
     let expires = PresigningConfig::expires_in(config.url_ttl)
         .map_err(|err| AppError::internal("presigning config", err))?;
-    let mut uploads = std::collections::BTreeMap::new();
-    for kind in PartKind::ALL {
+    let presign = async |kind: PartKind| {
         let part = request.parts.get(kind);
         let key = format!("{wallet}/{now_ms}_{session}{}", kind.suffix());
         let content_length =
@@ -263,16 +361,20 @@ pub async fn create_uploads(
         ]
         .into_iter()
         .collect();
-        uploads.insert(
-            kind.name().to_owned(),
-            PresignedUpload {
-                key,
-                url: presigned.uri().to_owned(),
-                method: "PUT".to_owned(),
-                headers,
-            },
-        );
-    }
+        Ok::<_, AppError>(PresignedUpload {
+            key,
+            url: presigned.uri().to_owned(),
+            method: "PUT".to_owned(),
+            headers,
+        })
+    };
+    let uploads = Uploads {
+        video: presign(PartKind::Video).await?,
+        inputs: presign(PartKind::Inputs).await?,
+        camera: presign(PartKind::Camera).await?,
+        latency: presign(PartKind::Latency).await?,
+        meta: presign(PartKind::Meta).await?,
+    };
     let expires_at = humantime::format_rfc3339_seconds(now + config.url_ttl).to_string();
     tracing::info!(wallet = %wallet, session = %session, "upload URLs issued");
     Ok((
@@ -287,8 +389,12 @@ pub async fn create_uploads(
 /// The wallet's ed25519 signature over the message rebuilt from the request (strict
 /// verification: no malleable or small-order forms).
 fn verify_signature(wallet: &WalletAddress, request: &UploadRequest) -> Result<(), AppError> {
-    let refused =
-        || AppError::bad_signature("the signature does not verify for this wallet and request");
+    let refused = || {
+        AppError::new(
+            ErrorCode::BadSignature,
+            "the signature does not verify for this wallet and request",
+        )
+    };
     let mut bytes = [0u8; 64];
     match bs58::decode(&request.signature).onto(&mut bytes) {
         Ok(64) => {}
