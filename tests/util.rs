@@ -5,6 +5,8 @@
 //! plain `SKIPPED` line (to the real stderr, past the test harness's capture) and return early;
 //! with `SD_REQUIRE_REAL_SESSIONS=1` (CI sets it) absence is a failure instead.
 
+pub mod otlp;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -19,14 +19,10 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    let telemetry = sd_telemetry::init("warn", "scale-diffusion");
+    if telemetry.exporting() {
+        flush_on_termination(telemetry.flusher());
+    }
 
     let cli = Cli::parse();
     let result = match cli.command {
@@ -38,6 +34,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(&args),
         Command::Schema(args) => schema::run(&args),
     };
+    drop(telemetry);
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -45,5 +42,32 @@ fn main() -> ExitCode {
             // Same status clap uses for a bad invocation: the user asked for something unreadable.
             ExitCode::from(2)
         }
+    }
+}
+
+/// SIGTERM or Ctrl-C: the spans of the sessions done so far go to the collector (a bounded wait),
+/// then the process ends as the signal would have ended it. The session in flight is neither
+/// recorded nor traced, as without tracing.
+fn flush_on_termination(flusher: sd_telemetry::Flusher) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(signals) => signals,
+        Err(err) => {
+            tracing::warn!(
+                "traces: cannot listen for SIGTERM ({err}); a killed run may lose its last spans"
+            );
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("sd-signals".to_owned())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                flusher.shutdown();
+                std::process::exit(128 + signal);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!("traces: cannot start the signal thread ({err})");
     }
 }

@@ -84,7 +84,10 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
             label: &label,
             origin: &origin,
         };
-        let result = process_one(job, &mut layout, &mut ledger, !(args.quiet || args.json));
+        let span = sd_core::trace::session_span(&source.session_id, &origin);
+        let result = span
+            .in_scope(|| process_one(job, &mut layout, &mut ledger, !(args.quiet || args.json)));
+        drop(span);
         match result {
             Ok(line) => {
                 if !(args.quiet || args.json) {

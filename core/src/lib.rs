@@ -43,6 +43,7 @@ mod schema;
 mod session;
 mod splice;
 mod timeline;
+pub mod trace;
 mod video;
 
 pub use actions::{

@@ -14,6 +14,7 @@ use crate::parse::Limits;
 use crate::reject::RejectReason;
 use crate::splice::{splice, Splice};
 use crate::timeline::TimelineConfig;
+use crate::trace;
 
 /// What the pipeline made of one bundle.
 #[derive(Debug)]
@@ -67,23 +68,30 @@ pub fn analyse_bundle(
         },
     )?;
     let mut write_error: Option<FrameWriteError> = None;
-    let loaded = load_bundle_streaming(source, limits, |frame| {
-        on_frame(frame.index + 1);
-        if write_error.is_some() {
-            return;
-        }
-        let pushed = match frame.yuv420() {
-            Some(planes) => writer.push(frame.index, &planes),
-            None => Err(FrameWriteError::Encode {
-                frame: frame.index,
-                detail: "the decoder gave a picture that is not YUV 4:2:0".to_owned(),
-            }),
-        };
-        if let Err(err) = pushed {
-            write_error = Some(err);
-        }
+    let decode = trace::step_span("decode");
+    let loaded = decode.in_scope(|| {
+        load_bundle_streaming(source, limits, |frame| {
+            on_frame(frame.index + 1);
+            if write_error.is_some() {
+                return;
+            }
+            let pushed = match frame.yuv420() {
+                Some(planes) => writer.push(frame.index, &planes),
+                None => Err(FrameWriteError::Encode {
+                    frame: frame.index,
+                    detail: "the decoder gave a picture that is not YUV 4:2:0".to_owned(),
+                }),
+            };
+            if let Err(err) = pushed {
+                write_error = Some(err);
+            }
+        })
     });
-    let finished = writer.finish();
+    let finished = decode.in_scope(|| writer.finish());
+    if let Some(video) = &loaded.video {
+        decode.record("frames", video.frame_pts_ms.len() as u64);
+    }
+    drop(decode);
     if let Some(err) = write_error {
         return Err(err);
     }
@@ -98,14 +106,27 @@ pub fn analyse_bundle(
             })
         }
     };
-    let alignment = align(&bundle, &align_config(config));
-    let spliced = splice(&alignment.frames, &config.quality.splice);
-    let context = SessionContext::new(&bundle, &alignment);
-    let verdicts = spliced
-        .segments
-        .iter()
-        .map(|segment| clean_segment(segment, &context, &config.quality))
-        .collect();
+    let alignment = {
+        let span = trace::step_span("align");
+        let alignment = span.in_scope(|| align(&bundle, &align_config(config)));
+        span.record("frames", alignment.frames.len() as u64);
+        trace::record_clock(&span, &alignment.clock);
+        alignment
+    };
+    let spliced = {
+        let span = trace::step_span("splice");
+        let spliced = span.in_scope(|| splice(&alignment.frames, &config.quality.splice));
+        span.record("segments", spliced.segments.len() as u64);
+        spliced
+    };
+    let verdicts = trace::step_span("clean").in_scope(|| {
+        let context = SessionContext::new(&bundle, &alignment);
+        spliced
+            .segments
+            .iter()
+            .map(|segment| clean_segment(segment, &context, &config.quality))
+            .collect()
+    });
     Ok(Analysis::Accepted(Box::new(AcceptedSession {
         bundle,
         alignment,

@@ -21,6 +21,7 @@ use crate::pipeline::{align_config, analyse_bundle, AcceptedSession, Analysis};
 use crate::publish::{PublishError, PublishTarget, SegmentFiles, SessionContent};
 use crate::reject::RejectReason;
 use crate::report::{render_report, thumbnail_frames, Thumbnails};
+use crate::trace;
 use crate::{bundle::LoadedBundle, config::PipelineConfig};
 
 /// What processing a session needs from the payout ledger.
@@ -108,11 +109,30 @@ pub struct SessionOutcome {
 /// Runs one session: ALIGN -> SPLICE -> CLEAN in one decode, its files assembled in the target's
 /// staging, published by the target, then recorded in the ledger. A bundle that cannot be used
 /// is an outcome (rejected, with its reason recorded), not an error.
+///
+/// Run it inside the session's [`trace::session_span`]: each step is a child span of it, and the
+/// outcome (or the error) is recorded on it.
 pub fn process_session<T: PublishTarget, L: SessionLedger>(
     job: SessionJob<'_>,
     target: &mut T,
     ledger: &mut L,
     on_frame: impl FnMut(usize),
+) -> Result<SessionOutcome, SessionError> {
+    let root = tracing::Span::current();
+    let result = run_session(job, target, ledger, on_frame, &root);
+    match &result {
+        Ok(outcome) => trace::record_outcome(&root, outcome, job.rate),
+        Err(err) => trace::record_error(&root, &err.to_string()),
+    }
+    result
+}
+
+fn run_session<T: PublishTarget, L: SessionLedger>(
+    job: SessionJob<'_>,
+    target: &mut T,
+    ledger: &mut L,
+    on_frame: impl FnMut(usize),
+    root: &tracing::Span,
 ) -> Result<SessionOutcome, SessionError> {
     let started = Instant::now();
     let SessionJob {
@@ -156,6 +176,7 @@ pub fn process_session<T: PublishTarget, L: SessionLedger>(
                 SessionId::parse(&source.session_id),
             ) {
                 (Ok(wallet), Ok(session)) => {
+                    let _publish = trace::step_span("publish").entered();
                     let assembled = staged.assemble(SessionContent {
                         wallet: &wallet,
                         session: &session,
@@ -184,9 +205,11 @@ pub fn process_session<T: PublishTarget, L: SessionLedger>(
                 session_json: String::from_utf8_lossy(&session_json).into_owned(),
                 segments: Vec::new(),
             };
-            ledger
-                .record_session(&record, rate, run)
-                .map_err(|err| SessionError::Ledger(Box::new(err)))?;
+            trace::step_span("ledger").in_scope(|| {
+                ledger
+                    .record_session(&record, rate, run)
+                    .map_err(|err| SessionError::Ledger(Box::new(err)))
+            })?;
             Ok(SessionOutcome {
                 session_id: source.session_id.clone(),
                 wallet,
@@ -206,9 +229,12 @@ pub fn process_session<T: PublishTarget, L: SessionLedger>(
             let session = *session;
             let wallet = session.bundle.wallet.clone();
             let session_id = session.bundle.session_id.clone();
-            let overrides = ledger
-                .session_overrides(&wallet, &session_id)
-                .map_err(|err| SessionError::Ledger(Box::new(err)))?;
+            trace::record_clock(root, &session.alignment.clock);
+            let overrides = trace::step_span("ledger").in_scope(|| {
+                ledger
+                    .session_overrides(&wallet, &session_id)
+                    .map_err(|err| SessionError::Ledger(Box::new(err)))
+            })?;
             let placements = place_segments(&session, &overrides);
             let files = segment_files(&session, &placements, run)?;
             let timeline = align_config(config).timeline;
@@ -218,6 +244,7 @@ pub fn process_session<T: PublishTarget, L: SessionLedger>(
             let thumbnails = thumbnails(&session_file, staged.frames_dir());
             let report_html = render_report(&session_file, &config.quality, &thumbnails);
             let publish_started = Instant::now();
+            let publish_span = trace::step_span("publish").entered();
             let assembled = staged.assemble(SessionContent {
                 wallet: &wallet,
                 session: &session_id,
@@ -230,11 +257,14 @@ pub fn process_session<T: PublishTarget, L: SessionLedger>(
             let published = target
                 .publish(assembled)
                 .map_err(|err| SessionError::Publish(Box::new(err)))?;
+            drop(publish_span);
             let publish_s = publish_started.elapsed().as_secs_f64();
             let record = accepted_record(origin, &session, &session_json);
-            let verdicts = ledger
-                .record_session(&record, rate, run)
-                .map_err(|err| SessionError::Ledger(Box::new(err)))?;
+            let verdicts = trace::step_span("ledger").in_scope(|| {
+                ledger
+                    .record_session(&record, rate, run)
+                    .map_err(|err| SessionError::Ledger(Box::new(err)))
+            })?;
             let mut placements_stale = false;
             for (segment, (verdict, placement)) in verdicts.iter().zip(&placements).enumerate() {
                 if *verdict != placement.verdict {

@@ -22,15 +22,10 @@ use clap::Parser;
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws=warn")),
-        )
-        .init();
     let cli = Cli::parse();
+    // The worker and the API stop gracefully on SIGTERM and return here: the spans are flushed
+    // when `telemetry` drops, at the end of `main`.
+    let telemetry = sd_telemetry::init("info,aws=warn", "scale-diffusion-server");
     if let Command::Openapi = cli.command {
         return match api::document() {
             Ok(document) => {
@@ -68,6 +63,7 @@ fn main() -> ExitCode {
     // A session given back at the end of the grace period may still hold a pipeline thread:
     // do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    drop(telemetry);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

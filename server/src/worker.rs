@@ -29,6 +29,7 @@ use crate::aws::{describe, Clients};
 use crate::bucket::BucketTarget;
 use crate::event::{parse_notification, SessionRef};
 use crate::fetch::{download, list_wallet, SessionParts};
+use tracing::Instrument as _;
 
 /// Test hook: with `SD_TEST_FAIL_SESSION=<session id>` set, processing that session fails with
 /// a system error every time, as a poison session's would (the fault tests drive it into the
@@ -641,11 +642,20 @@ impl Worker {
             .tempdir_in(&self.work_dir)
             .with_context(|| format!("cannot create a folder in {}", self.work_dir.display()))?;
         let renewals = self.spawn_lease_renewal(lease.clone());
-        let work = self.download_and_run(session, parts, lease, fingerprint, temp.path());
+        // One trace per session processed: fetch, then the pipeline's steps, as its children.
+        let origin = format!(
+            "s3://{}/{}/{}",
+            self.args.resources.raw_bucket, session.wallet, session.session
+        );
+        let trace = sd_core::trace::session_span(session.session.as_str(), &origin);
+        let work = self
+            .download_and_run(session, parts, lease, fingerprint, temp.path(), origin)
+            .instrument(trace.clone());
         let outcome = tokio::select! {
             outcome = work => outcome,
             () = grace_over(stop.clone(), self.args.grace) => {
                 renewals.abort();
+                trace.record("status", "given_back");
                 tracing::warn!(session = %session, "grace period over: giving the session back");
                 // The abandoned pipeline thread may still write into `temp`: the folder goes
                 // with the worker's own folder when the worker stops.
@@ -667,8 +677,9 @@ impl Worker {
         lease: &Lease,
         fingerprint: String,
         dir: &Path,
+        origin: String,
     ) -> anyhow::Result<SessionOutcome> {
-        let source = download(
+        let fetched = download(
             &self.clients.s3,
             &self.args.resources.raw_bucket,
             session,
@@ -676,15 +687,21 @@ impl Worker {
             &self.limits,
             dir,
         )
-        .await?;
+        .instrument(sd_core::trace::step_span("fetch"))
+        .await;
+        let source = match fetched {
+            Ok(source) => source,
+            Err(err) => {
+                sd_core::trace::record_error(&tracing::Span::current(), &format!("{err:#}"));
+                return Err(err);
+            }
+        };
         let worker = Arc::clone(self);
         let lease = lease.clone();
         let staging = dir.join("staging");
-        let origin = format!(
-            "s3://{}/{}/{}",
-            self.args.resources.raw_bucket, session.wallet, session.session
-        );
+        let trace = tracing::Span::current();
         let job = tokio::task::spawn_blocking(move || {
+            let _trace = trace.entered();
             let run = RunInfo {
                 run_id: format!("{}-{}", lease.holder.replace('/', "-"), now_ms()),
                 processed_at: now_rfc3339(),

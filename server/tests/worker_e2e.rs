@@ -25,9 +25,13 @@ fn two_workers_publish_what_process_publishes_and_a_second_upload_changes_nothin
 
     let ledger = dir.join("server-ledger.sqlite");
     let work = dir.join("work");
+    // Both workers trace to one collector: one trace per session processed.
+    let collector = sd_tests::otlp::Receiver::start(sd_tests::otlp::Mode::Accept);
+    let endpoint = collector.endpoint();
+    let tracing = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
     let workers = [
-        emulator.worker("worker-a", &ledger, &work, &[]),
-        emulator.worker("worker-b", &ledger, &work, &[]),
+        emulator.worker_with_env("worker-a", &ledger, &work, &[], &tracing),
+        emulator.worker_with_env("worker-b", &ledger, &work, &[], &tracing),
     ];
     let started = std::time::Instant::now();
     upload(&emulator, REAL_WALLET, &sessions);
@@ -160,6 +164,45 @@ fn two_workers_publish_what_process_publishes_and_a_second_upload_changes_nothin
         let status = worker.terminate();
         assert!(status.success(), "worker exit {status:?}; log:\n{log}");
     }
+
+    // The workers flushed their spans on SIGTERM: one trace per time a session was processed,
+    // each with its fetch and the pipeline's steps under the session's root.
+    let spans = collector.spans();
+    let roots: Vec<_> = spans
+        .iter()
+        .filter(|s| {
+            s.attribute("langsmith.span.kind") == Some("chain") && s.name.starts_with("session ")
+        })
+        .collect();
+    let mut traces = std::collections::BTreeMap::new();
+    for root in &roots {
+        assert_eq!(root.service, "scale-diffusion-server");
+        let steps: std::collections::BTreeSet<&str> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == root.span_id && s.trace_id == root.trace_id)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert!(
+            steps.contains("fetch") && steps.contains("decode") && steps.contains("ledger"),
+            "{}: {steps:?}",
+            root.name
+        );
+        let session = root.attribute("session_id").expect("session_id").to_owned();
+        *traces.entry(session).or_insert(0u64) += 1;
+    }
+    let processed: std::collections::BTreeMap<String, u64> =
+        times_processed(&ledger).into_iter().collect();
+    assert_eq!(
+        traces, processed,
+        "traces per session against times processed"
+    );
+    let trace_ids: std::collections::BTreeSet<&Vec<u8>> =
+        roots.iter().map(|r| &r.trace_id).collect();
+    assert_eq!(
+        trace_ids.len(),
+        roots.len(),
+        "each session run is its own trace"
+    );
 }
 
 /// `scale-diffusion review override SEGMENT --pass` on the local layout, in process: the ledger's

@@ -15,3 +15,4 @@ fn run(args: &[&str]) -> Output {
 mod align;
 mod process;
 mod report;
+mod traces;

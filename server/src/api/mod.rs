@@ -15,6 +15,8 @@ mod scoping_tests;
 mod sessions;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trace_tests;
 mod uploads;
 
 use std::net::SocketAddr;
@@ -88,8 +90,54 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(RequestSpan)
+                .on_response(RequestSpan),
+        )
         .layer(cors)
         .with_state(state)
+}
+
+/// A span per request (LangSmith kind `chain`), named by method and route, with its status:
+/// the route's template, never a body, a header or a query (no signature, no presigned URL).
+#[derive(Debug, Clone, Copy)]
+struct RequestSpan;
+
+impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
+        let route = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("(no route)", |path| path.as_str());
+        let name = format!("{} {route}", request.method());
+        tracing::info_span!(
+            "request",
+            otel.name = %name,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            langsmith.span.kind = "chain",
+            http.request.method = %request.method(),
+            http.route = %route,
+            url.path = %request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+        )
+    }
+}
+
+impl<B> tower_http::trace::OnResponse<B> for RequestSpan {
+    fn on_response(
+        self,
+        response: &axum::http::Response<B>,
+        _latency: Duration,
+        span: &tracing::Span,
+    ) {
+        let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
 }
 
 /// The browser calls the API from the game's page: its origins may (and only they), with the

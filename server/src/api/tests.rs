@@ -27,7 +27,7 @@ fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW_S)
 }
 
-fn state() -> Arc<AppState> {
+pub(super) fn state() -> Arc<AppState> {
     state_with(super::limits::RateLimits::new(
         NonZeroU32::new(1000).expect("non-zero"),
         NonZeroU32::new(1000).expect("non-zero"),
@@ -66,7 +66,7 @@ fn state_with(limits: super::limits::RateLimits) -> Arc<AppState> {
     })
 }
 
-fn key(seed: u8) -> SigningKey {
+pub(super) fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
 
@@ -75,7 +75,7 @@ fn wallet_of(key: &SigningKey) -> String {
 }
 
 /// A request as the page sends it, unsigned.
-fn request(key: &SigningKey, nonce: &str) -> UploadRequest {
+pub(super) fn request(key: &SigningKey, nonce: &str) -> UploadRequest {
     let part = |bytes: u64, content_type: &str| PartRequest {
         bytes,
         content_type: content_type.to_owned(),
@@ -97,7 +97,7 @@ fn request(key: &SigningKey, nonce: &str) -> UploadRequest {
 }
 
 /// Signs the request's message with `key`, as a wallet does (raw UTF-8 bytes, no prefix).
-fn signed(mut request: UploadRequest, key: &SigningKey) -> UploadRequest {
+pub(super) fn signed(mut request: UploadRequest, key: &SigningKey) -> UploadRequest {
     let signature = key.sign(signed_message(&request).as_bytes());
     request.signature = bs58::encode(signature.to_bytes()).into_string();
     request
