@@ -126,11 +126,22 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 /// The end-to-end tests are a test target of the `scale-diffusion` package, so cargo builds the
 /// binary before them and hands its path over as `CARGO_BIN_EXE_scale-diffusion`.
 pub fn run(bin: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .env("RUST_LOG", "warn")
+    let mut command = Command::new(bin);
+    command.args(args).env("RUST_LOG", "warn");
+    without_otel(&mut command)
         .output()
         .unwrap_or_else(|err| panic!("cannot run {}: {err}", bin.display()))
+}
+
+/// Clears every `OTEL_*` variable the test's own environment may hold, so that a binary under
+/// test traces only where its test says (a developer's shell may point at a real collector).
+pub fn without_otel(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 /// Stdout as text, with stderr attached to the panic message when the status is not `expected`.

@@ -46,8 +46,9 @@ fn main() -> ExitCode {
 }
 
 /// SIGTERM or Ctrl-C: the spans of the sessions done so far go to the collector (a bounded wait),
-/// then the process ends as the signal would have ended it. The session in flight is neither
-/// recorded nor traced, as without tracing.
+/// then the process ends by the signal, as it would have without tracing; a second signal ends it
+/// at once. The session in flight is not recorded; its finished steps may reach the collector
+/// without their root, which LangSmith drops.
 fn flush_on_termination(flusher: sd_telemetry::Flusher) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
@@ -62,12 +63,30 @@ fn flush_on_termination(flusher: sd_telemetry::Flusher) {
     let spawned = std::thread::Builder::new()
         .name("sd-signals".to_owned())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                flusher.shutdown();
-                std::process::exit(128 + signal);
+            let mut signals = signals.forever();
+            let Some(first) = signals.next() else {
+                return;
+            };
+            let flushing = std::thread::Builder::new()
+                .name("sd-flush".to_owned())
+                .spawn(move || {
+                    flusher.shutdown();
+                    end_by(first);
+                });
+            if flushing.is_err() {
+                end_by(first);
+            }
+            if let Some(second) = signals.next() {
+                end_by(second);
             }
         });
     if let Err(err) = spawned {
         tracing::warn!("traces: cannot start the signal thread ({err})");
     }
+}
+
+/// Ends the process as `signal`'s default action does.
+fn end_by(signal: i32) {
+    let _ = signal_hook::low_level::emulate_default_handler(signal);
+    std::process::exit(128 + signal);
 }

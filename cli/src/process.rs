@@ -84,7 +84,8 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
             label: &label,
             origin: &origin,
         };
-        let span = sd_core::trace::session_span(&source.session_id, &origin);
+        let span =
+            sd_core::trace::session_span(&source.session_id, source.key_wallet.as_deref(), &origin);
         let result = span
             .in_scope(|| process_one(job, &mut layout, &mut ledger, !(args.quiet || args.json)));
         drop(span);

@@ -14,13 +14,13 @@ use crate::clock::ClockEstimate;
 use crate::ledger::Lamports;
 use crate::session::SessionOutcome;
 
-/// The root span of one session's trace (LangSmith kind `chain`), named after the session.
-/// Enter it around everything done for the session; [`crate::process_session`] records its
-/// outcome on it.
-pub fn session_span(session_id: &str, origin: &str) -> Span {
+/// The root span of one session's trace (LangSmith kind `chain`), named after the session, with
+/// its wallet when the runner knows it (the storage key's). Enter it around everything done for
+/// the session; [`crate::process_session`] records its outcome on it.
+pub fn session_span(session_id: &str, wallet: Option<&str>, origin: &str) -> Span {
     let name = format!("session {session_id}");
     let input = serde_json::json!({"sessionId": session_id, "source": origin}).to_string();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         target: "sd_core::trace",
         "session",
         otel.name = %name,
@@ -43,12 +43,21 @@ pub fn session_span(session_id: &str, origin: &str) -> Span {
         failed_checks = Empty,
         reject.code = Empty,
         lamports.earned = Empty,
-    )
+    );
+    if let Some(wallet) = wallet {
+        span.record("wallet", wallet);
+        span.record("langsmith.metadata.wallet", wallet);
+    }
+    span
 }
 
 /// One step of a session (LangSmith kind `tool`): `fetch`, `decode`, `align`, `splice`,
-/// `clean`, `publish`, `ledger`. A child of the current span.
+/// `clean`, `publish`, `ledger`. A child of the current span; none outside a span (a step run on
+/// its own, as `report` runs the analysis, is no trace of its own).
 pub fn step_span(step: &'static str) -> Span {
+    if Span::current().is_none() {
+        return Span::none();
+    }
     tracing::info_span!(
         target: "sd_core::trace",
         "step",

@@ -637,17 +637,31 @@ impl Worker {
                 anyhow::anyhow!("{FAIL_SESSION_ENV}: failing this session as asked").into(),
             );
         }
-        let temp = tempfile::Builder::new()
-            .prefix("session-")
-            .tempdir_in(&self.work_dir)
-            .with_context(|| format!("cannot create a folder in {}", self.work_dir.display()))?;
-        let renewals = self.spawn_lease_renewal(lease.clone());
         // One trace per session processed: fetch, then the pipeline's steps, as its children.
         let origin = format!(
             "s3://{}/{}/{}",
             self.args.resources.raw_bucket, session.wallet, session.session
         );
-        let trace = sd_core::trace::session_span(session.session.as_str(), &origin);
+        let trace = sd_core::trace::session_span(
+            session.session.as_str(),
+            Some(session.wallet.as_str()),
+            &origin,
+        );
+        let temp = match tempfile::Builder::new()
+            .prefix("session-")
+            .tempdir_in(&self.work_dir)
+        {
+            Ok(temp) => temp,
+            Err(err) => {
+                let text = format!(
+                    "cannot create a folder in {}: {err}",
+                    self.work_dir.display()
+                );
+                sd_core::trace::record_error(&trace, &text);
+                return Err(anyhow::anyhow!(text).into());
+            }
+        };
+        let renewals = self.spawn_lease_renewal(lease.clone());
         let work = self
             .download_and_run(session, parts, lease, fingerprint, temp.path(), origin)
             .instrument(trace.clone());
@@ -744,7 +758,11 @@ impl Worker {
         match job.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(err)) => Err(anyhow::Error::new(err)),
-            Err(join) => Err(anyhow::anyhow!("the pipeline thread failed: {join}")),
+            Err(join) => {
+                let text = format!("the pipeline thread failed: {join}");
+                sd_core::trace::record_error(&tracing::Span::current(), &text);
+                Err(anyhow::anyhow!(text))
+            }
         }
     }
 

@@ -13,6 +13,7 @@
 //! queue that a background thread exports (a full queue drops spans, counted and logged once, and
 //! their total logged at exit); the flush at exit waits [`EXIT_FLUSH`] at most.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -48,6 +49,7 @@ const TRACED_CRATES: [&str; 4] = [
 #[derive(Debug)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    flusher: Flusher,
 }
 
 impl Telemetry {
@@ -58,9 +60,7 @@ impl Telemetry {
 
     /// A handle that flushes the same exporter, for a signal handler.
     pub fn flusher(&self) -> Flusher {
-        Flusher {
-            provider: self.provider.clone(),
-        }
+        self.flusher.clone()
     }
 }
 
@@ -74,15 +74,22 @@ impl Drop for Telemetry {
 #[derive(Debug, Clone)]
 pub struct Flusher {
     provider: Option<SdkTracerProvider>,
+    /// Held while flushing: a second caller (a signal during the exit flush) waits for the first
+    /// instead of finding the exporter stopped and leaving at once.
+    flushing: Arc<Mutex<()>>,
 }
 
 impl Flusher {
-    /// Exports what is queued and stops the exporter, waiting [`EXIT_FLUSH`] at most. Spans
-    /// ended after this are dropped.
+    /// Exports what is queued and stops the exporter, waiting [`EXIT_FLUSH`] at most (a caller
+    /// that comes while another flushes waits for it). Spans ended after this are dropped.
     pub fn shutdown(&self) {
         let Some(provider) = &self.provider else {
             return;
         };
+        let _flushing = self
+            .flushing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match provider.shutdown_with_timeout(EXIT_FLUSH) {
             Ok(()) => {}
             // Already stopped by an earlier call (a signal, then the drop).
@@ -106,11 +113,7 @@ pub fn init(default_log: &str, service: &'static str) -> Telemetry {
         .unwrap_or_else(|_| EnvFilter::new(default_log))
         // A session's error is also an `exception` event on its span: the binaries print the
         // error themselves, so the event is not logged twice.
-        .add_directive(
-            "sd_core::trace=off"
-                .parse()
-                .unwrap_or_else(|_| LevelFilter::OFF.into()),
-        );
+        .add_directive("sd_core::trace=off".parse().expect("a static directive"));
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -136,10 +139,13 @@ pub fn init(default_log: &str, service: &'static str) -> Telemetry {
         .with(traces)
         .try_init();
     if let Some(problem) = problem {
-        tracing::warn!("traces are off: {problem}");
         eprintln!("warning: traces are off: {problem}");
     }
-    Telemetry { provider }
+    let flusher = Flusher {
+        provider: provider.clone(),
+        flushing: Arc::new(Mutex::new(())),
+    };
+    Telemetry { provider, flusher }
 }
 
 /// Spans of [`TRACED_CRATES`] into `tracer`: an error event (`error = ...`, no message) becomes
@@ -196,10 +202,24 @@ fn build_provider(service: &'static str, timeout: Duration) -> Result<SdkTracerP
         .with_protocol(Protocol::HttpBinary)
         .with_timeout(timeout)
         .build()
-        .map_err(|err| format!("cannot set up the OTLP exporter: {err}"))?;
+        .map_err(|err| {
+            // The SDK's text may quote the endpoint, credentials and all.
+            let text = err.to_string();
+            let text = match raw_endpoint() {
+                Some(raw) if !raw.is_empty() => text.replace(&raw, &endpoint_for_logs()),
+                _ => text,
+            };
+            format!("cannot set up the OTLP exporter: {text}")
+        })?;
     let exporter = report::Reporting::new(exporter, endpoint_for_logs());
     let mut resource = Resource::builder();
-    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|attributes| {
+            attributes
+                .split(',')
+                .any(|pair| pair.trim_start().starts_with("service.name="))
+        });
+    if !named {
         resource = resource.with_service_name(service);
     }
     Ok(SdkTracerProvider::builder()
@@ -208,20 +228,35 @@ fn build_provider(service: &'static str, timeout: Duration) -> Result<SdkTracerP
         .build())
 }
 
-/// Where the spans go, as the log names it: the standard variables' endpoint without its
-/// userinfo or query (no credential in a log line).
+/// Where the spans go, as the log names it (see [`redacted`]).
 fn endpoint_for_logs() -> String {
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        .unwrap_or_default();
+    redacted(&raw_endpoint().unwrap_or_default())
+}
+
+/// An endpoint without its userinfo, query or fragment: no credential in a log line.
+fn redacted(endpoint: &str) -> String {
     let without_query = endpoint.split(['?', '#']).next().unwrap_or_default();
     match without_query.split_once("://") {
         Some((scheme, rest)) => {
-            let host_and_path = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
-            format!("{scheme}://{host_and_path}")
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            if path.is_empty() && !rest.contains('/') {
+                format!("{scheme}://{host}")
+            } else {
+                format!("{scheme}://{host}/{path}")
+            }
         }
         None => without_query.to_owned(),
     }
+}
+
+/// The endpoint variable as it is set.
+fn raw_endpoint() -> Option<String> {
+    std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .ok()
 }
 
 #[cfg(test)]
@@ -252,7 +287,7 @@ mod tests {
             .build();
         let subscriber = tracing_subscriber::registry().with(traces_layer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, || {
-            let root = sd_core::trace::session_span("session_1_a", "/raw");
+            let root = sd_core::trace::session_span("session_1_a", Some("w"), "/raw");
             root.in_scope(|| {
                 let _step = sd_core::trace::step_span("publish").entered();
             });
@@ -319,6 +354,19 @@ mod tests {
                 Settings::Off
             );
         }
+    }
+
+    #[test]
+    fn logged_endpoints_carry_no_credentials() {
+        assert_eq!(
+            redacted("https://user:secret@api.smith.langchain.com/otel?key=abc"),
+            "https://api.smith.langchain.com/otel"
+        );
+        assert_eq!(redacted("http://127.0.0.1:4318"), "http://127.0.0.1:4318");
+        assert_eq!(redacted("http://127.0.0.1:4318/"), "http://127.0.0.1:4318/");
+        // An `@` in the path is not userinfo.
+        assert_eq!(redacted("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redacted("not a url?token=x"), "not a url");
     }
 
     #[test]

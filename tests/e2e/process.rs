@@ -12,14 +12,14 @@ use serde_json::Value;
 use crate::run;
 
 /// Output folders of one test: clean layout, review area, ledger.
-struct Outputs {
+pub(crate) struct Outputs {
     clean: PathBuf,
     review: PathBuf,
     ledger: PathBuf,
 }
 
 impl Outputs {
-    fn in_dir(dir: &Dir) -> Self {
+    pub(crate) fn in_dir(dir: &Dir) -> Self {
         let out = dir.path().join("out");
         Self {
             clean: out.join("clean"),
@@ -28,7 +28,7 @@ impl Outputs {
         }
     }
 
-    fn layout_args(&self) -> Vec<String> {
+    pub(crate) fn layout_args(&self) -> Vec<String> {
         vec![
             "--out".into(),
             self.clean.display().to_string(),

@@ -13,28 +13,20 @@ use sd_tests::otlp::{down_endpoint, Mode, ReceivedSpan, Receiver};
 use sd_tests::{real_sessions, report_figure, stdout_with_status, Dir, REAL_WALLET};
 use serde_json::Value;
 
+use crate::process::Outputs;
+
 const API_KEY: &str = "lsv2_test_key_0123456789";
 
-/// `process RAW` into `dir/out`, with `env` set and every other OTEL variable cleared.
+/// `process RAW --quiet` into `dir`'s outputs, with `env` set and every other OTEL variable
+/// cleared.
 fn process(dir: &Dir, raw: &Path, env: &[(&str, &str)]) -> Output {
-    let out = dir.path().join("out");
     let mut command = Command::new(env!("CARGO_BIN_EXE_scale-diffusion"));
     command
         .arg("process")
         .arg(raw)
-        .arg("--out")
-        .arg(out.join("clean"))
-        .arg("--review")
-        .arg(out.join("review"))
-        .arg("--ledger")
-        .arg(out.join("ledger.sqlite"))
+        .args(Outputs::in_dir(dir).layout_args())
         .arg("--quiet");
-    for (name, _) in std::env::vars() {
-        if name.starts_with("OTEL_") {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().copied());
+    sd_tests::without_otel(&mut command).envs(env.iter().copied());
     command.output().expect("run scale-diffusion")
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// What went wrong, as a stable snake_case code; the response's status follows from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, strum::EnumIter)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: the body is not JSON, not the request's shape, or a field is missing or unknown.
@@ -50,27 +50,6 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    #[cfg(test)]
-    pub const ALL: [ErrorCode; 17] = [
-        Self::MalformedRequest,
-        Self::InvalidWallet,
-        Self::InvalidSessionId,
-        Self::InvalidContentType,
-        Self::InvalidNonce,
-        Self::InvalidIssuedAt,
-        Self::BadSignature,
-        Self::StaleRequest,
-        Self::NotFound,
-        Self::SessionNotFound,
-        Self::MethodNotAllowed,
-        Self::NonceReused,
-        Self::PartTooLarge,
-        Self::BodyTooLarge,
-        Self::RateLimited,
-        Self::InternalError,
-        Self::NotReady,
-    ];
-
     pub fn status(self) -> StatusCode {
         match self {
             Self::MalformedRequest

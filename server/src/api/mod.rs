@@ -93,7 +93,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(RequestSpan)
-                .on_response(RequestSpan),
+                .on_response(RequestSpan)
+                // A 5xx is logged once, by `AppError::internal`.
+                .on_failure(()),
         )
         .layer(cors)
         .with_state(state)
@@ -101,6 +103,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 /// A span per request (LangSmith kind `chain`), named by method and route, with its status:
 /// the route's template, never a body, a header or a query (no signature, no presigned URL).
+/// Health probes (every few seconds from a load balancer) are not traced.
 #[derive(Debug, Clone, Copy)]
 struct RequestSpan;
 
@@ -110,6 +113,9 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
             .extensions()
             .get::<axum::extract::MatchedPath>()
             .map_or("(no route)", |path| path.as_str());
+        if matches!(route, "/healthz" | "/readyz") {
+            return tracing::Span::none();
+        }
         let name = format!("{} {route}", request.method());
         tracing::info_span!(
             "request",
@@ -231,6 +237,26 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, AppE
 async fn healthz() -> Json<Health> {
     Json(Health {
         status: HealthStatus::Ok,
+    })
+}
+
+/// A wallet from a request: 400 `invalid_wallet` unless it is a base58 32-byte key.
+fn parse_wallet(text: &str) -> Result<sd_core::WalletAddress, AppError> {
+    sd_core::WalletAddress::parse(text).map_err(|why| {
+        AppError::new(
+            ErrorCode::InvalidWallet,
+            format!("wallet is not a base58 32-byte public key ({why})"),
+        )
+    })
+}
+
+/// A session id from a request: 400 `invalid_session_id` unless it is `session_<ms>_<alnum>`.
+fn parse_session_id(text: &str) -> Result<sd_core::SessionId, AppError> {
+    sd_core::SessionId::parse(text).map_err(|why| {
+        AppError::new(
+            ErrorCode::InvalidSessionId,
+            format!("sessionId is not session_<epoch ms>_<letters and digits> ({why})"),
+        )
     })
 }
 

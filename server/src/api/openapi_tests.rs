@@ -161,7 +161,7 @@ fn every_error_code_is_documented_with_its_status() {
     let global = document["info"]["description"]
         .as_str()
         .expect("description");
-    for code in ErrorCode::ALL {
+    for code in <ErrorCode as strum::IntoEnumIterator>::iter() {
         let name = serde_json::to_value(code).expect("code");
         let name = name.as_str().expect("a string");
         let quoted = format!("`{name}`");

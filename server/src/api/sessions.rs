@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use sd_core::{SessionId, SessionStatus, WalletAddress};
+use sd_core::SessionStatus;
 use sd_ledger::IntakeState;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -84,18 +84,8 @@ pub async fn session_status(
     State(state): State<Arc<AppState>>,
     Path((wallet, session)): Path<(String, String)>,
 ) -> Result<Json<SessionStatusResponse>, AppError> {
-    let wallet = WalletAddress::parse(&wallet).map_err(|why| {
-        AppError::new(
-            ErrorCode::InvalidWallet,
-            format!("wallet is not a base58 32-byte public key ({why})"),
-        )
-    })?;
-    let session = SessionId::parse(&session).map_err(|why| {
-        AppError::new(
-            ErrorCode::InvalidSessionId,
-            format!("sessionId is not session_<epoch ms>_<letters and digits> ({why})"),
-        )
-    })?;
+    let wallet = super::parse_wallet(&wallet)?;
+    let session = super::parse_session_id(&session)?;
     let ledger = Arc::clone(&state.ledger);
     let (w, s) = (wallet.to_string(), session.to_string());
     let (intake, record, rate) = tokio::task::spawn_blocking(move || {

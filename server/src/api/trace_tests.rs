@@ -45,12 +45,40 @@ impl<S: tracing::Subscriber> Layer<S> for Captured {
     }
 }
 
-#[tokio::test]
-async fn each_request_is_a_span_with_its_route_and_status_and_no_secret() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::registry().with(captured.clone());
-    let _default = tracing::subscriber::set_default(subscriber);
+/// Set in the child process that runs the test body alone.
+const CHILD: &str = "SD_API_TRACE_TEST_CHILD";
 
+/// The body runs in a process of its own, where its subscriber is the global one: tests running
+/// requests at the same time with no subscriber would race it for the callsites' cached interest
+/// (a scoped subscriber then misses spans now and then).
+#[test]
+fn each_request_is_a_span_with_its_route_and_status_and_no_secret() {
+    let name = "api::trace_tests::each_request_is_a_span_with_its_route_and_status_and_no_secret";
+    if std::env::var_os(CHILD).is_none() {
+        let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", name, "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the test in its own process");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    let captured = Captured::default();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(captured.clone()))
+        .expect("the only subscriber of this process");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(requests_and_their_spans(&captured));
+}
+
+async fn requests_and_their_spans(captured: &Captured) {
     let state = super::tests::state();
     let key = key(9);
     let upload = signed(request(&key, "traceNonce000001"), &key);
@@ -84,6 +112,15 @@ async fn each_request_is_a_span_with_its_route_and_status_and_no_secret() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Probes are not traced.
+    let (status, _) = call(
+        &state,
+        Request::get("/healthz")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 
     let spans = captured.0.lock().expect("lock").clone();
     let requests: Vec<&BTreeMap<String, String>> = spans

@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use ed25519_dalek::{Signature, VerifyingKey};
-use sd_core::{PartKind, SessionId, WalletAddress};
+use sd_core::{PartKind, WalletAddress};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -242,18 +242,8 @@ pub async fn create_uploads(
             )
         }
     })?;
-    let wallet = WalletAddress::parse(&request.wallet).map_err(|why| {
-        AppError::new(
-            ErrorCode::InvalidWallet,
-            format!("wallet is not a base58 32-byte public key ({why})"),
-        )
-    })?;
-    let session = SessionId::parse(&request.session_id).map_err(|why| {
-        AppError::new(
-            ErrorCode::InvalidSessionId,
-            format!("sessionId is not session_<epoch ms>_<letters and digits> ({why})"),
-        )
-    })?;
+    let wallet = super::parse_wallet(&request.wallet)?;
+    let session = super::parse_session_id(&request.session_id)?;
     let config = &state.config;
     for kind in PartKind::ALL {
         let part = request.parts.get(kind);

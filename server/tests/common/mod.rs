@@ -94,6 +94,7 @@ impl Emulator {
             .env("AWS_REGION", "us-east-1")
             .env_remove("AWS_PROFILE")
             .env("RUST_LOG", "info,aws=warn");
+        sd_tests::without_otel(&mut command);
         command
     }
 
