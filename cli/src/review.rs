@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sd_core::{Location, Placement, SegmentRef, Verdict};
+use sd_core::{SegmentRef, Verdict};
 use sd_ledger::Ledger;
 
 use crate::args::{OverrideArgs, ReviewCommand};
@@ -43,42 +43,26 @@ fn override_segment(args: &OverrideArgs) -> anyhow::Result<ExitCode> {
         Verdict::Fail
     };
 
-    // Refused here, before anything is recorded, when the files are not where they should be.
-    layout.published_quality(&row.key).with_context(|| {
-        format!(
-            "{} is in the ledger, but its files in {} / {} are not usable: do --out and --review \
-             name the folders `process` wrote to?",
-            row.key,
-            args.layout.out.display(),
-            args.layout.review.display()
-        )
-    })?;
-
-    let outcome = ledger.override_segment(
+    // The files are checked before anything is recorded; the desktop app makes the same call.
+    let applied = ledger.review_segment(
+        &layout,
         &row.key,
         to,
         &args.reason,
         &args.by,
         &crate::clock::now_rfc3339(),
         rate,
-    )?;
-    let location = Location::of(outcome.segment.verdict);
-    let placement = Placement {
-        segment: row.key.segment,
-        clean_passed: outcome.segment.clean_passed,
-        verdict: outcome.segment.verdict,
-        override_note: Some(outcome.recorded.clone()),
-        location,
+    );
+    let applied = match applied {
+        Ok(applied) => applied,
+        Err(err @ sd_ledger::ReviewError::Files { .. }) => anyhow::bail!(
+            "{err} (--out {}, --review {})",
+            args.layout.out.display(),
+            args.layout.review.display()
+        ),
+        Err(err) => return Err(err.into()),
     };
-    layout
-        .apply_placement(&row.key, &placement)
-        .with_context(|| {
-            format!(
-                "the override is recorded (#{}), but carrying it out on disk failed; the next \
-                 `process` run puts {} where the ledger says",
-                outcome.recorded.id, row.key
-            )
-        })?;
+    let (outcome, location) = (&applied.outcome, applied.location);
 
     let pending = sd_ledger::Payout::pending_phrase(outcome.pending.as_ref());
     crate::output::print(&format!(

@@ -41,7 +41,7 @@
 // `session_ledger` only calls `Ledger` methods).
 //
 //   error < store < verdict_rows < settings < pending < verdicts < payouts < rate < totals
-//   < record < intake < session_ledger < nonces
+//   < record < intake < session_ledger < nonces < review
 mod error;
 mod intake;
 mod nonces;
@@ -49,6 +49,7 @@ mod payouts;
 mod pending;
 mod rate;
 mod record;
+mod review;
 mod session_ledger;
 mod settings;
 mod store;
@@ -60,6 +61,7 @@ pub use error::LedgerError;
 pub use intake::{IntakeRow, IntakeState, Lease};
 pub use pending::{ItemKind, Payout, PayoutItem};
 pub use record::{RecordedSession, SessionRow};
+pub use review::{AppliedOverride, ReviewError};
 pub use store::{Ledger, SCHEMA_VERSION};
 pub use totals::WalletTotals;
 pub use verdict_rows::SegmentVerdictRow;

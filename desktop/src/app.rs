@@ -1,0 +1,1037 @@
+//! The review app's state and its one `ui` pass: the queue on the left, the frame with its actions
+//! in the middle, the timeline under it, the checks and the override on the right; the payouts on
+//! their own tab. Every ledger or file problem becomes a message in the status line, never a
+//! panic.
+
+use std::path::PathBuf;
+
+use egui::{Color32, Key, Modifiers, RichText, Sense, Stroke, TextureHandle, TextureOptions};
+use sd_core::{Location, OutputLayout, SegmentKey, SessionStatus, Verdict};
+use sd_ledger::{Ledger, Payout};
+
+use crate::catalog::{Catalog, Filter};
+use crate::frames::FrameLoader;
+use crate::segment::SegmentData;
+
+/// Where the app reads and writes: the layout `process` wrote and its ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    pub clean: PathBuf,
+    pub review: PathBuf,
+    pub ledger: PathBuf,
+}
+
+impl Sources {
+    /// What `./run.sh` writes, relative to `base`.
+    pub fn embedded_default(base: &std::path::Path) -> Self {
+        let out = base.join("out");
+        Self {
+            clean: out.join("clean"),
+            review: out.join("review"),
+            ledger: out.join("ledger.sqlite"),
+        }
+    }
+
+    /// `process` keeps its work folder beside the clean layout.
+    fn work(&self) -> PathBuf {
+        self.clean
+            .parent()
+            .map_or_else(|| PathBuf::from(".sd-work"), |p| p.join(".sd-work"))
+    }
+}
+
+/// What a reviewer does, whichever key or button asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    PlayPause,
+    NextFrame,
+    PreviousFrame,
+    SecondForward,
+    SecondBack,
+    NextSegment,
+    Pass,
+    Fail,
+    Help,
+}
+
+/// One key binding: the help overlay is drawn from this table, and input is read from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding {
+    pub key: Key,
+    pub shift: bool,
+    pub action: Action,
+    pub what: &'static str,
+}
+
+pub const BINDINGS: &[Binding] = &[
+    Binding {
+        key: Key::Space,
+        shift: false,
+        action: Action::PlayPause,
+        what: "play / pause at real timing",
+    },
+    Binding {
+        key: Key::ArrowRight,
+        shift: false,
+        action: Action::NextFrame,
+        what: "next frame",
+    },
+    Binding {
+        key: Key::ArrowLeft,
+        shift: false,
+        action: Action::PreviousFrame,
+        what: "previous frame",
+    },
+    Binding {
+        key: Key::ArrowRight,
+        shift: true,
+        action: Action::SecondForward,
+        what: "one second forward",
+    },
+    Binding {
+        key: Key::ArrowLeft,
+        shift: true,
+        action: Action::SecondBack,
+        what: "one second back",
+    },
+    Binding {
+        key: Key::N,
+        shift: false,
+        action: Action::NextSegment,
+        what: "next segment in the queue",
+    },
+    Binding {
+        key: Key::P,
+        shift: false,
+        action: Action::Pass,
+        what: "pass the segment (with the reason below)",
+    },
+    Binding {
+        key: Key::F,
+        shift: false,
+        action: Action::Fail,
+        what: "fail the segment (with the reason below)",
+    },
+    Binding {
+        key: Key::H,
+        shift: false,
+        action: Action::Help,
+        what: "this help",
+    },
+];
+
+/// Why a reviewer overrode CLEAN: a code, and free text with it.
+pub const REASON_CODES: &[&str] = &[
+    "labels_checked",
+    "check_too_strict",
+    "check_missed_defect",
+    "video_unusable",
+    "actions_wrong",
+    "other",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Review,
+    Payouts,
+}
+
+/// A line in the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub error: bool,
+    pub text: String,
+}
+
+/// The open segment and where its playhead is.
+#[derive(Debug)]
+pub struct SegmentView {
+    pub data: SegmentData,
+    /// Frame times from the segment's first frame (ms).
+    pub times: Vec<f64>,
+    /// Index into `data.frames`.
+    pub frame: usize,
+    /// Playing since (UI time s, segment time ms then).
+    playing: Option<(f64, f64)>,
+}
+
+impl SegmentView {
+    fn new(data: SegmentData) -> Self {
+        let times = data.times_ms();
+        Self {
+            data,
+            times,
+            frame: 0,
+            playing: None,
+        }
+    }
+
+    pub fn is_playing(&self) -> bool {
+        self.playing.is_some()
+    }
+
+    fn time(&self) -> f64 {
+        self.times.get(self.frame).copied().unwrap_or(0.0)
+    }
+
+    fn seek_time(&mut self, t_ms: f64) {
+        self.frame = self.data.frame_at(&self.times, t_ms);
+    }
+
+    fn step(&mut self, by: isize) {
+        let last = self.times.len().saturating_sub(1);
+        self.frame = self.frame.saturating_add_signed(by).min(last);
+    }
+}
+
+/// The app. Tests build it with [`ReviewApp::open`] and drive it through `egui_kittest`.
+pub struct ReviewApp {
+    pub sources: Sources,
+    layout: Option<OutputLayout>,
+    ledger: Option<Ledger>,
+    pub catalog: Catalog,
+    pub filter: Filter,
+    pub selected: Option<SegmentKey>,
+    pub segment: Option<SegmentView>,
+    loader: Option<FrameLoader>,
+    texture: Option<(TextureHandle, PathBuf)>,
+    pub reviewer: String,
+    pub reason_code: Option<&'static str>,
+    pub reason_text: String,
+    pub messages: Vec<Message>,
+    pub show_help: bool,
+    pub tab: Tab,
+    pub payouts: Vec<Payout>,
+    /// Transfer signatures typed per payout id, before `mark paid`.
+    pub signatures: std::collections::BTreeMap<i64, String>,
+}
+
+impl std::fmt::Debug for ReviewApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReviewApp")
+            .field("sources", &self.sources)
+            .field("selected", &self.selected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReviewApp {
+    /// Opens the layout and the ledger; what cannot be opened is said in the status line and
+    /// the app still starts (empty).
+    pub fn open(sources: Sources, reviewer: String, ctx: &egui::Context) -> Self {
+        let mut app = Self {
+            layout: None,
+            ledger: None,
+            catalog: Catalog::default(),
+            filter: Filter::default(),
+            selected: None,
+            segment: None,
+            loader: None,
+            texture: None,
+            reviewer,
+            reason_code: None,
+            reason_text: String::new(),
+            messages: Vec::new(),
+            show_help: false,
+            tab: Tab::Review,
+            payouts: Vec::new(),
+            signatures: std::collections::BTreeMap::new(),
+            sources,
+        };
+        let wake = {
+            let ctx = ctx.clone();
+            move || ctx.request_repaint()
+        };
+        match FrameLoader::start(96, wake) {
+            Ok(loader) => app.loader = Some(loader),
+            Err(err) => app.error(format!("cannot start the frame loader thread: {err}")),
+        }
+        if !app.sources.ledger.is_file() {
+            app.error(format!(
+                "no ledger at {} (run ./run.sh or `scale-diffusion process` first, or pass --ledger)",
+                app.sources.ledger.display()
+            ));
+            return app;
+        }
+        match Ledger::open(&app.sources.ledger) {
+            Ok(ledger) => app.ledger = Some(ledger),
+            Err(err) => app.error(format!(
+                "cannot open the ledger {}: {err}",
+                app.sources.ledger.display()
+            )),
+        }
+        match OutputLayout::open(&app.sources.clean, &app.sources.review, &app.sources.work()) {
+            Ok(layout) => app.layout = Some(layout),
+            Err(err) => app.error(format!("cannot open the output folders: {err}")),
+        }
+        app.reload();
+        app
+    }
+
+    /// Whether the open segment's current frame is on screen (tests wait for it).
+    pub fn frame_shown(&self) -> bool {
+        let Some(view) = &self.segment else {
+            return true;
+        };
+        let path = view.data.frame_path(view.frame);
+        self.texture
+            .as_ref()
+            .is_some_and(|(_, shown)| Some(shown) == path.as_ref())
+    }
+
+    fn error(&mut self, text: String) {
+        tracing::warn!("{text}");
+        self.messages.push(Message { error: true, text });
+    }
+
+    fn info(&mut self, text: String) {
+        self.messages.push(Message { error: false, text });
+    }
+
+    /// Reads the queue and the payouts again (after a change, or on request).
+    pub fn reload(&mut self) {
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        let loaded = Catalog::load(ledger).and_then(|catalog| Ok((catalog, ledger.payouts(None)?)));
+        match loaded {
+            Ok((catalog, payouts)) => {
+                self.catalog = catalog;
+                self.payouts = payouts;
+            }
+            Err(err) => self.error(format!("cannot read the ledger: {err}")),
+        }
+    }
+
+    /// Opens segment `key` at its first frame.
+    pub fn select(&mut self, key: SegmentKey) {
+        let Some(layout) = &self.layout else {
+            self.error("the output folders are not open".to_owned());
+            return;
+        };
+        match SegmentData::load(layout, &key) {
+            Ok(data) => self.segment = Some(SegmentView::new(data)),
+            Err(err) => {
+                self.segment = None;
+                self.error(err);
+            }
+        }
+        self.selected = Some(key);
+    }
+
+    pub fn act(&mut self, action: Action, now_s: f64) {
+        match action {
+            Action::Help => self.show_help = !self.show_help,
+            Action::NextSegment => {
+                if let Some(next) = self
+                    .catalog
+                    .next_after(self.selected.as_ref(), &self.filter)
+                {
+                    self.select(next);
+                } else {
+                    self.info("the end of the queue".to_owned());
+                }
+            }
+            Action::Pass => self.decide(Verdict::Pass),
+            Action::Fail => self.decide(Verdict::Fail),
+            Action::PlayPause => {
+                if let Some(view) = &mut self.segment {
+                    view.playing = match view.playing {
+                        Some(_) => None,
+                        None => {
+                            if view.frame + 1 >= view.times.len() {
+                                view.frame = 0;
+                            }
+                            Some((now_s, view.time()))
+                        }
+                    };
+                }
+            }
+            Action::NextFrame | Action::PreviousFrame => {
+                if let Some(view) = &mut self.segment {
+                    view.playing = None;
+                    view.step(if action == Action::NextFrame { 1 } else { -1 });
+                }
+            }
+            Action::SecondForward | Action::SecondBack => {
+                if let Some(view) = &mut self.segment {
+                    view.playing = None;
+                    let by = if action == Action::SecondForward {
+                        1000.0
+                    } else {
+                        -1000.0
+                    };
+                    view.seek_time(view.time() + by);
+                }
+            }
+        }
+    }
+
+    /// A reviewer's verdict on the open segment, with the reason typed: recorded in the ledger
+    /// and carried out on disk by the same call as `scale-diffusion review override`.
+    pub fn decide(&mut self, to: Verdict) {
+        let Some(key) = self.selected.clone() else {
+            self.error("select a segment first".to_owned());
+            return;
+        };
+        let (Some(code), text) = (self.reason_code, self.reason_text.trim().to_owned()) else {
+            self.error("choose a reason code and write why, then pass or fail".to_owned());
+            return;
+        };
+        if text.is_empty() {
+            self.error("write why, then pass or fail".to_owned());
+            return;
+        }
+        let (Some(ledger), Some(layout)) = (&mut self.ledger, &self.layout) else {
+            self.error("the ledger or the output folders are not open".to_owned());
+            return;
+        };
+        let rate = match ledger.rate() {
+            Ok(Some(rate)) => rate,
+            Ok(None) => {
+                self.error("the ledger has no rate yet: process a session first".to_owned());
+                return;
+            }
+            Err(err) => {
+                self.error(format!("cannot read the ledger's rate: {err}"));
+                return;
+            }
+        };
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let reason = format!("{code}: {text}");
+        match ledger.review_segment(layout, &key, to, &reason, &self.reviewer, &now, rate) {
+            Ok(applied) => {
+                let place = match applied.location {
+                    Location::Clean => "published to the clean layout",
+                    Location::Review => "in the review area",
+                };
+                let text = format!(
+                    "{key}: {} -> {} by {} · {place} · {}",
+                    applied.outcome.recorded.from,
+                    applied.outcome.recorded.to,
+                    self.reviewer,
+                    Payout::pending_phrase(applied.outcome.pending.as_ref())
+                );
+                self.info(text);
+                self.reason_text.clear();
+                self.reload();
+                self.select(key);
+            }
+            Err(err) => self.error(err.to_string()),
+        }
+    }
+
+    pub fn approve(&mut self, wallet: &str, seen: sd_core::Lamports) {
+        let Some(ledger) = &mut self.ledger else {
+            return;
+        };
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        match ledger.approve(wallet, &self.reviewer, &now, Some(seen)) {
+            Ok(payout) => {
+                let text = format!(
+                    "payout #{} to {wallet} approved by {}: {} SOL",
+                    payout.id,
+                    self.reviewer,
+                    payout.amount_sol()
+                );
+                self.info(text);
+            }
+            Err(err) => self.error(format!("not approved: {err}")),
+        }
+        self.reload();
+    }
+
+    pub fn mark_paid(&mut self, id: i64) {
+        let signature = self.signatures.get(&id).cloned().unwrap_or_default();
+        let Some(ledger) = &mut self.ledger else {
+            return;
+        };
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        match ledger.mark_paid(id, signature.trim(), &now) {
+            Ok(payout) => {
+                self.signatures.remove(&id);
+                self.info(format!("payout #{} marked paid", payout.id));
+            }
+            Err(err) => self.error(format!("not marked paid: {err}")),
+        }
+        self.reload();
+    }
+
+    /// The keys pressed this frame, as actions (not while typing in a text box).
+    fn keyboard(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let now = ctx.input(|i| i.time);
+        // egui matches a shortcut without Shift also when Shift is held: the Shift bindings
+        // are tried first, so that Shift+Right is a second and not a frame.
+        let pressed: Vec<Action> = ctx.input_mut(|input| {
+            let shifted = BINDINGS.iter().filter(|b| b.shift);
+            let plain = BINDINGS.iter().filter(|b| !b.shift);
+            shifted
+                .chain(plain)
+                .filter(|b| {
+                    let modifiers = if b.shift {
+                        Modifiers::SHIFT
+                    } else {
+                        Modifiers::NONE
+                    };
+                    input.consume_key(modifiers, b.key)
+                })
+                .map(|b| b.action)
+                .collect()
+        });
+        for action in pressed {
+            self.act(action, now);
+        }
+    }
+
+    /// Moves the playhead while playing: the frame whose real time has come.
+    fn play(&mut self, ctx: &egui::Context) {
+        let Some(view) = &mut self.segment else {
+            return;
+        };
+        let Some((since, from_ms)) = view.playing else {
+            return;
+        };
+        let now = ctx.input(|i| i.time);
+        let t = from_ms + (now - since) * 1000.0;
+        view.seek_time(t);
+        match view.times.get(view.frame + 1) {
+            Some(next) => {
+                let wait = ((next - t) / 1000.0).clamp(0.0, 1.0);
+                ctx.request_repaint_after(std::time::Duration::from_secs_f64(wait));
+            }
+            None => view.playing = None,
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.keyboard(&ctx);
+        self.play(&ctx);
+
+        egui::Panel::top("tabs").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.tab, Tab::Review, "Review");
+                ui.selectable_value(&mut self.tab, Tab::Payouts, "Payouts");
+                ui.separator();
+                ui.label(format!("reviewer: {}", self.reviewer));
+                ui.separator();
+                ui.label(format!("ledger: {}", self.sources.ledger.display()));
+                if ui.button("Reload").clicked() {
+                    self.reload();
+                }
+                if ui.button("Help (H)").clicked() {
+                    self.show_help = !self.show_help;
+                }
+            });
+        });
+        egui::Panel::bottom("status").show(ui, |ui| {
+            match self.messages.last() {
+                Some(message) if message.error => {
+                    ui.colored_label(Color32::from_rgb(230, 90, 80), &message.text)
+                }
+                Some(message) => ui.label(&message.text),
+                None => ui.label("ready"),
+            };
+        });
+        match self.tab {
+            Tab::Review => self.review_tab(ui),
+            Tab::Payouts => {
+                egui::CentralPanel::default_margins().show(ui, |ui| self.payouts_tab(ui));
+            }
+        }
+        if self.show_help {
+            egui::Window::new("Keys")
+                .collapsible(false)
+                .show(&ctx, |ui| {
+                    egui::Grid::new("keys").striped(true).show(ui, |ui| {
+                        for binding in BINDINGS {
+                            let key = if binding.shift {
+                                format!("Shift + {}", binding.key.name())
+                            } else {
+                                binding.key.name().to_owned()
+                            };
+                            ui.monospace(key);
+                            ui.label(binding.what);
+                            ui.end_row();
+                        }
+                    });
+                });
+        }
+    }
+
+    fn review_tab(&mut self, ui: &mut egui::Ui) {
+        egui::Panel::left("queue")
+            .resizable(true)
+            .default_size(330.0)
+            .show(ui, |ui| self.queue(ui));
+        egui::Panel::right("quality")
+            .resizable(true)
+            .default_size(360.0)
+            .show(ui, |ui| self.quality(ui));
+        egui::CentralPanel::default_margins().show(ui, |ui| self.viewer(ui));
+    }
+
+    fn queue(&mut self, ui: &mut egui::Ui) {
+        let counts = self.catalog.counts();
+        ui.heading("Queue");
+        ui.label(format!(
+            "{} sessions ({} rejected) · {} segments: {} passed, {} failed, {} overridden, {} awaiting review",
+            counts.sessions,
+            counts.rejected,
+            counts.segments,
+            counts.passed,
+            counts.failed,
+            counts.overridden,
+            counts.awaiting_review
+        ));
+        ui.checkbox(&mut self.filter.failed_only, "failed only");
+        ui.checkbox(&mut self.filter.awaiting_review_only, "not yet reviewed");
+        let checks = self.catalog.failing_checks();
+        egui::ComboBox::from_label("failing check")
+            .selected_text(
+                self.filter
+                    .check
+                    .clone()
+                    .unwrap_or_else(|| "any".to_owned()),
+            )
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut self.filter.check, None, "any");
+                for check in checks {
+                    ui.selectable_value(&mut self.filter.check, Some(check.clone()), check);
+                }
+            });
+        let wallets = self.catalog.wallets();
+        egui::ComboBox::from_label("wallet")
+            .selected_text(
+                self.filter
+                    .wallet
+                    .as_deref()
+                    .map_or_else(|| "all".to_owned(), short_wallet),
+            )
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut self.filter.wallet, None, "all");
+                for wallet in wallets {
+                    let label = short_wallet(&wallet);
+                    ui.selectable_value(&mut self.filter.wallet, Some(wallet), label);
+                }
+            });
+        ui.separator();
+        let mut clicked = None;
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            let mut wallet = None;
+            for session in &self.catalog.sessions {
+                if wallet != Some(&session.wallet) {
+                    wallet = Some(&session.wallet);
+                    ui.label(RichText::new(short_wallet(&session.wallet)).strong());
+                }
+                if session.status == SessionStatus::Rejected {
+                    if self.filter.keeps_rejected(session) {
+                        let (code, message) = session.reject.clone().unwrap_or_default();
+                        ui.label(format!("  {} · rejected ({code})", session.session_id))
+                            .on_hover_text(message);
+                    }
+                    continue;
+                }
+                if session.segments.is_empty() {
+                    if self.filter.keeps_rejected(session) {
+                        ui.label(format!(
+                            "  {} · accepted, no segment cut",
+                            session.session_id
+                        ))
+                        .on_hover_text(
+                            "nothing long and continuous enough to cut (see its report)",
+                        );
+                    }
+                    continue;
+                }
+                let kept: Vec<_> = session
+                    .segments
+                    .iter()
+                    .filter(|s| self.filter.keeps(session, s))
+                    .collect();
+                if kept.is_empty() {
+                    continue;
+                }
+                ui.label(format!("  {}", session.session_id));
+                for segment in kept {
+                    let checks = if segment.failed_checks.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", segment.failed_checks.join(", "))
+                    };
+                    let text = format!(
+                        "    segment_{:03} · {}{checks}",
+                        segment.key.segment,
+                        segment.status()
+                    );
+                    let selected = self.selected.as_ref() == Some(&segment.key);
+                    let color = if segment.verdict.passed() {
+                        Color32::from_rgb(120, 200, 120)
+                    } else {
+                        Color32::from_rgb(230, 140, 90)
+                    };
+                    if ui
+                        .selectable_label(selected, RichText::new(text).color(color))
+                        .clicked()
+                    {
+                        clicked = Some(segment.key.clone());
+                    }
+                }
+            }
+        });
+        if let Some(key) = clicked {
+            self.select(key);
+        }
+    }
+
+    fn viewer(&mut self, ui: &mut egui::Ui) {
+        let Some(view) = &self.segment else {
+            ui.centered_and_justified(|ui| {
+                ui.label("Select a segment in the queue (or press N).");
+            });
+            return;
+        };
+        let path = view.data.frame_path(view.frame);
+        let neighbours: Vec<PathBuf> = (1..=3)
+            .filter_map(|d| view.data.frame_path(view.frame + d))
+            .collect();
+        let row = view.data.frames[view.frame].clone();
+        let header = format!(
+            "{} · {} · frame {} ({} of {}) · {:.3} s",
+            view.data.key,
+            match view.data.location {
+                Location::Clean => "clean",
+                Location::Review => "review",
+            },
+            row.frame,
+            view.frame + 1,
+            view.times.len(),
+            view.time() / 1000.0
+        );
+        let clock = view.data.run_clock(row.run).cloned();
+        ui.label(header);
+
+        // The frame, at full resolution when it fits, scaled down otherwise.
+        let timeline_height = 70.0;
+        let overlay_height = 64.0;
+        let available = ui.available_size() - egui::vec2(0.0, timeline_height + overlay_height);
+        if let (Some(path), Some(loader)) = (path, &mut self.loader) {
+            for next in &neighbours {
+                loader.prefetch(next);
+            }
+            match loader.get(&path) {
+                Some(Ok(frame)) => {
+                    let size = [frame.width, frame.height];
+                    let image = egui::ColorImage::from_rgba_unmultiplied(size, &frame.rgba);
+                    match &mut self.texture {
+                        Some((texture, shown)) if texture.size() == size => {
+                            if *shown != path {
+                                texture.set_partial([0, 0], image, TextureOptions::LINEAR);
+                                *shown = path.clone();
+                            }
+                        }
+                        _ => {
+                            let texture =
+                                ui.ctx()
+                                    .load_texture("frame", image, TextureOptions::LINEAR);
+                            self.texture = Some((texture, path.clone()));
+                        }
+                    }
+                    if let Some((texture, _)) = &self.texture {
+                        let [w, h] = texture.size().map(|v| v as f32);
+                        let scale = (available.x / w).min(available.y / h).clamp(0.05, 1.0);
+                        ui.image((texture.id(), egui::vec2(w * scale, h * scale)));
+                    }
+                }
+                Some(Err(err)) => {
+                    ui.colored_label(Color32::from_rgb(230, 90, 80), err);
+                }
+                None => {
+                    ui.label("loading the frame…");
+                }
+            }
+        }
+
+        // Actions beside the frame.
+        ui.horizontal(|ui| {
+            let keys = row.driving_keys.clone();
+            for (name, held) in [
+                ("W", keys.as_ref().is_some_and(|k| k.w)),
+                ("A", keys.as_ref().is_some_and(|k| k.a)),
+                ("S", keys.as_ref().is_some_and(|k| k.s)),
+                ("D", keys.as_ref().is_some_and(|k| k.d)),
+            ] {
+                key_cap(ui, name, held);
+            }
+            ui.separator();
+            match (row.mouse_dx, row.mouse_dy) {
+                (Some(dx), Some(dy)) => ui.label(format!("mouse Δ {dx:+.0}, {dy:+.0}")),
+                _ => ui.label("mouse: unknown"),
+            };
+            ui.separator();
+            if let Some(pose) = &row.pose {
+                ui.label(format!("speed {:.1}", pose.speed));
+            }
+            if let Some(controls) = &row.controls {
+                let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+                ui.label(format!(
+                    "throttle {} · brake {} · steer {}",
+                    show(controls.throttle),
+                    show(controls.brake),
+                    show(controls.steer)
+                ));
+            }
+            if let Some(keys) = &row.keys_held {
+                if !keys.is_empty() {
+                    ui.label(format!("held: {}", keys.join(" ")));
+                }
+            }
+        });
+        if let Some(clock) = clock {
+            ui.label(format!(
+                "clock run {}: offset {:.0} ms from {} (confidence {:.2})",
+                clock.run, clock.offset_ms, clock.source, clock.confidence
+            ));
+        }
+        self.timeline(ui, timeline_height);
+    }
+
+    /// Frame ticks at their real times: gaps and stalls show as space, repeated timestamps as
+    /// orange ticks. Click or drag to seek.
+    fn timeline(&mut self, ui: &mut egui::Ui, height: f32) {
+        let Some(view) = &mut self.segment else {
+            return;
+        };
+        let width = ui.available_width().max(100.0);
+        let (rect, response) =
+            ui.allocate_exact_size(egui::vec2(width, height - 20.0), Sense::click_and_drag());
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Slider, true, "timeline"));
+        let total = view.times.last().copied().unwrap_or(0.0).max(1.0);
+        let x_of = |t: f64| rect.left() + (t / total) as f32 * rect.width();
+        if let Some(pointer) = response.interact_pointer_pos() {
+            let t = f64::from((pointer.x - rect.left()) / rect.width()) * total;
+            view.playing = None;
+            view.seek_time(t);
+        }
+        let painter = ui.painter_at(rect);
+        painter.rect_filled(rect, 2.0, Color32::from_gray(30));
+        let mut previous: Option<f64> = None;
+        for t in &view.times {
+            let x = x_of(*t);
+            let repeated = previous == Some(*t);
+            let (color, top) = if repeated {
+                (Color32::from_rgb(240, 160, 60), rect.top())
+            } else {
+                (Color32::from_gray(170), rect.center().y)
+            };
+            painter.line_segment(
+                [egui::pos2(x, top), egui::pos2(x, rect.bottom())],
+                Stroke::new(1.0, color),
+            );
+            previous = Some(*t);
+        }
+        let x = x_of(view.time());
+        painter.line_segment(
+            [egui::pos2(x, rect.top()), egui::pos2(x, rect.bottom())],
+            Stroke::new(2.0, Color32::from_rgb(90, 170, 250)),
+        );
+        ui.label(format!(
+            "{:.3} s of {:.3} s · {} · speed 1×",
+            view.time() / 1000.0,
+            total / 1000.0,
+            if view.is_playing() {
+                "playing"
+            } else {
+                "paused"
+            }
+        ));
+    }
+
+    fn quality(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Quality");
+        let Some(view) = &self.segment else {
+            ui.label("no segment open");
+            return;
+        };
+        let checks = view.data.checks.clone();
+        let key = view.data.key.clone();
+        egui::Grid::new("checks").striped(true).show(ui, |ui| {
+            ui.strong("check");
+            ui.strong("value");
+            ui.strong("threshold");
+            ui.strong("");
+            ui.end_row();
+            for check in &checks {
+                ui.label(&check.check)
+                    .on_hover_text(format!("{}\n{}", check.metric, check.reason));
+                ui.monospace(format!("{:.3}", check.value));
+                let bound = check.bound.as_str().unwrap_or("");
+                ui.monospace(format!("{bound} {:.3}", check.threshold));
+                if check.passed {
+                    ui.colored_label(Color32::from_rgb(120, 200, 120), "pass");
+                } else {
+                    ui.colored_label(Color32::from_rgb(230, 140, 90), "FAIL");
+                }
+                ui.end_row();
+            }
+        });
+        for check in checks.iter().filter(|c| !c.passed) {
+            ui.label(format!("{}: {}", check.check, check.reason));
+        }
+        ui.separator();
+        ui.heading("Override");
+        egui::ComboBox::from_label("reason code")
+            .selected_text(self.reason_code.unwrap_or("choose…"))
+            .show_ui(ui, |ui| {
+                for code in REASON_CODES {
+                    ui.selectable_value(&mut self.reason_code, Some(*code), *code);
+                }
+            });
+        ui.add(
+            egui::TextEdit::multiline(&mut self.reason_text)
+                .hint_text("why (required)")
+                .desired_rows(2),
+        )
+        .widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, "reason"));
+        ui.horizontal(|ui| {
+            if ui.button("Pass (P)").clicked() {
+                self.decide(Verdict::Pass);
+            }
+            if ui.button("Fail (F)").clicked() {
+                self.decide(Verdict::Fail);
+            }
+        });
+        ui.separator();
+        ui.label(RichText::new("History").strong());
+        let history = self
+            .ledger
+            .as_ref()
+            .map(|ledger| ledger.override_history(&key));
+        match history {
+            Some(Ok(notes)) if notes.is_empty() => {
+                ui.label("no override yet");
+            }
+            Some(Ok(notes)) => {
+                for note in notes {
+                    ui.label(format!(
+                        "#{} {} -> {} by {} at {}: {}",
+                        note.id, note.from, note.to, note.by, note.at, note.reason
+                    ));
+                }
+            }
+            Some(Err(err)) => {
+                ui.colored_label(Color32::from_rgb(230, 90, 80), err.to_string());
+            }
+            None => {}
+        }
+    }
+
+    fn payouts_tab(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Payouts");
+        let awaiting = self.catalog.counts().awaiting_review;
+        if awaiting > 0 {
+            ui.label(format!(
+                "{awaiting} failed segments have not been reviewed yet."
+            ));
+        }
+        let mut approve = None;
+        let mut paid = None;
+        egui::Grid::new("payouts").striped(true).show(ui, |ui| {
+            for heading in ["#", "wallet", "segments", "SOL", "state", "approved by", ""] {
+                ui.strong(heading);
+            }
+            ui.end_row();
+            for payout in &self.payouts {
+                ui.label(payout.id.to_string());
+                ui.monospace(short_wallet(&payout.wallet));
+                ui.label(payout.items.len().to_string());
+                ui.monospace(payout.amount_sol());
+                ui.label(payout.state.as_str());
+                ui.label(payout.approved_by.clone().unwrap_or_default());
+                match payout.state.as_str() {
+                    "pending" => {
+                        if ui.button("Approve").clicked() {
+                            approve = Some((payout.wallet.clone(), payout.amount_lamports));
+                        }
+                    }
+                    "approved" => {
+                        ui.horizontal(|ui| {
+                            let signature = self.signatures.entry(payout.id).or_default();
+                            ui.add(
+                                egui::TextEdit::singleline(signature)
+                                    .hint_text("transfer signature")
+                                    .desired_width(180.0),
+                            )
+                            .widget_info(|| {
+                                egui::WidgetInfo::labeled(
+                                    egui::Role::TextInput,
+                                    true,
+                                    "transfer signature",
+                                )
+                            });
+                            if ui.button("Mark paid").clicked() {
+                                paid = Some(payout.id);
+                            }
+                        });
+                    }
+                    _ => {
+                        ui.label(
+                            payout
+                                .signature
+                                .clone()
+                                .map_or_else(String::new, |s| short_wallet(&s)),
+                        );
+                    }
+                }
+                ui.end_row();
+            }
+        });
+        if let Some((wallet, seen)) = approve {
+            self.approve(&wallet, seen);
+        }
+        if let Some(id) = paid {
+            self.mark_paid(id);
+        }
+    }
+}
+
+impl eframe::App for ReviewApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        ReviewApp::ui(self, ui);
+    }
+}
+
+fn key_cap(ui: &mut egui::Ui, name: &str, held: bool) {
+    let (fill, text) = if held {
+        (Color32::from_rgb(90, 170, 250), Color32::BLACK)
+    } else {
+        (Color32::from_gray(50), Color32::from_gray(160))
+    };
+    egui::Frame::new()
+        .fill(fill)
+        .corner_radius(4.0)
+        .inner_margin(egui::Margin::symmetric(8, 4))
+        .show(ui, |ui| {
+            ui.label(RichText::new(name).monospace().strong().color(text));
+        });
+}
+
+/// A wallet or signature shortened for a list: the first and last characters.
+fn short_wallet(text: &str) -> String {
+    if text.chars().count() <= 12 {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(6).collect();
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{head}…{tail}")
+}
