@@ -9,7 +9,7 @@ use egui::{Color32, Key, Modifiers, RichText, Sense, Stroke, TextureHandle, Text
 use sd_core::{Location, OutputLayout, SegmentKey, SessionStatus, Verdict};
 use sd_ledger::{Ledger, Payout};
 
-use crate::catalog::{Catalog, Filter};
+use crate::catalog::{Catalog, Filter, ReviewState as _};
 use crate::frames::FrameLoader;
 use crate::segment::SegmentData;
 

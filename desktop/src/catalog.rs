@@ -1,42 +1,23 @@
 //! The review queue: wallets -> sessions -> segments, as the ledger has them, with the filters a
 //! reviewer narrows it by. Built from ledger rows only (pure: no files, no UI).
 
-use sd_core::{SegmentKey, SessionStatus, Verdict};
+use sd_core::{SegmentKey, SessionStatus};
 use sd_ledger::{Ledger, LedgerError, SegmentVerdictRow, SessionRow};
 
-/// One segment in the queue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SegmentEntry {
-    pub key: SegmentKey,
-    pub frames: usize,
-    pub start_pts_ms: f64,
-    pub end_pts_ms: f64,
-    /// CLEAN's verdict.
-    pub clean_passed: bool,
-    pub failed_checks: Vec<String>,
-    /// The verdict that counts.
-    pub verdict: Verdict,
-    /// A reviewer's override applies (who and why are in the ledger's history).
-    pub overridden_by: Option<String>,
+/// One segment in the queue: the ledger's row, as `Ledger::segment_verdicts` reads it.
+pub type SegmentEntry = SegmentVerdictRow;
+
+/// What the queue says of a segment.
+pub trait ReviewState {
+    /// Passed, failed, or overridden either way.
+    fn status(&self) -> &'static str;
+    /// Nobody has looked at it yet: CLEAN failed it and no reviewer has decided.
+    fn awaits_review(&self) -> bool;
 }
 
-impl SegmentEntry {
-    fn from_row(row: SegmentVerdictRow) -> Self {
-        Self {
-            frames: row.frames,
-            start_pts_ms: row.start_pts_ms,
-            end_pts_ms: row.end_pts_ms,
-            clean_passed: row.clean_passed,
-            failed_checks: row.failed_checks,
-            verdict: row.verdict,
-            overridden_by: row.applied_override.map(|note| note.by),
-            key: row.key,
-        }
-    }
-
-    /// What the queue shows: passed, failed or overridden.
-    pub fn status(&self) -> &'static str {
-        match (self.overridden_by.is_some(), self.verdict.passed()) {
+impl ReviewState for SegmentVerdictRow {
+    fn status(&self) -> &'static str {
+        match (self.applied_override.is_some(), self.verdict.passed()) {
             (true, true) => "overridden: pass",
             (true, false) => "overridden: fail",
             (false, true) => "passed",
@@ -44,9 +25,8 @@ impl SegmentEntry {
         }
     }
 
-    /// Nobody has looked at it yet: CLEAN failed it and no reviewer has decided.
-    pub fn awaits_review(&self) -> bool {
-        !self.clean_passed && self.overridden_by.is_none()
+    fn awaits_review(&self) -> bool {
+        !self.clean_passed && self.applied_override.is_none()
     }
 }
 
@@ -116,11 +96,7 @@ impl Catalog {
         rows.sort_by(|a, b| (&a.wallet, &a.session_id).cmp(&(&b.wallet, &b.session_id)));
         let mut sessions = Vec::with_capacity(rows.len());
         for row in rows {
-            let segments = ledger
-                .segment_verdicts(&row.wallet, &row.session_id)?
-                .into_iter()
-                .map(SegmentEntry::from_row)
-                .collect();
+            let segments = ledger.segment_verdicts(&row.wallet, &row.session_id)?;
             sessions.push(SessionEntry {
                 reject: row
                     .reject_code
@@ -151,7 +127,7 @@ impl Catalog {
                 } else {
                     counts.failed += 1;
                 }
-                counts.overridden += usize::from(segment.overridden_by.is_some());
+                counts.overridden += usize::from(segment.applied_override.is_some());
                 counts.awaiting_review += usize::from(segment.awaits_review());
             }
         }
@@ -211,6 +187,8 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
+    use sd_core::Verdict;
+
     use super::*;
 
     fn segment(session: &str, n: usize, clean_passed: bool, checks: &[&str]) -> SegmentEntry {
@@ -220,6 +198,8 @@ mod tests {
                 session_id: session.to_owned(),
                 segment: n,
             },
+            first_frame: 0,
+            last_frame: 49,
             frames: 50,
             start_pts_ms: 0.0,
             end_pts_ms: 5000.0,
@@ -230,14 +210,24 @@ mod tests {
             } else {
                 Verdict::Fail
             },
-            overridden_by: None,
+            applied_override: None,
         }
     }
 
     fn catalog() -> Catalog {
         let mut reviewed = segment("s1", 2, false, &["frame_gap"]);
         reviewed.verdict = Verdict::Pass;
-        reviewed.overridden_by = Some("qa".to_owned());
+        reviewed.applied_override = Some(sd_core::OverrideNote {
+            id: 1,
+            segment: 2,
+            first_frame: 0,
+            last_frame: 49,
+            from: Verdict::Fail,
+            to: Verdict::Pass,
+            reason: "checked".to_owned(),
+            by: "qa".to_owned(),
+            at: "2026-12-02T00:00:00Z".to_owned(),
+        });
         Catalog {
             sessions: vec![
                 SessionEntry {
