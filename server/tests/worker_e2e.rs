@@ -203,6 +203,12 @@ fn two_workers_publish_what_process_publishes_and_a_second_upload_changes_nothin
         roots.len(),
         "each session run is its own trace"
     );
+    report_figure(&format!(
+        "worker traces: {} traces for {} session runs, {} spans in all",
+        roots.len(),
+        processed.values().sum::<u64>(),
+        spans.len()
+    ));
 }
 
 /// `scale-diffusion review override SEGMENT --pass` on the local layout, in process: the ledger's
@@ -215,8 +221,12 @@ fn override_locally(out: &std::path::Path, segment: &str) {
         .payout
         .rate()
         .expect("rate");
-    let outcome = ledger
-        .override_segment(
+    let layout =
+        sd_core::OutputLayout::open(&out.join("clean"), &out.join("review"), &out.join(".work"))
+            .expect("layout");
+    ledger
+        .review_segment(
+            &layout,
             &row.key,
             sd_core::Verdict::Pass,
             "labels checked by hand",
@@ -225,15 +235,4 @@ fn override_locally(out: &std::path::Path, segment: &str) {
             rate,
         )
         .expect("override");
-    let layout =
-        sd_core::OutputLayout::open(&out.join("clean"), &out.join("review"), &out.join(".work"))
-            .expect("layout");
-    let placement = sd_core::Placement {
-        segment: row.key.segment,
-        clean_passed: outcome.segment.clean_passed,
-        verdict: outcome.segment.verdict,
-        override_note: Some(outcome.recorded),
-        location: sd_core::Location::of(outcome.segment.verdict),
-    };
-    layout.apply_placement(&row.key, &placement).expect("apply");
 }
