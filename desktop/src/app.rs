@@ -11,7 +11,7 @@ use sd_ledger::{Ledger, Payout};
 
 use crate::catalog::{Catalog, Filter, ReviewState as _};
 use crate::frames::FrameLoader;
-use crate::segment::SegmentData;
+use crate::segment::{Lanes, SegmentData};
 
 /// Where the app reads and writes: the layout `process` wrote and its ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +136,13 @@ pub enum Tab {
     Payouts,
 }
 
+/// The reviewer's place, kept between runs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Place {
+    segment: Option<SegmentKey>,
+    filter: Filter,
+}
+
 /// A line in the status bar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -149,6 +156,7 @@ pub struct SegmentView {
     pub data: SegmentData,
     /// Frame times from the segment's first frame (ms).
     pub times: Vec<f64>,
+    pub lanes: Lanes,
     /// Index into `data.frames`.
     pub frame: usize,
     /// Playing since (UI time s, segment time ms then).
@@ -158,9 +166,11 @@ pub struct SegmentView {
 impl SegmentView {
     fn new(data: SegmentData) -> Self {
         let times = data.times_ms();
+        let lanes = data.lanes(&times);
         Self {
             data,
             times,
+            lanes,
             frame: 0,
             playing: None,
         }
@@ -265,7 +275,49 @@ impl ReviewApp {
             Err(err) => app.error(format!("cannot open the output folders: {err}")),
         }
         app.reload();
+        app.resume();
         app
+    }
+
+    /// Where the reviewer's place is kept: beside the ledger, one file per ledger.
+    fn place_file(&self) -> PathBuf {
+        let mut name = self.sources.ledger.as_os_str().to_owned();
+        name.push(".review-place.json");
+        PathBuf::from(name)
+    }
+
+    /// Back to the segment and filters the reviewer left, if that segment is still there.
+    fn resume(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.place_file()) else {
+            return;
+        };
+        let Ok(place) = serde_json::from_str::<Place>(&text) else {
+            self.error(format!(
+                "{} is not a review place; starting at the top",
+                self.place_file().display()
+            ));
+            return;
+        };
+        self.filter = place.filter;
+        if let Some(key) = place.segment {
+            if self.catalog.segment(&key).is_some() {
+                self.select(key);
+                self.info("back where you stopped".to_owned());
+            }
+        }
+    }
+
+    /// Keeps the reviewer's place (best effort: a read-only folder only loses the place).
+    fn remember(&self) {
+        let place = Place {
+            segment: self.selected.clone(),
+            filter: self.filter.clone(),
+        };
+        if let Ok(text) = serde_json::to_string_pretty(&place) {
+            if let Err(err) = std::fs::write(self.place_file(), text) {
+                tracing::warn!("cannot keep the review place: {err}");
+            }
+        }
     }
 
     /// Whether the open segment's current frame is on screen (tests wait for it).
@@ -317,6 +369,7 @@ impl ReviewApp {
             }
         }
         self.selected = Some(key);
+        self.remember();
     }
 
     pub fn act(&mut self, action: Action, now_s: f64) {
@@ -716,7 +769,8 @@ impl ReviewApp {
 
         // The frame, at full resolution when it fits, scaled down otherwise.
         let timeline_height = 70.0;
-        let overlay_height = 64.0;
+        // The actions' row, the clock line and the lanes.
+        let overlay_height = 64.0 + 7.0 * 16.0;
         let available = ui.available_size() - egui::vec2(0.0, timeline_height + overlay_height);
         if let (Some(path), Some(loader)) = (path, &mut self.loader) {
             for next in &neighbours {
@@ -797,6 +851,109 @@ impl ReviewApp {
             ));
         }
         self.timeline(ui, timeline_height);
+        self.lanes(ui);
+    }
+
+    /// One strip per lane under the timeline, on the same time axis, with the playhead; click or
+    /// drag to seek.
+    fn lanes(&mut self, ui: &mut egui::Ui) {
+        let Some(view) = &mut self.segment else {
+            return;
+        };
+        let lane_height = 16.0;
+        let names = ["W", "A", "S", "D", "speed", "mouse dx", "yaw rate"];
+        let width = ui.available_width().max(100.0);
+        let (rect, response) = ui.allocate_exact_size(
+            egui::vec2(width, lane_height * names.len() as f32),
+            Sense::click_and_drag(),
+        );
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Slider, true, "lanes"));
+        let label_width = 70.0;
+        let plot =
+            egui::Rect::from_min_max(egui::pos2(rect.left() + label_width, rect.top()), rect.max);
+        let total = view.times.last().copied().unwrap_or(0.0).max(1.0);
+        let x_of = |t: f64| plot.left() + (t / total) as f32 * plot.width();
+        if let Some(pointer) = response.interact_pointer_pos() {
+            if pointer.x >= plot.left() {
+                view.playing = None;
+                view.seek_time(f64::from((pointer.x - plot.left()) / plot.width()) * total);
+            }
+        }
+        let painter = ui.painter_at(rect);
+        let text = ui.visuals().text_color();
+        for (i, name) in names.iter().enumerate() {
+            let top = rect.top() + i as f32 * lane_height;
+            let band = egui::Rect::from_min_max(
+                egui::pos2(plot.left(), top + 1.0),
+                egui::pos2(plot.right(), top + lane_height - 1.0),
+            );
+            painter.rect_filled(
+                band,
+                0.0,
+                Color32::from_gray(if i % 2 == 0 { 28 } else { 34 }),
+            );
+            painter.text(
+                egui::pos2(rect.left() + 4.0, top + lane_height / 2.0),
+                egui::Align2::LEFT_CENTER,
+                *name,
+                egui::FontId::proportional(11.0),
+                text,
+            );
+            // Each frame's value lasts until the next frame's time.
+            let end_of = |frame: usize| view.times.get(frame + 1).copied().unwrap_or(total);
+            if i < 4 {
+                for (frame, held) in view.lanes.keys[i].iter().enumerate() {
+                    if *held {
+                        let span = egui::Rect::from_min_max(
+                            egui::pos2(x_of(view.times[frame]), band.top()),
+                            egui::pos2(
+                                x_of(end_of(frame)).max(x_of(view.times[frame]) + 1.0),
+                                band.bottom(),
+                            ),
+                        );
+                        painter.rect_filled(span, 0.0, Color32::from_rgb(90, 170, 250));
+                    }
+                }
+                continue;
+            }
+            let values = match i {
+                4 => &view.lanes.speed,
+                5 => &view.lanes.mouse_dx,
+                _ => &view.lanes.yaw_rate,
+            };
+            let known: Vec<f64> = values.iter().flatten().copied().collect();
+            let (low, high) = known
+                .iter()
+                .fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            let span = (high - low).max(1e-9);
+            let y_of = |v: f64| band.bottom() - ((v - low) / span) as f32 * band.height();
+            let points: Vec<egui::Pos2> = values
+                .iter()
+                .zip(&view.times)
+                .filter_map(|(v, t)| v.map(|v| egui::pos2(x_of(*t), y_of(v))))
+                .collect();
+            if points.len() > 1 {
+                painter.add(egui::Shape::line(
+                    points,
+                    Stroke::new(1.0, Color32::from_rgb(200, 200, 120)),
+                ));
+            }
+            if low < 0.0 && high > 0.0 {
+                let zero = y_of(0.0);
+                painter.line_segment(
+                    [
+                        egui::pos2(band.left(), zero),
+                        egui::pos2(band.right(), zero),
+                    ],
+                    Stroke::new(0.5, Color32::from_gray(80)),
+                );
+            }
+        }
+        let x = x_of(view.time());
+        painter.line_segment(
+            [egui::pos2(x, rect.top()), egui::pos2(x, rect.bottom())],
+            Stroke::new(2.0, Color32::from_rgb(90, 170, 250)),
+        );
     }
 
     /// Frame ticks at their real times: gaps and stalls show as space, repeated timestamps as

@@ -49,7 +49,8 @@ pub struct Catalog {
 }
 
 /// What the reviewer narrows the queue to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Filter {
     pub failed_only: bool,
     pub awaiting_review_only: bool,

@@ -143,6 +143,52 @@ impl SegmentData {
     }
 }
 
+/// Per-frame values for the lanes under the timeline, one entry per frame.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Lanes {
+    /// W, A, S, D held (driving keys), per frame.
+    pub keys: [Vec<bool>; 4],
+    pub speed: Vec<Option<f64>>,
+    pub mouse_dx: Vec<Option<f64>>,
+    /// Degrees per second, from the camera's yaw between this frame and the previous one.
+    pub yaw_rate: Vec<Option<f64>>,
+}
+
+impl SegmentData {
+    pub fn lanes(&self, times: &[f64]) -> Lanes {
+        let mut lanes = Lanes::default();
+        let mut previous: Option<(f64, f64)> = None;
+        for (row, t) in self.frames.iter().zip(times) {
+            let keys = row.driving_keys.as_ref();
+            for (lane, held) in lanes.keys.iter_mut().zip([
+                keys.is_some_and(|k| k.w),
+                keys.is_some_and(|k| k.a),
+                keys.is_some_and(|k| k.s),
+                keys.is_some_and(|k| k.d),
+            ]) {
+                lane.push(held);
+            }
+            lanes.speed.push(row.pose.as_ref().map(|pose| pose.speed));
+            lanes.mouse_dx.push(row.mouse_dx);
+            let yaw = row.pose.as_ref().map(|pose| pose.yaw);
+            let rate = match (previous, yaw) {
+                (Some((t0, yaw0)), Some(yaw1)) if *t > t0 => {
+                    let turn = (yaw1 - yaw0 + std::f64::consts::PI)
+                        .rem_euclid(std::f64::consts::TAU)
+                        - std::f64::consts::PI;
+                    Some(turn.to_degrees() / ((t - t0) / 1000.0))
+                }
+                _ => None,
+            };
+            lanes.yaw_rate.push(rate);
+            if let Some(yaw) = yaw {
+                previous = Some((*t, yaw));
+            }
+        }
+        lanes
+    }
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
@@ -167,6 +213,49 @@ mod tests {
             pose: None,
             controls: None,
         }
+    }
+
+    #[test]
+    fn lanes_follow_the_frames_and_the_yaw_rate_wraps_around() {
+        let mut first = row(0, Some(0.0));
+        first.pose = Some(Pose {
+            pos: [0.0; 3],
+            yaw: std::f64::consts::PI - 0.05,
+            speed: 3.0,
+        });
+        first.driving_keys = Some(DrivingKeys {
+            w: true,
+            a: false,
+            s: false,
+            d: true,
+        });
+        let mut second = row(1, Some(500.0));
+        // Across the +-pi seam: a small left turn, not a whole turn the other way.
+        second.pose = Some(Pose {
+            pos: [0.0; 3],
+            yaw: -std::f64::consts::PI + 0.05,
+            speed: 4.0,
+        });
+        let data = SegmentData {
+            key: SegmentKey {
+                wallet: "w".to_owned(),
+                session_id: "s".to_owned(),
+                segment: 1,
+            },
+            location: Location::Review,
+            folder: PathBuf::from("/x"),
+            frames: vec![first, second, row(2, Some(600.0))],
+            runs: Vec::new(),
+            checks: Vec::new(),
+        };
+        let lanes = data.lanes(&data.times_ms());
+        assert_eq!(lanes.keys[0], [true, false, false]);
+        assert_eq!(lanes.keys[3], [true, false, false]);
+        assert_eq!(lanes.speed, [Some(3.0), Some(4.0), None]);
+        let rate = lanes.yaw_rate[1].expect("a rate");
+        assert!((rate - 0.1f64.to_degrees() / 0.5).abs() < 1e-9, "{rate}");
+        assert_eq!(lanes.yaw_rate[0], None);
+        assert_eq!(lanes.yaw_rate[2], None);
     }
 
     #[test]

@@ -172,6 +172,12 @@ fn a_reviewer_scrubs_overrides_and_approves() {
             .any(|p| p.state.as_str() == "approved" && p.approved_by.as_deref() == Some("qa")),
         "{payouts:?}"
     );
+
+    // Opened again, the app is back at the segment the reviewer was on.
+    drop(harness);
+    let mut reopened = self::harness(sources.clone());
+    reopened.run_steps(4);
+    assert_eq!(reopened.state().selected.as_ref(), Some(&key));
 }
 
 #[test]
