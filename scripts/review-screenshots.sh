@@ -37,7 +37,7 @@ sleep 4
 export DISPLAY="$display"
 window=$(xdotool search --sync --name "Scale Diffusion review" | head -1)
 shot() { sleep 1.5; import -window root "$out/$1.png"; echo "$out/$1.png"; }
-key() { xdotool key --window "$window" "$@"; sleep 0.3; }
+key() { xdotool key --window "$window" "$@" 2>/dev/null; sleep 0.3; }
 
 shot queue
 key n
