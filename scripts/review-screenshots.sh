@@ -36,6 +36,8 @@ app=$!
 sleep 4
 export DISPLAY="$display"
 window=$(xdotool search --sync --name "Scale Diffusion review" | head -1)
+# Xvfb runs no window manager: give the window the keyboard by hand.
+xdotool windowfocus "$window" 2>/dev/null
 shot() { sleep 1.5; import -window root "$out/$1.png"; echo "$out/$1.png"; }
 key() { xdotool key --window "$window" "$@" 2>/dev/null; sleep 0.3; }
 

@@ -120,6 +120,10 @@ pub const BINDINGS: &[Binding] = &[
     },
 ];
 
+/// The timeline and the lanes keep this much on the left for their names, so that both share one
+/// time axis under the playhead.
+const GUTTER: f32 = 70.0;
+
 /// Why a reviewer overrode CLEAN: a code, and free text with it.
 pub const REASON_CODES: &[&str] = &[
     "labels_checked",
@@ -868,9 +872,7 @@ impl ReviewApp {
             Sense::click_and_drag(),
         );
         response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Slider, true, "lanes"));
-        let label_width = 70.0;
-        let plot =
-            egui::Rect::from_min_max(egui::pos2(rect.left() + label_width, rect.top()), rect.max);
+        let plot = egui::Rect::from_min_max(egui::pos2(rect.left() + GUTTER, rect.top()), rect.max);
         let total = view.times.last().copied().unwrap_or(0.0).max(1.0);
         let x_of = |t: f64| plot.left() + (t / total) as f32 * plot.width();
         if let Some(pointer) = response.interact_pointer_pos() {
@@ -966,15 +968,25 @@ impl ReviewApp {
         let (rect, response) =
             ui.allocate_exact_size(egui::vec2(width, height - 20.0), Sense::click_and_drag());
         response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Slider, true, "timeline"));
+        let plot = egui::Rect::from_min_max(egui::pos2(rect.left() + GUTTER, rect.top()), rect.max);
         let total = view.times.last().copied().unwrap_or(0.0).max(1.0);
-        let x_of = |t: f64| rect.left() + (t / total) as f32 * rect.width();
+        let x_of = |t: f64| plot.left() + (t / total) as f32 * plot.width();
         if let Some(pointer) = response.interact_pointer_pos() {
-            let t = f64::from((pointer.x - rect.left()) / rect.width()) * total;
-            view.playing = None;
-            view.seek_time(t);
+            if pointer.x >= plot.left() {
+                let t = f64::from((pointer.x - plot.left()) / plot.width()) * total;
+                view.playing = None;
+                view.seek_time(t);
+            }
         }
         let painter = ui.painter_at(rect);
-        painter.rect_filled(rect, 2.0, Color32::from_gray(30));
+        painter.text(
+            egui::pos2(rect.left() + 4.0, rect.center().y),
+            egui::Align2::LEFT_CENTER,
+            "frames",
+            egui::FontId::proportional(11.0),
+            ui.visuals().text_color(),
+        );
+        painter.rect_filled(plot, 2.0, Color32::from_gray(30));
         let mut previous: Option<f64> = None;
         for t in &view.times {
             let x = x_of(*t);
