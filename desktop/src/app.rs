@@ -454,7 +454,7 @@ impl ReviewApp {
                 return;
             }
         };
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let now = now_rfc3339();
         let reason = format!("{code}: {text}");
         match ledger.review_segment(layout, &key, to, &reason, &self.reviewer, &now, rate) {
             Ok(applied) => {
@@ -482,7 +482,7 @@ impl ReviewApp {
         let Some(ledger) = &mut self.ledger else {
             return;
         };
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let now = now_rfc3339();
         match ledger.approve(wallet, &self.reviewer, &now, Some(seen)) {
             Ok(payout) => {
                 let text = format!(
@@ -503,7 +503,7 @@ impl ReviewApp {
         let Some(ledger) = &mut self.ledger else {
             return;
         };
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let now = now_rfc3339();
         match ledger.mark_paid(id, signature.trim(), &now) {
             Ok(payout) => {
                 self.signatures.remove(&id);
@@ -1186,6 +1186,11 @@ fn key_cap(ui: &mut egui::Ui, name: &str, held: bool) {
         .show(ui, |ui| {
             ui.label(RichText::new(name).monospace().strong().color(text));
         });
+}
+
+/// Now, as the ledger stamps decisions (RFC 3339 UTC with milliseconds).
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 /// A wallet or signature shortened for a list: the first and last characters.

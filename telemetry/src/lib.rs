@@ -48,14 +48,13 @@ const TRACED_CRATES: [&str; 4] = [
 /// Keeps the exporter running; flushes it when dropped (at most [`EXIT_FLUSH`]).
 #[derive(Debug)]
 pub struct Telemetry {
-    provider: Option<SdkTracerProvider>,
     flusher: Flusher,
 }
 
 impl Telemetry {
     /// Whether spans are exported.
     pub fn exporting(&self) -> bool {
-        self.provider.is_some()
+        self.flusher.provider.is_some()
     }
 
     /// A handle that flushes the same exporter, for a signal handler.
@@ -142,10 +141,10 @@ pub fn init(default_log: &str, service: &'static str) -> Telemetry {
         eprintln!("warning: traces are off: {problem}");
     }
     let flusher = Flusher {
-        provider: provider.clone(),
+        provider,
         flushing: Arc::new(Mutex::new(())),
     };
-    Telemetry { provider, flusher }
+    Telemetry { flusher }
 }
 
 /// Spans of [`TRACED_CRATES`] into `tracer`: an error event (`error = ...`, no message) becomes
