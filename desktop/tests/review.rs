@@ -64,7 +64,9 @@ fn harness(sources: Sources) -> Harness<'static, ReviewApp> {
         .build_eframe(move |cc| ReviewApp::open(sources, "qa".to_owned(), &cc.egui_ctx))
 }
 
-/// Runs frames until the frame loader has delivered what the view asked for.
+/// Runs frames until the frame loader has delivered what the view asked for: a step, a seek or
+/// a decision loads a frame on the loader thread, which asks for repaints until it arrives (a
+/// plain `run()` can exceed its step limit on a loaded machine).
 fn settle(harness: &mut Harness<'_, ReviewApp>) {
     for _ in 0..100 {
         harness.run_steps(2);
@@ -118,14 +120,14 @@ fn a_reviewer_scrubs_overrides_and_approves() {
 
     // Step and scrub: the playhead moves by real frames and by real time.
     harness.key_press(egui::Key::ArrowRight);
-    harness.run();
+    settle(&mut harness);
     assert_eq!(harness.state().segment.as_ref().expect("open").frame, 1);
     harness.key_press_modifiers(egui::Modifiers::SHIFT, egui::Key::ArrowRight);
-    harness.run();
+    settle(&mut harness);
     let view = harness.state().segment.as_ref().expect("open");
     assert!(view.times[view.frame] >= 1000.0 - 1e-6 || view.frame + 1 == view.times.len());
     harness.get_by_label("timeline").click();
-    harness.run();
+    settle(&mut harness);
 
     // Pass without a reason: refused, nothing recorded.
     harness.key_press(egui::Key::P);
@@ -144,7 +146,7 @@ fn a_reviewer_scrubs_overrides_and_approves() {
     harness.run();
     assert_eq!(harness.state().reason_text, "frames checked by hand");
     harness.get_by_label("Pass (P)").click();
-    harness.run();
+    settle(&mut harness);
     let message = harness.state().messages.last().cloned().expect("a message");
     assert!(!message.error, "{message:?}");
     assert!(segment_folder(&sources, Location::Clean, &key).is_dir());
