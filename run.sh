@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 scripts/install-deps.sh
-cargo build --release --locked --bins
+# Only what this job runs: the CLI and the synthetic-bundle generator (the server and the desktop
+# app build with `scripts/local-stack.sh` and `cargo run -p scale-diffusion-review`).
+cargo build --release --locked -p scale-diffusion -p sd-fixtures
 
 wallet=Dzse3tYXLgtRJrBHVVUK5ZYbZoCjBee1tK3oSv5RyLyR
 shared="${SD_SHARED_DIR:-../shared}"
