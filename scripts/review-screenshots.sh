@@ -49,5 +49,25 @@ shot segment-stepped
 key n; key n; key n
 key shift+Right
 shot segment-later
+key j
+shot segment-flagged
 key h
 shot help
+key h
+# The real sessions' segments sort after the synthetic one's (same wallet, earlier session ids
+# first): walk the queue to the end.
+for _ in $(seq 1 14); do key n; done
+shot segment-last-in-queue
+kill "$app" 2>/dev/null || true
+wait "$app" 2>/dev/null || true
+
+# One bundle folder, offline: the progress while it processes, then its segments.
+DISPLAY="$display" ./target/release/scale-diffusion-review "$out/raw/$wallet" --reviewer screenshots \
+  >"$out/inspect.log" 2>&1 &
+app=$!
+window=$(xdotool search --sync --name "Scale Diffusion review" | head -1)
+xdotool windowfocus "$window" 2>/dev/null
+sleep 0.5
+import -window root "$out/inspect-progress.png"; echo "$out/inspect-progress.png"
+sleep 12
+shot inspect-done

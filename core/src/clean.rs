@@ -300,6 +300,35 @@ pub struct CheckResult {
     pub passed: bool,
     /// One line a reviewer understands.
     pub reason: String,
+    /// The session frames (decode order) inside the segment that this check flags, for a
+    /// reviewer's lane: the blurred, black, washed-out, frozen or glitched frames; the frame
+    /// after a gap over the limit; the frames with an unknown time; the frames where keys and
+    /// camera disagree, opposite keys are held too long or the mouse jumps. Empty for a check
+    /// that judges the segment as a whole (frame rate, key spam, driving action, decode errors,
+    /// clock confidence).
+    pub frames: Vec<usize>,
+}
+
+impl CheckResult {
+    fn flagging(mut self, frames: Vec<usize>) -> Self {
+        self.frames = frames;
+        self
+    }
+}
+
+/// The per-frame lines the picture checks hold each frame to, for a reviewer's metric lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+pub struct FrameThresholds {
+    /// Under this sharpness (Laplacian variance) a plain frame is blurred.
+    pub min_sharpness: f64,
+    /// Under this mean luma (and contrast) a frame is black.
+    pub black_max_luma: f64,
+    /// Over this mean luma a frame is over-exposed.
+    pub washed_min_luma: f64,
+    /// Under this change from the previous frame (mean absolute thumbnail difference, 0-255) a
+    /// step stands still: the larger of `frozen_still_max_change` and the session's own still-view
+    /// shimmer times `frozen_still_relative`.
+    pub still_max_change: f64,
 }
 
 /// The verdict on one segment.
@@ -310,6 +339,7 @@ pub struct SegmentQuality {
     /// The failing checks, in check order.
     pub failed: Vec<CheckName>,
     pub checks: Vec<CheckResult>,
+    pub frame_thresholds: FrameThresholds,
 }
 
 /// What CLEAN needs besides the segment: the session's frames, inputs and clock.
@@ -361,6 +391,7 @@ fn check(
         } else {
             format!("nothing to measure: the segment has no decodable frame ({metric})")
         },
+        frames: Vec::new(),
     }
 }
 
@@ -382,11 +413,18 @@ pub fn clean_segment(
     context: &SessionContext<'_>,
     config: &QualityConfig,
 ) -> SegmentQuality {
-    let stats: Vec<&FrameStats> = segment
+    let stats: Vec<(usize, &FrameStats)> = segment
         .rows
         .iter()
-        .filter_map(|row| context.frame_stats.get(row.frame))
+        .filter_map(|row| context.frame_stats.get(row.frame).map(|s| (row.frame, s)))
         .collect();
+    let frames_where = |is: &dyn Fn(&FrameStats) -> bool| -> Vec<usize> {
+        stats
+            .iter()
+            .filter(|(_, s)| is(s))
+            .map(|(frame, _)| *frame)
+            .collect()
+    };
     let n = stats.len();
     let mut checks = Vec::new();
 
@@ -397,36 +435,36 @@ pub fn clean_segment(
     let classes = PictureClasses::new(a, b);
 
     // Blur.
-    let blurred = stats.iter().filter(|s| classes.is_blurred(s)).count();
-    let value = share(blurred, n);
-    checks.push(check(
-        CheckName::Blur,
-        "share of frames with Laplacian variance under min_sharpness",
-        value,
-        b.max_blurred_share,
-        Bound::AtMost,
-        |ok| {
-            if ok {
-                format!("{} of frames blurred", pct(value))
-            } else {
-                format!(
-                    "{} of frames are blurred (sharpness under {}), more than {}",
-                    pct(value),
-                    b.min_sharpness,
-                    pct(b.max_blurred_share)
-                )
-            }
-        },
-    ));
+    let blurred = frames_where(&|s| classes.is_blurred(s));
+    let value = share(blurred.len(), n);
+    checks.push(
+        check(
+            CheckName::Blur,
+            "share of frames with Laplacian variance under min_sharpness",
+            value,
+            b.max_blurred_share,
+            Bound::AtMost,
+            |ok| {
+                if ok {
+                    format!("{} of frames blurred", pct(value))
+                } else {
+                    format!(
+                        "{} of frames are blurred (sharpness under {}), more than {}",
+                        pct(value),
+                        b.min_sharpness,
+                        pct(b.max_blurred_share)
+                    )
+                }
+            },
+        )
+        .flagging(blurred),
+    );
 
     // Artifacts.
-    let black = stats.iter().filter(|s| classes.is_black(s)).count();
-    let bright = stats.iter().filter(|s| classes.is_bright(s)).count();
-    let flat = stats
-        .iter()
-        .filter(|s| classes.is_washed(s) && !classes.is_bright(s))
-        .count();
-    let washed = bright + flat;
+    let black = frames_where(&|s| classes.is_black(s));
+    let bright = stats.iter().filter(|(_, s)| classes.is_bright(s)).count();
+    let washed = frames_where(&|s| classes.is_washed(s));
+    let flat = washed.len() - bright;
     // What the logs say about motion is read at the frames' page times: only when the clock is
     // trusted.
     let clock_trusted = segment_confidence(segment, context) >= config.alignment.min_confidence;
@@ -451,10 +489,8 @@ pub fn clean_segment(
             .and_then(|f| context.frame_stats.get(f))
             .is_none_or(|s| classes.is_plain(s))
     };
-    let glitched = segment
-        .rows
+    let glitched: Vec<usize> = stats
         .iter()
-        .filter_map(|row| context.frame_stats.get(row.frame).map(|s| (row.frame, s)))
         .filter(|(_, s)| classes.is_plain(s))
         .filter(|(frame, s)| {
             f64::from(s.blockiness) >= a.glitch_min_blockiness
@@ -463,13 +499,14 @@ pub fn clean_segment(
                     .is_some_and(|j| f64::from(j) >= a.glitch_min_histogram_jump)
                     && previous_plain(*frame))
         })
-        .count();
+        .map(|(frame, _)| *frame)
+        .collect();
     let washed_detail = format!(
         "washed out (over-exposed {}, flat without contrast {})",
         pct(share(bright, n)),
         pct(share(flat, n))
     );
-    let frozen_detail = match (frozen.frames, frozen.while_moving) {
+    let frozen_detail = match (frozen.frames.len(), frozen.while_moving) {
         (0, _) => "frozen".to_owned(),
         (_, 0) => "frozen (the picture stands still, which a diffusion model's output never does)"
             .to_owned(),
@@ -504,14 +541,9 @@ pub fn clean_segment(
             "glitched".to_owned(),
         ),
     ] {
-        let value = share(count, n);
-        checks.push(check(
-            name,
-            metric,
-            value,
-            a.max_share,
-            Bound::AtMost,
-            |ok| {
+        let value = share(count.len(), n);
+        checks.push(
+            check(name, metric, value, a.max_share, Bound::AtMost, |ok| {
                 if ok {
                     format!("{} of frames {what}", pct(value))
                 } else {
@@ -521,8 +553,9 @@ pub fn clean_segment(
                         pct(a.max_share)
                     )
                 }
-            },
-        ));
+            })
+            .flagging(count),
+        );
     }
 
     checks.extend(action_checks(segment, context, &config.actions));
@@ -549,6 +582,12 @@ pub fn clean_segment(
         passed: failed.is_empty() && n > 0,
         failed,
         checks,
+        frame_thresholds: FrameThresholds {
+            min_sharpness: b.min_sharpness,
+            black_max_luma: a.black_max_luma,
+            washed_min_luma: a.washed_min_luma,
+            still_max_change: still_bar,
+        },
     }
 }
 
@@ -612,9 +651,10 @@ impl<'a> PictureClasses<'a> {
 }
 
 /// Frames in frozen stretches, and how many of them the logs say should have moved.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Frozen {
-    frames: usize,
+    /// The session frames in frozen stretches.
+    frames: Vec<usize>,
     while_moving: usize,
 }
 
@@ -742,16 +782,17 @@ fn frozen_frames(
     let mut out = Frozen::default();
     // The open stretch: the pts of the frame before its first still step, its frames, and how
     // many of them the logs say should have moved.
-    let mut stretch: Option<(f64, usize, usize)> = None;
+    let mut stretch: Option<(f64, Vec<usize>, usize)> = None;
     let mut last_pts = 0.0;
-    let close = |stretch: &mut Option<(f64, usize, usize)>, last_pts: f64, out: &mut Frozen| {
-        if let Some((first, frames, moving)) = stretch.take() {
-            if last_pts - first >= a.frozen_min_ms {
-                out.frames += frames;
-                out.while_moving += moving;
+    let close =
+        |stretch: &mut Option<(f64, Vec<usize>, usize)>, last_pts: f64, out: &mut Frozen| {
+            if let Some((first, frames, moving)) = stretch.take() {
+                if last_pts - first >= a.frozen_min_ms {
+                    out.frames.extend(frames);
+                    out.while_moving += moving;
+                }
             }
-        }
-    };
+        };
     for (i, step) in steps.iter().enumerate() {
         // The majority of this step and its two neighbours.
         let counts = step.is_some()
@@ -762,9 +803,10 @@ fn frozen_frames(
                 >= 2;
         match (counts, step, rows[i].pts_ms) {
             (true, Some((_, moving)), Some(pts)) => {
-                let start = rows[i - 1].pts_ms.unwrap_or(pts);
-                let entry = stretch.get_or_insert((start, 1, 0));
-                entry.1 += 1;
+                let before = &rows[i - 1];
+                let start = before.pts_ms.unwrap_or(pts);
+                let entry = stretch.get_or_insert_with(|| (start, vec![before.frame], 0));
+                entry.1.push(rows[i].frame);
                 entry.2 += usize::from(*moving);
                 last_pts = pts;
             }
@@ -772,8 +814,7 @@ fn frozen_frames(
         }
     }
     close(&mut stretch, last_pts, &mut out);
-    out.frames = out.frames.min(rows.len());
-    out.while_moving = out.while_moving.min(out.frames);
+    out.while_moving = out.while_moving.min(out.frames.len());
     out
 }
 
@@ -870,26 +911,50 @@ fn action_checks(
 
     // Impossible inputs: opposite keys held together for long, mouse jumps, time going backwards.
     let mut longest_opposite: f64 = 0.0;
-    let mut since: Option<f64> = None;
+    // The open stretch of opposite keys: when it began and its frames; the frames of the
+    // stretches held too long.
+    let mut since: Option<(f64, Vec<usize>)> = None;
+    let mut flagged: Vec<usize> = Vec::new();
+    let mut close = |since: &mut Option<(f64, Vec<usize>)>, end: f64| {
+        if let Some((start, frames)) = since.take() {
+            if end - start > c.max_opposite_held_ms {
+                flagged.extend(frames);
+            }
+        }
+    };
+    let mut last_t = 0.0;
     for row in rows {
         let opposite = row
             .driving_keys
             .is_some_and(|k| (k.w && k.s) || (k.a && k.d));
         let t = row.page_t_ms.unwrap_or(0.0);
-        match (opposite, since) {
-            (true, None) => since = Some(t),
-            (true, Some(start)) => longest_opposite = longest_opposite.max(t - start),
-            (false, _) => since = None,
+        if opposite {
+            let (start, frames) = since.get_or_insert_with(|| (t, Vec::new()));
+            frames.push(row.frame);
+            longest_opposite = longest_opposite.max(t - *start);
+            last_t = t;
+        } else {
+            close(&mut since, last_t);
         }
     }
+    close(&mut since, last_t);
     let long_opposite = usize::from(longest_opposite > c.max_opposite_held_ms);
-    let mouse_jumps = events
-        .iter()
-        .filter(|e| {
-            e.dx.unwrap_or(0.0).abs() > c.max_mouse_delta
-                || e.dy.unwrap_or(0.0).abs() > c.max_mouse_delta
-        })
-        .count();
+    let is_jump = |e: &InputEvent| {
+        e.dx.unwrap_or(0.0).abs() > c.max_mouse_delta
+            || e.dy.unwrap_or(0.0).abs() > c.max_mouse_delta
+    };
+    let mouse_jumps = events.iter().filter(|e| is_jump(e)).count();
+    flagged.extend(
+        rows.iter()
+            .filter(|row| {
+                row.events
+                    .iter()
+                    .any(|&i| context.inputs.get(i).is_some_and(&is_jump))
+            })
+            .map(|row| row.frame),
+    );
+    flagged.sort_unstable();
+    flagged.dedup();
     let mut in_log_order: Vec<(usize, f64)> = context
         .inputs
         .iter()
@@ -900,40 +965,43 @@ fn action_checks(
     in_log_order.sort_by_key(|(i, _)| *i);
     let backwards = in_log_order.windows(2).filter(|w| w[1].1 < w[0].1).count();
     let violations = (long_opposite + mouse_jumps + backwards) as f64;
-    out.push(check(
-        CheckName::ImpossibleInputs,
-        "impossible inputs (long opposite keys, mouse jumps, time going back)",
-        violations,
-        0.0,
-        Bound::AtMost,
-        |ok| {
-            if ok {
-                "no impossible input".to_owned()
-            } else {
-                let mut parts = Vec::new();
-                if long_opposite > 0 {
-                    parts.push(format!(
-                        "opposite keys held together for {:.1} s",
-                        longest_opposite / 1000.0
-                    ));
+    out.push(
+        check(
+            CheckName::ImpossibleInputs,
+            "impossible inputs (long opposite keys, mouse jumps, time going back)",
+            violations,
+            0.0,
+            Bound::AtMost,
+            |ok| {
+                if ok {
+                    "no impossible input".to_owned()
+                } else {
+                    let mut parts = Vec::new();
+                    if long_opposite > 0 {
+                        parts.push(format!(
+                            "opposite keys held together for {:.1} s",
+                            longest_opposite / 1000.0
+                        ));
+                    }
+                    if mouse_jumps > 0 {
+                        parts.push(format!(
+                            "{mouse_jumps} mouse jump(s) over {} px",
+                            c.max_mouse_delta
+                        ));
+                    }
+                    if backwards > 0 {
+                        parts.push(format!("input time goes backwards {backwards} time(s)"));
+                    }
+                    format!("impossible inputs: {}", parts.join(", "))
                 }
-                if mouse_jumps > 0 {
-                    parts.push(format!(
-                        "{mouse_jumps} mouse jump(s) over {} px",
-                        c.max_mouse_delta
-                    ));
-                }
-                if backwards > 0 {
-                    parts.push(format!("input time goes backwards {backwards} time(s)"));
-                }
-                format!("impossible inputs: {}", parts.join(", "))
-            }
-        },
-    ));
+            },
+        )
+        .flagging(flagged),
+    );
 
     // Inconsistent: forward held but the camera stands still, or the car speeds up with no
     // forward input from keys or controls.
-    let mut inconsistent = 0;
+    let mut inconsistent = Vec::new();
     let mut judged = 0;
     for pair in rows.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
@@ -950,13 +1018,13 @@ fn action_checks(
             || pb.speed.abs() > 1e-6;
         let speeding_up = pb.speed - pa.speed > 1e-3;
         if (forward_keys && !moved) || (speeding_up && !forward_keys && !throttle) {
-            inconsistent += 1;
+            inconsistent.push(b.frame);
         }
     }
     let value = if judged == 0 {
         0.0
     } else {
-        share(inconsistent, judged)
+        share(inconsistent.len(), judged)
     };
     out.push(check(CheckName::InconsistentInputs, "share of frame steps where keys and camera disagree", value, c.max_inconsistent_share, Bound::AtMost, |ok| {
         if ok {
@@ -964,7 +1032,7 @@ fn action_checks(
         } else {
             format!("keys and camera disagree on {} of frame steps (forward held while standing, or speeding up with no forward input)", pct(value))
         }
-    }));
+    }).flagging(inconsistent));
 
     // Some driving action at all.
     let acting = rows
@@ -1013,22 +1081,26 @@ fn video_checks(
     } else {
         0.0
     };
-    let gap = rows
+    let step = |w: &[FrameAction]| w[1].pts_ms.unwrap_or(0.0) - w[0].pts_ms.unwrap_or(0.0);
+    let gap = rows.windows(2).map(step).fold(0.0, f64::max);
+    let after_gaps: Vec<usize> = rows
         .windows(2)
-        .map(|w| w[1].pts_ms.unwrap_or(0.0) - w[0].pts_ms.unwrap_or(0.0))
-        .fold(0.0, f64::max);
+        .filter(|w| step(w) > c.max_gap_ms)
+        .map(|w| w[1].frame)
+        .collect();
     let range = context
         .all_rows
         .get(segment.first_frame..=segment.last_frame)
         .unwrap_or(&[]);
-    let bursts = range
+    let bursts: Vec<usize> = range
         .iter()
         .filter(|r| r.timing != crate::actions::FrameTiming::Measured)
-        .count();
+        .map(|r| r.frame)
+        .collect();
     let burst_share = if range.is_empty() {
         0.0
     } else {
-        share(bursts, range.len())
+        share(bursts.len(), range.len())
     };
     let errors = context.decode_errors as f64;
     vec![
@@ -1065,7 +1137,8 @@ fn video_checks(
                     )
                 }
             },
-        ),
+        )
+        .flagging(after_gaps),
         check(
             CheckName::Bursts,
             "share of frames in the range with an unknown time",
@@ -1079,7 +1152,8 @@ fn video_checks(
                     format!("{} of frames share a timestamp", pct(burst_share))
                 }
             },
-        ),
+        )
+        .flagging(bursts),
         check(
             CheckName::DecodeErrors,
             "decode errors in the session's video",

@@ -57,8 +57,8 @@ pub use align::{
 pub use bundle::{load_bundle, load_bundle_streaming, Bundle, LoadedBundle};
 pub use clean::{
     busiest_key_transitions, clean_segment, ActionValidityConfig, AlignmentConfig, ArtifactConfig,
-    BlurConfig, Bound, CheckName, CheckResult, ConfigError, QualityConfig, SegmentQuality,
-    SessionContext, VideoHealthConfig,
+    BlurConfig, Bound, CheckName, CheckResult, ConfigError, FrameThresholds, QualityConfig,
+    SegmentQuality, SessionContext, VideoHealthConfig,
 };
 pub use clock::{
     estimate_clock, split_runs, timing_prior, ChannelFit, ClockConfig, ClockEstimate, LagEstimate,

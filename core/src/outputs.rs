@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::actions::FrameAction;
 use crate::align::{ActionSummary, AlignedVideo};
 use crate::bundle::LoadedBundle;
-use crate::clean::{CheckName, CheckResult, SegmentQuality};
+use crate::clean::{CheckName, CheckResult, FrameThresholds, SegmentQuality};
 use crate::clock::{ClockEstimate, RunClock};
 use crate::frames::frame_file_name;
 use crate::inspect::{part_reports, PartReport};
@@ -22,7 +22,7 @@ use crate::timeline::{TimelineConfig, VideoHealth};
 
 /// Version of the published layout and its three files; bumped on any change a consumer could
 /// notice.
-pub const OUTPUT_SCHEMA_VERSION: u32 = 3;
+pub const OUTPUT_SCHEMA_VERSION: u32 = 4;
 
 /// Where a segment is published.
 #[derive(
@@ -140,6 +140,8 @@ pub struct SegmentQualityFile {
     /// CLEAN's failing checks, in check order.
     pub failed: Vec<CheckName>,
     pub checks: Vec<CheckResult>,
+    /// The per-frame lines of the picture checks (the session's `frame_metrics` hold the values).
+    pub frame_thresholds: FrameThresholds,
     pub run: RunInfo,
 }
 
@@ -424,6 +426,7 @@ impl SegmentQualityFile {
             placement: placement.clone(),
             failed: quality.failed.clone(),
             checks: quality.checks.clone(),
+            frame_thresholds: quality.frame_thresholds,
             run: run.clone(),
         }
     }

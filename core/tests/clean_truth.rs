@@ -66,8 +66,42 @@ fn each_defect_fails_its_check_and_clean_segments_pass() {
     // For every check: (true positives, false positives, false negatives).
     let mut counts: BTreeMap<CheckName, (usize, usize, usize)> = BTreeMap::new();
     let mut clean_passed = (0, 0);
+    // Per picture check, frame by frame: (flagged and in its defect, flagged outside it, in its
+    // defect but not flagged), over the segments.
+    let mut per_frame: BTreeMap<CheckName, (usize, usize, usize)> = BTreeMap::new();
     for segment in &spliced.segments {
         let quality: SegmentQuality = clean_segment(segment, &context, &config);
+        for (check, kind) in [
+            (CheckName::Blur, DefectKind::Blur),
+            (CheckName::Black, DefectKind::Black),
+            (CheckName::WashedOut, DefectKind::WashedOut),
+            (CheckName::Frozen, DefectKind::Frozen),
+            (CheckName::Glitch, DefectKind::Glitch),
+        ] {
+            let result = quality
+                .checks
+                .iter()
+                .find(|c| c.check == check)
+                .expect("every check is reported");
+            // The lane shows what the share counts.
+            assert_eq!(
+                result.frames.len(),
+                (result.value * segment.rows.len() as f64).round() as usize,
+                "{check:?} segment {}: flagged frames and share disagree",
+                segment.index
+            );
+            let entry = per_frame.entry(check).or_default();
+            for row in &segment.rows {
+                let flagged = result.frames.contains(&row.frame);
+                let truly = truth.frames[row.frame].defects.contains(&kind);
+                match (flagged, truly) {
+                    (true, true) => entry.0 += 1,
+                    (true, false) => entry.1 += 1,
+                    (false, true) => entry.2 += 1,
+                    (false, false) => {}
+                }
+            }
+        }
         // The defect a segment lies in: most of its frames carry it in the truth.
         let mut kinds: BTreeMap<DefectKind, usize> = BTreeMap::new();
         for row in &segment.rows {
@@ -137,6 +171,20 @@ fn each_defect_fails_its_check_and_clean_segments_pass() {
             *tp as f64 / (tp + fp).max(1) as f64,
             *tp as f64 / (tp + fn_).max(1) as f64,
         ));
+    }
+    for (check, (tp, fp, fn_)) in &per_frame {
+        let precision = *tp as f64 / (tp + fp).max(1) as f64;
+        let recall = *tp as f64 / (tp + fn_).max(1) as f64;
+        report_figure(&format!(
+            "CLEAN truth per frame {:<12} precision {precision:.3} recall {recall:.3} (tp {tp}, fp {fp}, fn {fn_})",
+            format!("{check:?}"),
+        ));
+        // A reviewer jumps to flagged frames: nearly all must show the defect, and most of the
+        // defect must be flagged (a frozen stretch's first frames still move).
+        assert!(
+            precision >= 0.95 && recall >= 0.75,
+            "{check:?} per frame: precision {precision:.3} recall {recall:.3}"
+        );
     }
     report_figure(&format!(
         "CLEAN truth clean segments passing: {} of {}",

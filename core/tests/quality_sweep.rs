@@ -37,6 +37,9 @@ struct SegmentOutcome {
     failed: Vec<CheckName>,
     reasons: Vec<String>,
     values: Vec<(CheckName, f64)>,
+    /// Per picture defect, the frames its check flags against the truth: (flagged with the
+    /// defect, flagged without it, with it but not flagged).
+    flagged: Vec<(DefectKind, [usize; 3])>,
 }
 
 impl SegmentOutcome {
@@ -74,6 +77,15 @@ struct CaseOutcome {
     frames: Vec<(String, [f64; METRICS.len()])>,
 }
 
+/// The defects a check flags frame by frame (the reviewer's lanes).
+const PICTURE_DEFECTS: [DefectKind; 5] = [
+    DefectKind::Blur,
+    DefectKind::Black,
+    DefectKind::WashedOut,
+    DefectKind::Frozen,
+    DefectKind::Glitch,
+];
+
 /// The per-frame metrics the picture checks read.
 const METRICS: [&str; 6] = [
     "sharpness",
@@ -105,6 +117,25 @@ fn evaluate(case: &SweepCase) -> CaseOutcome {
                 .map(|c| format!("{:?}: {}", c.check, c.reason))
                 .collect(),
             values: quality.checks.iter().map(|c| (c.check, c.value)).collect(),
+            flagged: PICTURE_DEFECTS
+                .iter()
+                .filter_map(|kind| {
+                    let check = check_for(*kind)?;
+                    let result = quality.checks.iter().find(|c| c.check == check)?;
+                    let mut counts = [0; 3];
+                    for row in &segment.rows {
+                        let flagged = result.frames.contains(&row.frame);
+                        let truly = truth.frames[row.frame].defects.contains(kind);
+                        match (flagged, truly) {
+                            (true, true) => counts[0] += 1,
+                            (true, false) => counts[1] += 1,
+                            (false, true) => counts[2] += 1,
+                            (false, false) => {}
+                        }
+                    }
+                    Some((*kind, counts))
+                })
+                .collect(),
         })
         .collect();
     // An idle span SPLICE must cut: at least its minimum plus a second, with frames all through.
@@ -251,6 +282,40 @@ fn quality_sweep_meets_its_targets() {
             counts.false_alarms,
             counts.precision()
         ));
+    }
+
+    // Frame by frame: the frames each picture check flags (what a reviewer's lane shows and the
+    // jump to the next flagged frame lands on) against the frames the truth says carry the defect.
+    report_figure(
+        "QUALITY sweep flagged frames per picture check, against the truth frame by frame:",
+    );
+    let mut per_frame: BTreeMap<DefectKind, [usize; 3]> = BTreeMap::new();
+    for segment in &segments {
+        for (kind, counts) in &segment.flagged {
+            let total = per_frame.entry(*kind).or_default();
+            for (t, c) in total.iter_mut().zip(counts) {
+                *t += c;
+            }
+        }
+    }
+    for (kind, [tp, fp, fn_]) in &per_frame {
+        let precision = *tp as f64 / (tp + fp).max(1) as f64;
+        let recall = *tp as f64 / (tp + fn_).max(1) as f64;
+        report_figure(&format!(
+            "  {:<12} precision {precision:.3} recall {recall:.3} (flagged with it {tp}, without it {fp}, missed {fn_})",
+            check_name(check_for(*kind)),
+        ));
+        // A flagged frame must show its defect; a frozen stretch's first frames still differ
+        // from the ones before, so its recall is lower by nature.
+        let least_recall = if *kind == DefectKind::Frozen {
+            0.75
+        } else {
+            0.95
+        };
+        assert!(
+            precision >= 0.95 && recall >= least_recall,
+            "{kind} flagged frames: precision {precision:.3} recall {recall:.3}"
+        );
     }
 
     // The margin at segment level: each check's number on clean segments against segments

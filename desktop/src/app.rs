@@ -11,6 +11,7 @@ use sd_ledger::{Ledger, Payout};
 
 use crate::catalog::{Catalog, Filter, ReviewState as _};
 use crate::frames::FrameLoader;
+use crate::inspect::Inspection;
 use crate::segment::{Lanes, SegmentData};
 
 /// Where the app reads and writes: the layout `process` wrote and its ledger.
@@ -48,6 +49,10 @@ pub enum Action {
     PreviousFrame,
     SecondForward,
     SecondBack,
+    NextFlagged,
+    PreviousFlagged,
+    Faster,
+    Slower,
     NextSegment,
     Pass,
     Fail,
@@ -95,6 +100,30 @@ pub const BINDINGS: &[Binding] = &[
         what: "one second back",
     },
     Binding {
+        key: Key::J,
+        shift: false,
+        action: Action::NextFlagged,
+        what: "jump to the next frame a check flags",
+    },
+    Binding {
+        key: Key::J,
+        shift: true,
+        action: Action::PreviousFlagged,
+        what: "jump to the previous frame a check flags",
+    },
+    Binding {
+        key: Key::CloseBracket,
+        shift: false,
+        action: Action::Faster,
+        what: "play faster (up to 4×)",
+    },
+    Binding {
+        key: Key::OpenBracket,
+        shift: false,
+        action: Action::Slower,
+        what: "play slower (down to ¼×)",
+    },
+    Binding {
         key: Key::N,
         shift: false,
         action: Action::NextSegment,
@@ -123,6 +152,13 @@ pub const BINDINGS: &[Binding] = &[
 /// The timeline and the lanes keep this much on the left for their names, so that both share one
 /// time axis under the playhead.
 const GUTTER: f32 = 70.0;
+
+/// Decoded frames kept (RGBA: 3.6 MB each at 1280x704, so about 170 MB): 1.6 s at 30 fps to
+/// step back and forth in without decoding again.
+const FRAME_CACHE: usize = 48;
+
+/// What an offline inspection answers to a decision.
+const OFFLINE: &str = "offline inspection: nothing is recorded (process the bundle with `scale-diffusion process` to review it)";
 
 /// Why a reviewer overrode CLEAN: a code, and free text with it.
 pub const REASON_CODES: &[&str] = &[
@@ -165,7 +201,13 @@ pub struct SegmentView {
     pub frame: usize,
     /// Playing since (UI time s, segment time ms then).
     playing: Option<(f64, f64)>,
+    /// Index into [`SPEEDS`].
+    speed: usize,
 }
+
+/// Playback speeds, slowest first.
+pub const SPEEDS: [f64; 5] = [0.25, 0.5, 1.0, 2.0, 4.0];
+const NORMAL_SPEED: usize = 2;
 
 impl SegmentView {
     fn new(data: SegmentData) -> Self {
@@ -177,7 +219,12 @@ impl SegmentView {
             lanes,
             frame: 0,
             playing: None,
+            speed: NORMAL_SPEED,
         }
+    }
+
+    pub fn speed(&self) -> f64 {
+        SPEEDS[self.speed]
     }
 
     pub fn is_playing(&self) -> bool {
@@ -218,6 +265,11 @@ pub struct ReviewApp {
     pub payouts: Vec<Payout>,
     /// Transfer signatures typed per payout id, before `mark paid`.
     pub signatures: std::collections::BTreeMap<i64, String>,
+    /// Refuse to approve a wallet's payout while it has failed segments nobody has reviewed.
+    pub require_review: bool,
+    /// Offline inspection of a bundle folder: its processing while it runs, then its throwaway
+    /// layout. Nothing is recorded.
+    pub inspection: Option<Inspection>,
 }
 
 impl std::fmt::Debug for ReviewApp {
@@ -250,13 +302,15 @@ impl ReviewApp {
             tab: Tab::Review,
             payouts: Vec::new(),
             signatures: std::collections::BTreeMap::new(),
+            require_review: false,
+            inspection: None,
             sources,
         };
         let wake = {
             let ctx = ctx.clone();
             move || ctx.request_repaint()
         };
-        match FrameLoader::start(96, wake) {
+        match FrameLoader::start(FRAME_CACHE, wake) {
             Ok(loader) => app.loader = Some(loader),
             Err(err) => app.error(format!("cannot start the frame loader thread: {err}")),
         }
@@ -281,6 +335,69 @@ impl ReviewApp {
         app.reload();
         app.resume();
         app
+    }
+
+    /// Opens one bundle folder for offline inspection: the pipeline runs on a background thread
+    /// (a progress bar meanwhile) into a temporary folder and a ledger in memory; the reviewer's
+    /// ledger and folders are never opened, and no verdict or approval is recorded.
+    pub fn inspect(bundle: &std::path::Path, reviewer: String, ctx: &egui::Context) -> Self {
+        let nowhere = std::path::Path::new("/nonexistent-sd-inspect");
+        let mut app = Self::open(Sources::embedded_default(nowhere), reviewer, ctx);
+        app.messages.clear();
+        let wake = {
+            let ctx = ctx.clone();
+            move || ctx.request_repaint()
+        };
+        match Inspection::start(bundle, wake) {
+            Ok(inspection) => {
+                app.inspection = Some(inspection);
+                app.info(format!(
+                    "processing {} (offline: nothing is recorded)",
+                    bundle.display()
+                ));
+            }
+            Err(err) => app.error(err),
+        }
+        app
+    }
+
+    /// Whether this is an offline inspection (nothing may be recorded).
+    pub fn is_offline(&self) -> bool {
+        self.inspection.is_some()
+    }
+
+    /// Whether an offline inspection is still processing.
+    pub fn is_processing(&self) -> bool {
+        self.inspection.as_ref().is_some_and(|i| !i.finished)
+    }
+
+    /// Takes the inspection thread's news; once it is done, opens what it made.
+    fn poll_inspection(&mut self) {
+        if !self.is_processing() {
+            return;
+        }
+        let Some(result) = self.inspection.as_mut().and_then(Inspection::poll) else {
+            return;
+        };
+        match result {
+            Ok(done) => {
+                self.sources = done.sources;
+                self.layout = Some(done.layout);
+                self.ledger = Some(done.ledger);
+                self.reload();
+                for line in done.outcomes {
+                    self.info(line);
+                }
+                if let Some(first) = self.catalog.next_after(None, &Filter::default()) {
+                    self.select(first);
+                }
+            }
+            Err(err) => {
+                // Done, with nothing to show: the inspection stays (offline) so nothing is
+                // recorded anywhere.
+                self.error(err);
+            }
+        }
     }
 
     /// Where the reviewer's place is kept: beside the ledger, one file per ledger.
@@ -311,8 +428,12 @@ impl ReviewApp {
         }
     }
 
-    /// Keeps the reviewer's place (best effort: a read-only folder only loses the place).
+    /// Keeps the reviewer's place (best effort: a read-only folder only loses the place); an
+    /// offline inspection has no place to keep.
     fn remember(&self) {
+        if self.is_offline() {
+            return;
+        }
         let place = Place {
             segment: self.selected.clone(),
             filter: self.filter.clone(),
@@ -365,6 +486,8 @@ impl ReviewApp {
             self.error("the output folders are not open".to_owned());
             return;
         };
+        // Another segment's picture must not stay up under this one's header.
+        self.texture = None;
         match SegmentData::load(layout, &key) {
             Ok(data) => self.segment = Some(SegmentView::new(data)),
             Err(err) => {
@@ -410,6 +533,42 @@ impl ReviewApp {
                     view.step(if action == Action::NextFrame { 1 } else { -1 });
                 }
             }
+            Action::NextFlagged | Action::PreviousFlagged => {
+                let Some(view) = &mut self.segment else {
+                    return;
+                };
+                let forward = action == Action::NextFlagged;
+                match view.lanes.next_flagged(view.frame, forward) {
+                    Some(frame) => {
+                        view.playing = None;
+                        view.frame = frame;
+                    }
+                    None if view.lanes.flagged.is_empty() => {
+                        self.info("no check flags a frame of this segment".to_owned());
+                    }
+                    None => self.info(
+                        if forward {
+                            "no flagged frame after this one"
+                        } else {
+                            "no flagged frame before this one"
+                        }
+                        .to_owned(),
+                    ),
+                }
+            }
+            Action::Faster | Action::Slower => {
+                if let Some(view) = &mut self.segment {
+                    view.speed = if action == Action::Faster {
+                        (view.speed + 1).min(SPEEDS.len() - 1)
+                    } else {
+                        view.speed.saturating_sub(1)
+                    };
+                    // Playing on from here at the new speed.
+                    if view.playing.is_some() {
+                        view.playing = Some((now_s, view.time()));
+                    }
+                }
+            }
             Action::SecondForward | Action::SecondBack => {
                 if let Some(view) = &mut self.segment {
                     view.playing = None;
@@ -427,6 +586,10 @@ impl ReviewApp {
     /// A reviewer's verdict on the open segment, with the reason typed: recorded in the ledger
     /// and carried out on disk by the same call as `scale-diffusion review override`.
     pub fn decide(&mut self, to: Verdict) {
+        if self.is_offline() {
+            self.error(OFFLINE.to_owned());
+            return;
+        }
         let Some(key) = self.selected.clone() else {
             self.error("select a segment first".to_owned());
             return;
@@ -479,6 +642,19 @@ impl ReviewApp {
     }
 
     pub fn approve(&mut self, wallet: &str, seen: sd_core::Lamports) {
+        if self.is_offline() {
+            self.error(OFFLINE.to_owned());
+            return;
+        }
+        let awaiting = self.catalog.awaiting_review_of(wallet);
+        if self.require_review && awaiting > 0 {
+            self.error(format!(
+                "not approved: {} has {awaiting} failed segment(s) nobody has reviewed yet \
+                 (review them first; this check is on because of --require-review)",
+                short_wallet(wallet)
+            ));
+            return;
+        }
         let Some(ledger) = &mut self.ledger else {
             return;
         };
@@ -499,6 +675,10 @@ impl ReviewApp {
     }
 
     pub fn mark_paid(&mut self, id: i64) {
+        if self.is_offline() {
+            self.error(OFFLINE.to_owned());
+            return;
+        }
         let signature = self.signatures.get(&id).cloned().unwrap_or_default();
         let Some(ledger) = &mut self.ledger else {
             return;
@@ -552,11 +732,12 @@ impl ReviewApp {
             return;
         };
         let now = ctx.input(|i| i.time);
-        let t = from_ms + (now - since) * 1000.0;
+        let speed = view.speed();
+        let t = from_ms + (now - since) * 1000.0 * speed;
         view.seek_time(t);
         match view.times.get(view.frame + 1) {
             Some(next) => {
-                let wait = ((next - t) / 1000.0).clamp(0.0, 1.0);
+                let wait = ((next - t) / 1000.0 / speed).clamp(0.0, 1.0);
                 ctx.request_repaint_after(std::time::Duration::from_secs_f64(wait));
             }
             None => view.playing = None,
@@ -565,6 +746,7 @@ impl ReviewApp {
 
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        self.poll_inspection();
         self.keyboard(&ctx);
         self.play(&ctx);
 
@@ -575,7 +757,13 @@ impl ReviewApp {
                 ui.separator();
                 ui.label(format!("reviewer: {}", self.reviewer));
                 ui.separator();
-                ui.label(format!("ledger: {}", self.sources.ledger.display()));
+                match &self.inspection {
+                    Some(inspection) => ui.label(format!(
+                        "offline inspection of {} (nothing is recorded)",
+                        inspection.bundle.display()
+                    )),
+                    None => ui.label(format!("ledger: {}", self.sources.ledger.display())),
+                };
                 if ui.button("Reload").clicked() {
                     self.reload();
                 }
@@ -593,6 +781,10 @@ impl ReviewApp {
                 None => ui.label("ready"),
             };
         });
+        if self.is_processing() {
+            egui::CentralPanel::default_margins().show(ui, |ui| self.progress(ui));
+            return;
+        }
         match self.tab {
             Tab::Review => self.review_tab(ui),
             Tab::Payouts => {
@@ -617,6 +809,43 @@ impl ReviewApp {
                     });
                 });
         }
+    }
+
+    /// The offline inspection's progress while the pipeline runs.
+    fn progress(&mut self, ui: &mut egui::Ui) {
+        let Some(inspection) = &self.inspection else {
+            return;
+        };
+        ui.add_space(ui.available_height() / 3.0);
+        ui.vertical_centered(|ui| {
+            ui.heading(format!("Processing {}", inspection.bundle.display()));
+            let session = if inspection.sessions > 1 {
+                format!(
+                    "session {} of {} · ",
+                    inspection.session, inspection.sessions
+                )
+            } else {
+                String::new()
+            };
+            ui.label(format!(
+                "{session}{} frames decoded · {:.1} s",
+                inspection.frames,
+                inspection.started.elapsed().as_secs_f64()
+            ));
+            // The frame count is not known before the decode ends: the bar moves, the count grows.
+            ui.add(
+                egui::ProgressBar::new(if inspection.sessions == 0 {
+                    0.0
+                } else {
+                    (inspection.session.saturating_sub(1)) as f32 / inspection.sessions as f32
+                })
+                .desired_width(420.0)
+                .animate(true),
+            );
+            ui.label("ALIGN -> SPLICE -> CLEAN, as `process` runs them; the results open here.");
+        });
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_millis(200));
     }
 
     fn review_tab(&mut self, ui: &mut egui::Ui) {
@@ -774,24 +1003,30 @@ impl ReviewApp {
         // The frame, at full resolution when it fits, scaled down otherwise.
         let timeline_height = 70.0;
         // The actions' row, the clock line and the lanes.
-        let overlay_height = 64.0 + 7.0 * 16.0;
+        let overlay_height = 96.0 + 24.0 + LANE_HEIGHT * lane_specs(view).len() as f32;
         let available = ui.available_size() - egui::vec2(0.0, timeline_height + overlay_height);
         if let (Some(path), Some(loader)) = (path, &mut self.loader) {
-            for next in &neighbours {
-                loader.prefetch(next);
-            }
+            // The playhead's frame first, then the next ones; what the playhead has left
+            // behind is skipped by the loader.
+            let wanted: Vec<PathBuf> = std::iter::once(path.clone()).chain(neighbours).collect();
+            loader.want(&wanted);
+            let show = |ui: &mut egui::Ui, texture: &TextureHandle| {
+                let [w, h] = texture.size().map(|v| v as f32);
+                let scale = (available.x / w).min(available.y / h).clamp(0.05, 1.0);
+                ui.image((texture.id(), egui::vec2(w * scale, h * scale)));
+            };
             match loader.get(&path) {
                 Some(Ok(frame)) => {
                     let size = [frame.width, frame.height];
-                    let image = egui::ColorImage::from_rgba_unmultiplied(size, &frame.rgba);
                     match &mut self.texture {
+                        Some((_, shown)) if *shown == path => {}
                         Some((texture, shown)) if texture.size() == size => {
-                            if *shown != path {
-                                texture.set_partial([0, 0], image, TextureOptions::LINEAR);
-                                *shown = path.clone();
-                            }
+                            let image = egui::ColorImage::from_rgba_unmultiplied(size, &frame.rgba);
+                            texture.set_partial([0, 0], image, TextureOptions::LINEAR);
+                            *shown = path.clone();
                         }
                         _ => {
+                            let image = egui::ColorImage::from_rgba_unmultiplied(size, &frame.rgba);
                             let texture =
                                 ui.ctx()
                                     .load_texture("frame", image, TextureOptions::LINEAR);
@@ -799,17 +1034,20 @@ impl ReviewApp {
                         }
                     }
                     if let Some((texture, _)) = &self.texture {
-                        let [w, h] = texture.size().map(|v| v as f32);
-                        let scale = (available.x / w).min(available.y / h).clamp(0.05, 1.0);
-                        ui.image((texture.id(), egui::vec2(w * scale, h * scale)));
+                        show(ui, texture);
                     }
                 }
                 Some(Err(err)) => {
                     ui.colored_label(Color32::from_rgb(230, 90, 80), err);
                 }
-                None => {
-                    ui.label("loading the frame…");
-                }
+                // The previous frame stays on screen until this one is decoded (no flicker
+                // while playing or scrubbing); the header already names the new one.
+                None => match &self.texture {
+                    Some((texture, _)) => show(ui, texture),
+                    None => {
+                        ui.label("loading the frame…");
+                    }
+                },
             }
         }
 
@@ -825,28 +1063,37 @@ impl ReviewApp {
                 key_cap(ui, name, held);
             }
             ui.separator();
+            mouse_arrow(ui, row.mouse_dx, row.mouse_dy);
             match (row.mouse_dx, row.mouse_dy) {
                 (Some(dx), Some(dy)) => ui.label(format!("mouse Δ {dx:+.0}, {dy:+.0}")),
                 _ => ui.label("mouse: unknown"),
             };
             ui.separator();
-            if let Some(pose) = &row.pose {
-                ui.label(format!("speed {:.1}", pose.speed));
+            if let Some(view) = &self.segment {
+                mini_map(ui, &view.data.frames, view.frame);
             }
-            if let Some(controls) = &row.controls {
-                let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
-                ui.label(format!(
-                    "throttle {} · brake {} · steer {}",
-                    show(controls.throttle),
-                    show(controls.brake),
-                    show(controls.steer)
-                ));
-            }
-            if let Some(keys) = &row.keys_held {
-                if !keys.is_empty() {
-                    ui.label(format!("held: {}", keys.join(" ")));
+            ui.separator();
+            ui.vertical(|ui| {
+                if let Some(pose) = &row.pose {
+                    ui.label(format!(
+                        "speed {:.1} · yaw {:.1}°",
+                        pose.speed,
+                        pose.yaw.to_degrees()
+                    ));
                 }
-            }
+                if let Some(controls) = &row.controls {
+                    let show =
+                        |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+                    ui.label(format!("throttle {}", show(controls.throttle)));
+                    ui.label(format!("brake {}", show(controls.brake)));
+                    ui.label(format!("steer {}", show(controls.steer)));
+                }
+                if let Some(keys) = &row.keys_held {
+                    if !keys.is_empty() {
+                        ui.label(format!("held: {}", keys.join(" ")));
+                    }
+                }
+            });
         });
         if let Some(clock) = clock {
             ui.label(format!(
@@ -864,30 +1111,34 @@ impl ReviewApp {
         let Some(view) = &mut self.segment else {
             return;
         };
-        let lane_height = 16.0;
-        let names = ["W", "A", "S", "D", "speed", "mouse dx", "yaw rate"];
+        let count = lane_specs(view).len();
         let width = ui.available_width().max(100.0);
         let (rect, response) = ui.allocate_exact_size(
-            egui::vec2(width, lane_height * names.len() as f32),
+            egui::vec2(width, LANE_HEIGHT * count as f32),
             Sense::click_and_drag(),
         );
         response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Slider, true, "lanes"));
         let plot = egui::Rect::from_min_max(egui::pos2(rect.left() + GUTTER, rect.top()), rect.max);
         let total = view.times.last().copied().unwrap_or(0.0).max(1.0);
-        let x_of = |t: f64| plot.left() + (t / total) as f32 * plot.width();
         if let Some(pointer) = response.interact_pointer_pos() {
             if pointer.x >= plot.left() {
                 view.playing = None;
                 view.seek_time(f64::from((pointer.x - plot.left()) / plot.width()) * total);
             }
         }
+        let view = &*view;
+        let specs = lane_specs(view);
         let painter = ui.painter_at(rect);
-        let text = ui.visuals().text_color();
-        for (i, name) in names.iter().enumerate() {
-            let top = rect.top() + i as f32 * lane_height;
+        let axis = Axis {
+            plot,
+            total,
+            times: &view.times,
+        };
+        for (i, spec) in specs.iter().enumerate() {
+            let top = rect.top() + i as f32 * LANE_HEIGHT;
             let band = egui::Rect::from_min_max(
                 egui::pos2(plot.left(), top + 1.0),
-                egui::pos2(plot.right(), top + lane_height - 1.0),
+                egui::pos2(plot.right(), top + LANE_HEIGHT - 1.0),
             );
             painter.rect_filled(
                 band,
@@ -895,63 +1146,22 @@ impl ReviewApp {
                 Color32::from_gray(if i % 2 == 0 { 28 } else { 34 }),
             );
             painter.text(
-                egui::pos2(rect.left() + 4.0, top + lane_height / 2.0),
+                egui::pos2(rect.left() + 4.0, top + LANE_HEIGHT / 2.0),
                 egui::Align2::LEFT_CENTER,
-                *name,
-                egui::FontId::proportional(11.0),
-                text,
+                spec.name,
+                egui::FontId::proportional(10.5),
+                spec.name_color.unwrap_or(ui.visuals().text_color()),
             );
-            // Each frame's value lasts until the next frame's time.
-            let end_of = |frame: usize| view.times.get(frame + 1).copied().unwrap_or(total);
-            if i < 4 {
-                for (frame, held) in view.lanes.keys[i].iter().enumerate() {
-                    if *held {
-                        let span = egui::Rect::from_min_max(
-                            egui::pos2(x_of(view.times[frame]), band.top()),
-                            egui::pos2(
-                                x_of(end_of(frame)).max(x_of(view.times[frame]) + 1.0),
-                                band.bottom(),
-                            ),
-                        );
-                        painter.rect_filled(span, 0.0, Color32::from_rgb(90, 170, 250));
-                    }
-                }
-                continue;
-            }
-            let values = match i {
-                4 => &view.lanes.speed,
-                5 => &view.lanes.mouse_dx,
-                _ => &view.lanes.yaw_rate,
-            };
-            let known: Vec<f64> = values.iter().flatten().copied().collect();
-            let (low, high) = known
-                .iter()
-                .fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-            let span = (high - low).max(1e-9);
-            let y_of = |v: f64| band.bottom() - ((v - low) / span) as f32 * band.height();
-            let points: Vec<egui::Pos2> = values
-                .iter()
-                .zip(&view.times)
-                .filter_map(|(v, t)| v.map(|v| egui::pos2(x_of(*t), y_of(v))))
-                .collect();
-            if points.len() > 1 {
-                painter.add(egui::Shape::line(
-                    points,
-                    Stroke::new(1.0, Color32::from_rgb(200, 200, 120)),
-                ));
-            }
-            if low < 0.0 && high > 0.0 {
-                let zero = y_of(0.0);
-                painter.line_segment(
-                    [
-                        egui::pos2(band.left(), zero),
-                        egui::pos2(band.right(), zero),
-                    ],
-                    Stroke::new(0.5, Color32::from_gray(80)),
-                );
+            match &spec.kind {
+                LaneKind::Band(marks, color) => axis.bands(&painter, band, marks, *color),
+                LaneKind::Line {
+                    values,
+                    thresholds,
+                    log,
+                } => axis.line(&painter, band, values, thresholds, *log),
             }
         }
-        let x = x_of(view.time());
+        let x = axis.x_of(view.time());
         painter.line_segment(
             [egui::pos2(x, rect.top()), egui::pos2(x, rect.bottom())],
             Stroke::new(2.0, Color32::from_rgb(90, 170, 250)),
@@ -988,9 +1198,16 @@ impl ReviewApp {
         );
         painter.rect_filled(plot, 2.0, Color32::from_gray(30));
         let mut previous: Option<f64> = None;
+        let mut last_x = f32::NEG_INFINITY;
         for t in &view.times {
             let x = x_of(*t);
             let repeated = previous == Some(*t);
+            // A long segment has more frames than pixels: one tick per column (repeats always).
+            if !repeated && x - last_x < 1.0 {
+                previous = Some(*t);
+                continue;
+            }
+            last_x = x;
             let (color, top) = if repeated {
                 (Color32::from_rgb(240, 160, 60), rect.top())
             } else {
@@ -1008,14 +1225,15 @@ impl ReviewApp {
             Stroke::new(2.0, Color32::from_rgb(90, 170, 250)),
         );
         ui.label(format!(
-            "{:.3} s of {:.3} s · {} · speed 1×",
+            "{:.3} s of {:.3} s · {} · speed {}× ([ and ] to change)",
             view.time() / 1000.0,
             total / 1000.0,
             if view.is_playing() {
                 "playing"
             } else {
                 "paused"
-            }
+            },
+            view.speed(),
         ));
     }
 
@@ -1103,7 +1321,12 @@ impl ReviewApp {
         let awaiting = self.catalog.counts().awaiting_review;
         if awaiting > 0 {
             ui.label(format!(
-                "{awaiting} failed segments have not been reviewed yet."
+                "{awaiting} failed segments have not been reviewed yet.{}",
+                if self.require_review {
+                    " A wallet with unreviewed segments cannot be approved (--require-review)."
+                } else {
+                    ""
+                }
             ));
         }
         let mut approve = None;
@@ -1208,4 +1431,293 @@ fn short_wallet(text: &str) -> String {
         .rev()
         .collect();
     format!("{head}…{tail}")
+}
+
+/// The height of one lane under the timeline.
+const LANE_HEIGHT: f32 = 14.0;
+
+/// How a lane draws its per-frame values.
+enum LaneKind<'a> {
+    /// Marked frames as filled spans until the next frame.
+    Band(&'a [bool], Color32),
+    /// A line, with horizontal lines at its thresholds; `log` plots log10(1 + v).
+    Line {
+        values: &'a [Option<f64>],
+        thresholds: Vec<f64>,
+        log: bool,
+    },
+}
+
+struct LaneSpec<'a> {
+    name: &'a str,
+    name_color: Option<Color32>,
+    kind: LaneKind<'a>,
+}
+
+/// The lanes of the open segment, top to bottom: the driving keys, what the logs say (speed, mouse,
+/// yaw rate), what the video says (its measured motion, sharpness, brightness and change, with the
+/// thresholds the picture checks hold each frame to), then one lane per check that flags frames.
+fn lane_specs(view: &SegmentView) -> Vec<LaneSpec<'_>> {
+    let lanes = &view.lanes;
+    let blue = Color32::from_rgb(90, 170, 250);
+    let mut specs: Vec<LaneSpec<'_>> = ["W", "A", "S", "D"]
+        .into_iter()
+        .zip(&lanes.keys)
+        .map(|(name, marks)| LaneSpec {
+            name,
+            name_color: None,
+            kind: LaneKind::Band(marks, blue),
+        })
+        .collect();
+    let line = |name, values, thresholds, log| LaneSpec {
+        name,
+        name_color: None,
+        kind: LaneKind::Line {
+            values,
+            thresholds,
+            log,
+        },
+    };
+    specs.push(line("speed", &lanes.speed, Vec::new(), false));
+    specs.push(line("mouse dx", &lanes.mouse_dx, Vec::new(), false));
+    specs.push(line("yaw rate", &lanes.yaw_rate, Vec::new(), false));
+    if !lanes.motion.is_empty() {
+        let t = view.data.thresholds;
+        specs.push(line("video dx", &lanes.motion, Vec::new(), false));
+        specs.push(line(
+            "sharpness",
+            &lanes.sharpness,
+            t.map(|t| vec![t.min_sharpness]).unwrap_or_default(),
+            true,
+        ));
+        specs.push(line(
+            "brightness",
+            &lanes.brightness,
+            t.map(|t| vec![t.black_max_luma, t.washed_min_luma])
+                .unwrap_or_default(),
+            false,
+        ));
+        specs.push(line(
+            "change",
+            &lanes.change,
+            t.map(|t| vec![t.still_max_change]).unwrap_or_default(),
+            false,
+        ));
+    }
+    let failing = Color32::from_rgb(230, 110, 80);
+    for (name, marks) in &lanes.flagged {
+        specs.push(LaneSpec {
+            name,
+            name_color: Some(failing),
+            kind: LaneKind::Band(marks, failing),
+        });
+    }
+    specs
+}
+
+/// The shared time axis of the timeline and the lanes.
+struct Axis<'a> {
+    plot: egui::Rect,
+    total: f64,
+    times: &'a [f64],
+}
+
+impl Axis<'_> {
+    fn x_of(&self, t: f64) -> f32 {
+        self.plot.left() + (t / self.total) as f32 * self.plot.width()
+    }
+
+    /// Marked frames, each lasting until the next frame's time; neighbouring marks merge into one
+    /// span, so that a long segment draws a few rectangles, not one per frame.
+    fn bands(&self, painter: &egui::Painter, band: egui::Rect, marks: &[bool], color: Color32) {
+        let end_of = |frame: usize| self.times.get(frame + 1).copied().unwrap_or(self.total);
+        let mut open: Option<f64> = None;
+        for (frame, marked) in marks.iter().enumerate() {
+            let t = self.times.get(frame).copied().unwrap_or(self.total);
+            match (*marked, open) {
+                (true, None) => open = Some(t),
+                (false, Some(from)) => {
+                    self.span(painter, band, from, t, color);
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(from) = open {
+            self.span(
+                painter,
+                band,
+                from,
+                end_of(marks.len().saturating_sub(1)),
+                color,
+            );
+        }
+    }
+
+    fn span(&self, painter: &egui::Painter, band: egui::Rect, from: f64, to: f64, color: Color32) {
+        let left = self.x_of(from);
+        let right = self.x_of(to).max(left + 1.5);
+        painter.rect_filled(
+            egui::Rect::from_min_max(
+                egui::pos2(left, band.top()),
+                egui::pos2(right, band.bottom()),
+            ),
+            0.0,
+            color,
+        );
+    }
+
+    /// The values as a line, reduced to their least and greatest per pixel column; the thresholds
+    /// as dashed red lines on the same scale.
+    fn line(
+        &self,
+        painter: &egui::Painter,
+        band: egui::Rect,
+        values: &[Option<f64>],
+        thresholds: &[f64],
+        log: bool,
+    ) {
+        let scale = |v: f64| if log { v.max(0.0).ln_1p() } else { v };
+        let known = values
+            .iter()
+            .flatten()
+            .chain(thresholds)
+            .map(|v| scale(*v))
+            .filter(|v| v.is_finite());
+        let (low, high) = known.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let span = (high - low).max(1e-9);
+        let y_of = |v: f64| band.bottom() - ((scale(v) - low) / span) as f32 * band.height();
+        // Per pixel column: (x, least y, greatest y).
+        let mut columns: Vec<(f32, f32, f32)> = Vec::new();
+        for (value, t) in values.iter().zip(self.times) {
+            let Some(v) = value.filter(|v| v.is_finite()) else {
+                continue;
+            };
+            let (x, y) = (self.x_of(*t).round(), y_of(v));
+            match columns.last_mut() {
+                Some(last) if last.0 == x => {
+                    last.1 = last.1.min(y);
+                    last.2 = last.2.max(y);
+                }
+                _ => columns.push((x, y, y)),
+            }
+        }
+        let points: Vec<egui::Pos2> = columns
+            .iter()
+            .flat_map(|(x, lo, hi)| [egui::pos2(*x, *lo), egui::pos2(*x, *hi)])
+            .collect();
+        if points.len() > 1 {
+            painter.add(egui::Shape::line(
+                points,
+                Stroke::new(1.0, Color32::from_rgb(200, 200, 120)),
+            ));
+        }
+        if low < 0.0 && high > 0.0 {
+            let zero = y_of(0.0);
+            painter.line_segment(
+                [
+                    egui::pos2(band.left(), zero),
+                    egui::pos2(band.right(), zero),
+                ],
+                Stroke::new(0.5, Color32::from_gray(80)),
+            );
+        }
+        for threshold in thresholds {
+            let y = y_of(*threshold);
+            painter.add(egui::Shape::dashed_line(
+                &[egui::pos2(band.left(), y), egui::pos2(band.right(), y)],
+                Stroke::new(1.0, Color32::from_rgb(230, 90, 80)),
+                4.0,
+                3.0,
+            ));
+        }
+    }
+}
+
+/// The mouse movement since the previous frame as an arrow from the middle of a small square
+/// (screen directions: right is +dx, down is +dy), its length growing with the movement and
+/// saturating at the edge.
+fn mouse_arrow(ui: &mut egui::Ui, dx: Option<f64>, dy: Option<f64>) {
+    let (rect, response) = ui.allocate_exact_size(egui::vec2(56.0, 56.0), Sense::hover());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, "mouse arrow"));
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 4.0, Color32::from_gray(30));
+    let center = rect.center();
+    painter.circle_filled(center, 2.0, Color32::from_gray(120));
+    let (Some(dx), Some(dy)) = (dx, dy) else {
+        return;
+    };
+    let length = dx.hypot(dy);
+    if length < 0.5 {
+        return;
+    }
+    let reach = 25.0 * (1.0 - (-length / 40.0).exp());
+    let direction = egui::vec2((dx / length) as f32, (dy / length) as f32);
+    painter.arrow(
+        center,
+        direction * reach as f32,
+        Stroke::new(2.0, Color32::from_rgb(250, 200, 90)),
+    );
+}
+
+/// The camera's path over the segment seen from above (x right, z down), the current position as
+/// a dot with a line where the camera faces (yaw 0 faces -z).
+fn mini_map(ui: &mut egui::Ui, frames: &[crate::segment::FrameRow], current: usize) {
+    let (rect, response) = ui.allocate_exact_size(egui::vec2(96.0, 96.0), Sense::hover());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, "camera path"));
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 4.0, Color32::from_gray(30));
+    let positions: Vec<(f64, f64)> = frames
+        .iter()
+        .filter_map(|row| row.pose.as_ref())
+        .map(|pose| (pose.pos[0], pose.pos[2]))
+        .filter(|(x, z)| x.is_finite() && z.is_finite())
+        .collect();
+    if positions.is_empty() {
+        painter.text(
+            rect.center(),
+            egui::Align2::CENTER_CENTER,
+            "no pose",
+            egui::FontId::proportional(10.0),
+            Color32::from_gray(140),
+        );
+        return;
+    }
+    let (mut x0, mut x1, mut z0, mut z1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, z) in &positions {
+        (x0, x1, z0, z1) = (x0.min(*x), x1.max(*x), z0.min(*z), z1.max(*z));
+    }
+    // One scale for both axes (a map, not a plot), with a margin, and at least 10 units across.
+    let inner = rect.shrink(8.0);
+    let across = (x1 - x0).max(z1 - z0).max(10.0);
+    let (mx, mz) = ((x0 + x1) / 2.0, (z0 + z1) / 2.0);
+    let to_screen = |x: f64, z: f64| {
+        inner.center()
+            + egui::vec2(
+                ((x - mx) / across) as f32 * inner.width(),
+                ((z - mz) / across) as f32 * inner.height(),
+            )
+    };
+    let mut points: Vec<egui::Pos2> = Vec::new();
+    for (x, z) in &positions {
+        let p = to_screen(*x, *z);
+        if points.last().is_none_or(|last| last.distance(p) >= 0.75) {
+            points.push(p);
+        }
+    }
+    if points.len() > 1 {
+        painter.add(egui::Shape::line(
+            points,
+            Stroke::new(1.0, Color32::from_gray(150)),
+        ));
+    }
+    if let Some(pose) = frames.get(current).and_then(|row| row.pose.as_ref()) {
+        let at = to_screen(pose.pos[0], pose.pos[2]);
+        let facing = egui::vec2(-pose.yaw.sin() as f32, -pose.yaw.cos() as f32);
+        painter.line_segment(
+            [at, at + facing * 12.0],
+            Stroke::new(2.0, Color32::from_rgb(250, 200, 90)),
+        );
+        painter.circle_filled(at, 3.5, Color32::from_rgb(90, 170, 250));
+    }
 }

@@ -135,6 +135,16 @@ impl Catalog {
         counts
     }
 
+    /// The segments of `wallet` that failed CLEAN and no reviewer has looked at yet.
+    pub fn awaiting_review_of(&self, wallet: &str) -> usize {
+        self.sessions
+            .iter()
+            .filter(|session| session.wallet == wallet)
+            .flat_map(|session| &session.segments)
+            .filter(|segment| segment.awaits_review())
+            .count()
+    }
+
     /// Every failing check named in the queue, sorted (the check filter's choices).
     pub fn failing_checks(&self) -> Vec<String> {
         let mut checks: Vec<String> = self

@@ -1,11 +1,14 @@
 //! Frames off the UI thread: a named loader thread decodes JPEG files (libjpeg-turbo) into RGBA
 //! images, fed through a bounded queue; the UI asks without waiting and shows what has arrived.
-//! The most recent frames stay cached, so stepping back and forth never decodes twice.
+//! The most recent frames stay cached, so stepping back and forth never decodes twice. The UI
+//! also says which frames it still wants (the playhead's and the next few): a request the
+//! playhead has left behind (a scrub, fast playback) is skipped rather than decoded, so the
+//! loader never falls behind the playhead by more than one decode.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A decoded frame.
 #[derive(Debug, Clone)]
@@ -16,7 +19,8 @@ pub struct Frame {
     pub rgba: Arc<Vec<u8>>,
 }
 
-type Decoded = (PathBuf, Result<Frame, String>);
+/// A request's answer: the frame (or why not), or `None` when it was skipped, no longer wanted.
+type Decoded = (PathBuf, Option<Result<Frame, String>>);
 
 /// Asks for frames and collects them; see the module's documentation.
 #[derive(Debug)]
@@ -28,6 +32,8 @@ pub struct FrameLoader {
     order: VecDeque<PathBuf>,
     pending: Vec<PathBuf>,
     capacity: usize,
+    /// What the UI wants now; the thread skips requests not in it.
+    wanted: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 /// Frames asked for at once, at most; more are asked again later.
@@ -38,15 +44,24 @@ impl FrameLoader {
     pub fn start(capacity: usize, wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let (requests, inbox) = mpsc::sync_channel::<PathBuf>(QUEUE);
         let (outbox, results) = mpsc::sync_channel::<Decoded>(QUEUE * 2);
+        let wanted: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
+        let still_wanted = Arc::clone(&wanted);
         std::thread::Builder::new()
             .name("sd-frame-loader".to_owned())
             .spawn(move || {
                 for path in inbox {
-                    let decoded = decode(&path);
+                    // A poisoned lock only means the UI panicked: decode anyway.
+                    let skip = still_wanted
+                        .lock()
+                        .map(|wanted| !wanted.is_empty() && !wanted.contains(&path))
+                        .unwrap_or(false);
+                    let decoded = (!skip).then(|| decode(&path));
                     if outbox.send((path, decoded)).is_err() {
                         return;
                     }
-                    wake();
+                    if !skip {
+                        wake();
+                    }
                 }
             })?;
         Ok(Self {
@@ -56,7 +71,20 @@ impl FrameLoader {
             order: VecDeque::new(),
             pending: Vec::new(),
             capacity: capacity.max(1),
+            wanted,
         })
+    }
+
+    /// The frames the UI wants now, most wanted first: requests for others still queued are
+    /// skipped. The first is asked for now, the rest ahead of time.
+    pub fn want(&mut self, paths: &[PathBuf]) {
+        if let Ok(mut wanted) = self.wanted.lock() {
+            wanted.clear();
+            wanted.extend_from_slice(paths);
+        }
+        for path in paths {
+            self.prefetch(path);
+        }
     }
 
     /// The frame at `path` if it is decoded (or why it cannot be); asks for it otherwise.
@@ -93,6 +121,9 @@ impl FrameLoader {
     fn collect(&mut self) {
         while let Ok((path, decoded)) = self.results.try_recv() {
             self.pending.retain(|p| *p != path);
+            let Some(decoded) = decoded else {
+                continue;
+            };
             if self.cache.insert(path.clone(), decoded).is_none() {
                 self.order.push_back(path);
             }
@@ -158,5 +189,44 @@ mod tests {
         assert_eq!(frame.rgba.len(), 16 * 8 * 4);
         let err = wait(&mut loader, &broken).expect_err("broken");
         assert!(err.contains("broken.jpg"), "{err}");
+    }
+
+    #[test]
+    fn frames_the_playhead_left_behind_are_skipped_not_decoded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Files that do not exist: a decoded one would come back as an error in the cache.
+        let paths: Vec<PathBuf> = (0..6)
+            .map(|i| dir.path().join(format!("{i}.jpg")))
+            .collect();
+        let mut loader = FrameLoader::start(16, || {}).expect("loader");
+        // Only the last is wanted by the time the thread gets to the queue.
+        if let Ok(mut wanted) = loader.wanted.lock() {
+            wanted.push(paths[5].clone());
+        }
+        for path in &paths {
+            loader.prefetch(path);
+        }
+        for _ in 0..200 {
+            loader.collect();
+            if !loader.is_loading() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!loader.is_loading());
+        let decoded: Vec<&PathBuf> = paths
+            .iter()
+            .filter(|p| loader.cache.contains_key(*p))
+            .collect();
+        assert_eq!(decoded, [&paths[5]]);
+        // Skipped is not cached: asked again, it is decoded.
+        loader.want(std::slice::from_ref(&paths[1]));
+        for _ in 0..200 {
+            if loader.get(&paths[1]).is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("a skipped frame never arrived when wanted again");
     }
 }

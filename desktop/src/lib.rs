@@ -7,11 +7,13 @@
 //! - [`catalog`]: the queue from the ledger, filters and counts (pure).
 //! - [`segment`]: one segment's frames, times, actions and checks, read from the layout.
 //! - [`frames`]: JPEG decoding on a named thread behind a bounded queue, with a cache.
+//! - [`inspect`]: one bundle folder processed offline on a named thread (nothing recorded).
 //! - [`app`]: the state and the `ui` pass; key bindings in one table ([`app::BINDINGS`]).
 
 pub mod app;
 pub mod catalog;
 pub mod frames;
+pub mod inspect;
 pub mod segment;
 
 pub use app::{ReviewApp, Sources};

@@ -1,5 +1,5 @@
 //! `scale-diffusion-review`: opens the layout and ledger `./run.sh` writes (or the ones named) in
-//! the review app.
+//! the review app; `scale-diffusion-review BUNDLE` inspects one bundle folder offline.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,9 @@ use scale_diffusion_review::{ReviewApp, Sources};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    /// A bundle folder to inspect offline: processed here into a temporary folder, nothing
+    /// recorded (the ledger and the output folders are not opened).
+    bundle: Option<PathBuf>,
     /// The clean layout (default: out/clean, as ./run.sh writes).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -23,11 +26,15 @@ struct Args {
     /// Who is reviewing, as overrides and approvals record it (default: the OS user).
     #[arg(long, env = "SD_REVIEWER")]
     reviewer: Option<String>,
+    /// Refuse to approve a wallet's payout while it has failed segments nobody has reviewed.
+    #[arg(long, env = "SD_REQUIRE_REVIEW")]
+    require_review: bool,
 }
 
 fn main() -> ExitCode {
     let _telemetry = sd_telemetry::init("warn", "scale-diffusion-review");
     let args = Args::parse();
+    let bundle = args.bundle.clone();
     let base = Sources::embedded_default(std::path::Path::new("."));
     let sources = Sources {
         clean: args.out.unwrap_or(base.clean),
@@ -50,11 +57,12 @@ fn main() -> ExitCode {
         "Scale Diffusion review",
         options,
         Box::new(move |creation| {
-            Ok(Box::new(ReviewApp::open(
-                sources,
-                reviewer,
-                &creation.egui_ctx,
-            )))
+            let mut app = match &bundle {
+                Some(bundle) => ReviewApp::inspect(bundle, reviewer, &creation.egui_ctx),
+                None => ReviewApp::open(sources, reviewer, &creation.egui_ctx),
+            };
+            app.require_review = args.require_review;
+            Ok(Box::new(app))
         }),
     );
     match result {

@@ -1,6 +1,8 @@
 //! One segment as the review view shows it: its frames with their times and actions
-//! (`aligned.json`), its checks (`quality.json`), and where it is. Read from the layout `process`
-//! wrote; only the fields the view uses are read, so newer files still open.
+//! (`aligned.json`), its checks and the frames each flags (`quality.json`), the per-frame picture
+//! metrics (`session.json`), and where it is. Read from the layout `process` wrote; only the
+//! fields the view uses are read, so newer files still open, and older ones without the flagged
+//! frames or the metrics open without those lanes.
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +69,30 @@ pub struct Check {
     pub bound: serde_json::Value,
     pub passed: bool,
     pub reason: String,
+    /// The session frames it flags (absent before output schema 4).
+    #[serde(default)]
+    pub frames: Vec<usize>,
+}
+
+/// The lines the picture checks hold each frame to.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+pub struct FrameThresholds {
+    pub min_sharpness: f64,
+    pub black_max_luma: f64,
+    pub washed_min_luma: f64,
+    pub still_max_change: f64,
+}
+
+/// One frame's picture measurements, from `session.json`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default)]
+pub struct FrameMetric {
+    pub frame: usize,
+    pub sharpness: Option<f64>,
+    pub mean_luma: Option<f64>,
+    pub change: Option<f64>,
+    /// The picture's sideways shift from the previous frame (128x64 thumbnail px): the motion
+    /// measured in the video.
+    pub shift_dx_px: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +104,14 @@ struct Aligned {
 #[derive(Debug, Deserialize)]
 struct Quality {
     checks: Vec<Check>,
+    #[serde(default)]
+    frame_thresholds: Option<FrameThresholds>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SessionMetrics {
+    #[serde(default)]
+    frame_metrics: Vec<FrameMetric>,
 }
 
 /// Everything the segment view shows.
@@ -89,6 +123,11 @@ pub struct SegmentData {
     pub frames: Vec<FrameRow>,
     pub runs: Vec<RunClock>,
     pub checks: Vec<Check>,
+    pub thresholds: Option<FrameThresholds>,
+    /// Per frame of the segment, its picture metrics (`None` where `session.json` has none).
+    pub metrics: Vec<Option<FrameMetric>>,
+    /// Why there are no metrics, when there are none.
+    pub metrics_note: Option<String>,
 }
 
 impl SegmentData {
@@ -101,6 +140,32 @@ impl SegmentData {
         if aligned.frames.is_empty() {
             return Err(format!("{key}: aligned.json lists no frame"));
         }
+        // An accepted session's own file sits in the clean layout, wherever its segments went.
+        let session_file = [Location::Clean, Location::Review]
+            .into_iter()
+            .map(|at| {
+                layout
+                    .root(at)
+                    .join(&key.wallet)
+                    .join(&key.session_id)
+                    .join("session.json")
+            })
+            .find(|path| path.is_file());
+        let (metrics, metrics_note) = match session_file {
+            Some(path) => match read_json::<SessionMetrics>(&path) {
+                Ok(session) => (
+                    Self::metrics_of(&aligned.frames, session.frame_metrics),
+                    None,
+                ),
+                Err(err) => (Vec::new(), Some(err)),
+            },
+            None => (
+                Vec::new(),
+                Some(format!(
+                    "{key}: no session.json beside it: no picture metrics"
+                )),
+            ),
+        };
         Ok(Self {
             key: key.clone(),
             location,
@@ -108,7 +173,20 @@ impl SegmentData {
             frames: aligned.frames,
             runs: aligned.runs,
             checks: quality.checks,
+            thresholds: quality.frame_thresholds,
+            metrics,
+            metrics_note,
         })
+    }
+
+    /// The session's metrics of the segment's frames, in the segment's order.
+    fn metrics_of(frames: &[FrameRow], all: Vec<FrameMetric>) -> Vec<Option<FrameMetric>> {
+        let by_frame: std::collections::HashMap<usize, FrameMetric> =
+            all.into_iter().map(|m| (m.frame, m)).collect();
+        frames
+            .iter()
+            .map(|row| by_frame.get(&row.frame).copied())
+            .collect()
     }
 
     pub fn frame_path(&self, index: usize) -> Option<PathBuf> {
@@ -152,6 +230,14 @@ pub struct Lanes {
     pub mouse_dx: Vec<Option<f64>>,
     /// Degrees per second, from the camera's yaw between this frame and the previous one.
     pub yaw_rate: Vec<Option<f64>>,
+    /// Per check that flags frames of this segment (in check order), which frames it flags.
+    pub flagged: Vec<(String, Vec<bool>)>,
+    /// Picture metrics per frame (empty without `session.json`).
+    pub sharpness: Vec<Option<f64>>,
+    pub brightness: Vec<Option<f64>>,
+    pub change: Vec<Option<f64>>,
+    /// The sideways motion measured in the video (thumbnail px per frame).
+    pub motion: Vec<Option<f64>>,
 }
 
 impl SegmentData {
@@ -185,7 +271,52 @@ impl SegmentData {
                 previous = Some((*t, yaw));
             }
         }
+        lanes.flagged = self
+            .checks
+            .iter()
+            .filter(|check| !check.frames.is_empty())
+            .map(|check| {
+                let flagged: std::collections::HashSet<usize> =
+                    check.frames.iter().copied().collect();
+                let marks = self
+                    .frames
+                    .iter()
+                    .map(|row| flagged.contains(&row.frame))
+                    .collect();
+                (check.check.clone(), marks)
+            })
+            .collect();
+        let metric = |get: fn(&FrameMetric) -> Option<f64>| -> Vec<Option<f64>> {
+            self.metrics
+                .iter()
+                .map(|m| m.as_ref().and_then(get))
+                .collect()
+        };
+        lanes.sharpness = metric(|m| m.sharpness);
+        lanes.brightness = metric(|m| m.mean_luma);
+        lanes.change = metric(|m| m.change);
+        lanes.motion = metric(|m| m.shift_dx_px);
         lanes
+    }
+}
+
+impl Lanes {
+    /// Where the next stretch of flagged frames after frame `from` (segment index) begins (some
+    /// check flags the frame, and none flags the one before it); the previous one before `from`
+    /// when `forward` is false.
+    pub fn next_flagged(&self, from: usize, forward: bool) -> Option<usize> {
+        let is_flagged = |i: usize| {
+            self.flagged
+                .iter()
+                .any(|(_, marks)| marks.get(i).copied().unwrap_or(false))
+        };
+        let starts = |i: &usize| is_flagged(*i) && (*i == 0 || !is_flagged(*i - 1));
+        let n = self.keys[0].len();
+        if forward {
+            (from + 1..n).find(starts)
+        } else {
+            (0..from.min(n)).rev().find(starts)
+        }
     }
 }
 
@@ -247,6 +378,9 @@ mod tests {
             frames: vec![first, second, row(2, Some(600.0))],
             runs: Vec::new(),
             checks: Vec::new(),
+            thresholds: None,
+            metrics: Vec::new(),
+            metrics_note: None,
         };
         let lanes = data.lanes(&data.times_ms());
         assert_eq!(lanes.keys[0], [true, false, false]);
@@ -256,6 +390,60 @@ mod tests {
         assert!((rate - 0.1f64.to_degrees() / 0.5).abs() < 1e-9, "{rate}");
         assert_eq!(lanes.yaw_rate[0], None);
         assert_eq!(lanes.yaw_rate[2], None);
+    }
+
+    #[test]
+    fn flagged_lanes_mark_the_checks_frames_and_jumps_land_on_stretch_starts() {
+        let check = |name: &str, frames: Vec<usize>| Check {
+            check: name.to_owned(),
+            metric: String::new(),
+            value: 0.0,
+            threshold: 0.0,
+            bound: serde_json::Value::Null,
+            passed: frames.is_empty(),
+            reason: String::new(),
+            frames,
+        };
+        let data = SegmentData {
+            key: SegmentKey {
+                wallet: "w".to_owned(),
+                session_id: "s".to_owned(),
+                segment: 1,
+            },
+            location: Location::Review,
+            folder: PathBuf::from("/x"),
+            // Session frames 20..30; frame 24 is missing (a decode gap).
+            frames: (20..30)
+                .filter(|f| *f != 24)
+                .map(|f| row(f, Some(f as f64 * 100.0)))
+                .collect(),
+            runs: Vec::new(),
+            // Frozen on 22-23 and 25-26 (one stretch across the gap), a glitch on 28, and a
+            // frame outside the segment that must not shift anything.
+            checks: vec![
+                check("blur", vec![]),
+                check("frozen", vec![22, 23, 25, 26, 99]),
+                check("glitch", vec![28]),
+            ],
+            thresholds: None,
+            metrics: Vec::new(),
+            metrics_note: None,
+        };
+        let lanes = data.lanes(&data.times_ms());
+        let names: Vec<&str> = lanes.flagged.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["frozen", "glitch"]);
+        assert_eq!(
+            lanes.flagged[0].1,
+            [false, false, true, true, true, true, false, false, false]
+        );
+        assert!(lanes.flagged[1].1[7]);
+        assert_eq!(lanes.next_flagged(0, true), Some(2));
+        // Inside the frozen stretch the next jump goes past it, to the glitch.
+        assert_eq!(lanes.next_flagged(2, true), Some(7));
+        assert_eq!(lanes.next_flagged(7, true), None);
+        assert_eq!(lanes.next_flagged(8, false), Some(7));
+        assert_eq!(lanes.next_flagged(7, false), Some(2));
+        assert_eq!(lanes.next_flagged(2, false), None);
     }
 
     #[test]
@@ -279,6 +467,9 @@ mod tests {
             ],
             runs: Vec::new(),
             checks: Vec::new(),
+            thresholds: None,
+            metrics: Vec::new(),
+            metrics_note: None,
         };
         let times = data.times_ms();
         assert_eq!(times, [0.0, 100.0, 2100.0, 2100.0, 2100.0, 2200.0]);

@@ -194,3 +194,192 @@ fn a_missing_ledger_is_said_in_the_window_not_a_panic() {
     );
     harness.get_by_label_contains("no ledger");
 }
+
+#[test]
+fn flagged_frames_speeds_and_the_review_rule_for_approval() {
+    let dir = fixed_dir("flagged");
+    let sources = processed(&dir);
+    let mut harness = harness(sources.clone());
+    harness.run();
+
+    // A segment some check flags frames of: the jump lands on a flagged frame, never on one
+    // no check flags.
+    let key = harness
+        .state()
+        .catalog
+        .visible(&Default::default())
+        .into_iter()
+        .find(|s| {
+            s.failed_checks
+                .iter()
+                .any(|c| ["blur", "black", "washed_out", "frozen", "glitch"].contains(&c.as_str()))
+        })
+        .map(|s| s.key.clone())
+        .expect("the defects fail a picture check");
+    harness.state_mut().select(key);
+    settle(&mut harness);
+    let flagged = |view: &scale_diffusion_review::app::SegmentView| {
+        view.lanes
+            .flagged
+            .iter()
+            .any(|(_, marks)| marks[view.frame])
+    };
+    let view = harness.state().segment.as_ref().expect("open");
+    assert!(!view.lanes.flagged.is_empty(), "no flagged lane");
+    let start = view.frame;
+    harness.key_press(egui::Key::J);
+    settle(&mut harness);
+    let view = harness.state().segment.as_ref().expect("open");
+    if view.frame != start {
+        assert!(
+            flagged(view),
+            "J landed on frame {} that no check flags",
+            view.frame
+        );
+    } else {
+        // The segment is flagged from its first frame to its last: J has nowhere to go.
+        assert!(flagged(view));
+    }
+    // The metric lanes come from session.json, with the thresholds from quality.json.
+    assert!(
+        view.lanes.sharpness.iter().any(Option::is_some),
+        "{:?} {} {:?}",
+        view.data.metrics_note,
+        view.data.metrics.len(),
+        view.data.metrics.first()
+    );
+    assert!(view.data.thresholds.is_some());
+
+    // Faster twice, slower once: 2x; never past the ends.
+    harness.key_press(egui::Key::CloseBracket);
+    harness.key_press(egui::Key::CloseBracket);
+    harness.key_press(egui::Key::CloseBracket);
+    harness.run();
+    assert_eq!(harness.state().segment.as_ref().expect("open").speed(), 4.0);
+    harness.key_press(egui::Key::OpenBracket);
+    harness.run();
+    assert_eq!(harness.state().segment.as_ref().expect("open").speed(), 2.0);
+
+    // With the review rule on, a wallet with unreviewed failed segments is not approved, and the
+    // ledger is left as it was.
+    assert!(harness.state().catalog.awaiting_review_of(WALLET) > 0);
+    harness.state_mut().require_review = true;
+    harness.state_mut().tab = Tab::Payouts;
+    harness.run_steps(8);
+    harness.get_by_label("Approve").click();
+    harness.run_steps(4);
+    let message = harness.state().messages.last().cloned().expect("a message");
+    assert!(
+        message.error && message.text.contains("nobody has reviewed"),
+        "{message:?}"
+    );
+    let ledger = sd_ledger::Ledger::open(&sources.ledger).expect("ledger");
+    let payouts = ledger.payouts(Some(WALLET)).expect("payouts");
+    assert!(
+        payouts.iter().all(|p| p.state.as_str() == "pending"),
+        "{payouts:?}"
+    );
+}
+
+/// Runs frames until the offline inspection has finished processing.
+fn until_processed(harness: &mut Harness<'_, ReviewApp>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while harness.state().is_processing() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the inspection never finished"
+        );
+        harness.step();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    harness.run_steps(4);
+}
+
+#[test]
+fn a_bundle_folder_is_inspected_offline_and_nothing_is_recorded() {
+    let dir = fixed_dir("inspect");
+    let bundle = dir.join("bundle");
+    let mut spec = SyntheticSpec::with_all_defects(5);
+    spec.wallet = WALLET.to_owned();
+    let written = write_bundle(&bundle, &spec, Naming::UploadEpoch).expect("bundle");
+    std::fs::remove_file(&written.truth).expect("drop the truth file");
+    let before: Vec<_> = std::fs::read_dir(&bundle)
+        .expect("bundle")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+
+    let inspected = bundle.clone();
+    let mut harness = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .wgpu()
+        .build_eframe(move |cc| ReviewApp::inspect(&inspected, "qa".to_owned(), &cc.egui_ctx));
+    harness.run_steps(2);
+    harness.get_by_label_contains("frames decoded");
+    until_processed(&mut harness);
+
+    // The segments are there to scrub, from the throwaway layout.
+    let counts = harness.state().catalog.counts();
+    assert!(counts.segments >= 5, "{counts:?}");
+    assert!(harness.state().selected.is_some());
+    settle(&mut harness);
+    assert!(harness.state().segment.is_some());
+    harness.key_press(egui::Key::ArrowRight);
+    settle(&mut harness);
+    assert_eq!(harness.state().segment.as_ref().expect("open").frame, 1);
+
+    // A verdict is refused: there is no ledger to record it in.
+    harness.state_mut().reason_code = Some("labels_checked");
+    harness.state_mut().reason_text = "looks fine".to_owned();
+    harness.key_press(egui::Key::P);
+    harness.run();
+    let message = harness.state().messages.last().cloned().expect("a message");
+    assert!(
+        message.error && message.text.contains("nothing is recorded"),
+        "{message:?}"
+    );
+
+    // Nothing was written beside the bundle or in the test folder.
+    let after: Vec<_> = std::fs::read_dir(&bundle)
+        .expect("bundle")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(before, after);
+    assert!(!dir.join("out").exists());
+    let inspection_folder = harness
+        .state()
+        .inspection
+        .as_ref()
+        .expect("inspection")
+        .folder
+        .path()
+        .to_owned();
+    assert!(inspection_folder.is_dir());
+    drop(harness);
+    assert!(
+        !inspection_folder.exists(),
+        "the temporary folder outlived the app"
+    );
+}
+
+#[test]
+fn a_folder_without_a_bundle_is_said_in_the_window() {
+    let dir = fixed_dir("inspect_empty");
+    let empty = dir.clone();
+    let mut harness = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .wgpu()
+        .build_eframe(move |cc| ReviewApp::inspect(&empty, "qa".to_owned(), &cc.egui_ctx));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        harness.step();
+        let last = harness.state().messages.last().cloned();
+        if let Some(message) = last.filter(|m| m.error) {
+            assert!(message.text.contains("no bundle"), "{message:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no error shown");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    harness.run_steps(2);
+    harness.get_by_label_contains("no bundle");
+}

@@ -38,6 +38,7 @@ pub fn check_result(check: CheckName, passed: bool, value: f64, reason: String) 
         bound: Bound::AtLeast,
         passed,
         reason,
+        frames: Vec::new(),
     }
 }
 

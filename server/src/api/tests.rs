@@ -456,6 +456,7 @@ async fn a_contributor_sees_where_each_session_is() {
         bound: sd_core::Bound::AtLeast,
         passed,
         reason: "test".to_owned(),
+        frames: Vec::new(),
     };
     let segment = |n: usize, passed: bool| SegmentRecord {
         segment: n,
