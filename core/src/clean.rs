@@ -947,9 +947,13 @@ fn action_checks(
     flagged.extend(
         rows.iter()
             .filter(|row| {
-                row.events
-                    .iter()
-                    .any(|&i| context.inputs.get(i).is_some_and(&is_jump))
+                // The events the check counts: those within the segment's span.
+                row.events.iter().any(|&i| {
+                    context
+                        .inputs
+                        .get(i)
+                        .is_some_and(|e| e.t >= t0 && e.t <= t1 && is_jump(e))
+                })
             })
             .map(|row| row.frame),
     );
@@ -1203,6 +1207,58 @@ mod tests {
                 serde_json::Value::String(check.as_str().to_owned())
             );
         }
+    }
+
+    #[test]
+    fn impossible_inputs_flag_the_frames_of_the_events_they_count() {
+        let jump = |t: f64| InputEvent {
+            t,
+            kind: "mouse".to_owned(),
+            key: None,
+            dx: Some(5_000.0),
+            dy: Some(0.0),
+            extra: serde_json::Map::new(),
+        };
+        // A jump just before the segment (carried by its first row's events) and one inside it.
+        let inputs = vec![jump(950.0), jump(1_450.0)];
+        let mut rows: Vec<FrameAction> = (10..20).map(|i| row(i, i as f64 * 100.0)).collect();
+        rows[0].events = vec![0];
+        rows[5].events = vec![1];
+        let segment = Segment {
+            index: 1,
+            first_frame: 10,
+            last_frame: 19,
+            start_pts_ms: 1_000.0,
+            end_pts_ms: 2_000.0,
+            start_page_ms: 1_000.0,
+            end_page_ms: 1_900.0,
+            runs: vec![0],
+            rows: rows.clone(),
+        };
+        let latency = LatencyModel::constant(LatencySource::None, 0.0);
+        let clock = ClockEstimate {
+            prior: timing_prior(&TimingFacts::default(), &latency),
+            latency,
+            recording_start_t_ms: None,
+            runs: vec![],
+            run_of: vec![0; 20],
+        };
+        let context = SessionContext {
+            frame_stats: &[],
+            all_rows: &rows,
+            inputs: &inputs,
+            clock: &clock,
+            decode_errors: 0,
+        };
+        let quality = clean_segment(&segment, &context, &QualityConfig::default());
+        let impossible = quality
+            .checks
+            .iter()
+            .find(|c| c.check == CheckName::ImpossibleInputs)
+            .expect("reported");
+        // The check counts the jump inside the span only, and flags only its frame.
+        assert_eq!(impossible.value, 1.0);
+        assert_eq!(impossible.frames, [15]);
     }
 
     #[test]

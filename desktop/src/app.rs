@@ -558,14 +558,18 @@ impl ReviewApp {
             }
             Action::Faster | Action::Slower => {
                 if let Some(view) = &mut self.segment {
+                    // Where the playhead is (between frames while playing), kept across the change.
+                    let at = match view.playing {
+                        Some((since, from_ms)) => from_ms + (now_s - since) * 1000.0 * view.speed(),
+                        None => view.time(),
+                    };
                     view.speed = if action == Action::Faster {
                         (view.speed + 1).min(SPEEDS.len() - 1)
                     } else {
                         view.speed.saturating_sub(1)
                     };
-                    // Playing on from here at the new speed.
                     if view.playing.is_some() {
-                        view.playing = Some((now_s, view.time()));
+                        view.playing = Some((now_s, at));
                     }
                 }
             }
@@ -646,6 +650,9 @@ impl ReviewApp {
             self.error(OFFLINE.to_owned());
             return;
         }
+        // What the ledger says now, not when the queue was last read: a session processed since
+        // may have brought failed segments.
+        self.reload();
         let awaiting = self.catalog.awaiting_review_of(wallet);
         if self.require_review && awaiting > 0 {
             self.error(format!(
@@ -1719,5 +1726,73 @@ fn mini_map(ui: &mut egui::Ui, frames: &[crate::segment::FrameRow], current: usi
             Stroke::new(2.0, Color32::from_rgb(250, 200, 90)),
         );
         painter.circle_filled(at, 3.5, Color32::from_rgb(90, 170, 250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::FrameRow;
+
+    fn view(times: &[f64]) -> SegmentView {
+        let frames = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| FrameRow {
+                file: format!("frames/{i:06}.jpg"),
+                frame: i,
+                pts_ms: Some(*t),
+                run: 0,
+                keys_held: None,
+                driving_keys: None,
+                mouse_dx: None,
+                mouse_dy: None,
+                pose: None,
+                controls: None,
+            })
+            .collect();
+        SegmentView::new(SegmentData {
+            key: SegmentKey {
+                wallet: "w".to_owned(),
+                session_id: "s".to_owned(),
+                segment: 1,
+            },
+            location: Location::Review,
+            folder: PathBuf::from("/nonexistent"),
+            frames,
+            runs: Vec::new(),
+            checks: Vec::new(),
+            thresholds: None,
+            metrics: Vec::new(),
+            metrics_note: None,
+        })
+    }
+
+    #[test]
+    fn a_speed_change_while_playing_keeps_the_playhead_where_it_is() {
+        let ctx = egui::Context::default();
+        let mut app = ReviewApp::open(
+            Sources::embedded_default(std::path::Path::new("/nonexistent")),
+            "qa".to_owned(),
+            &ctx,
+        );
+        // A stall: 100 ms, then 2 s without a frame.
+        app.segment = Some(view(&[0.0, 100.0, 2_100.0, 2_200.0]));
+        app.act(Action::PlayPause, 10.0);
+        // 1.5 s later at 1x the playhead is inside the stall, still on frame 1.
+        app.act(Action::Faster, 11.5);
+        let view = app.segment.as_ref().expect("open");
+        assert_eq!(view.speed(), 2.0);
+        assert_eq!(view.playing, Some((11.5, 1_500.0)));
+        // Another 0.25 s at 2x: 2 s, still before frame 2.
+        app.act(Action::Slower, 11.75);
+        let view = app.segment.as_ref().expect("open");
+        assert_eq!(view.speed(), 1.0);
+        assert_eq!(view.playing, Some((11.75, 2_000.0)));
+        // Paused, a change of speed moves nothing.
+        app.act(Action::PlayPause, 12.0);
+        app.act(Action::Slower, 13.0);
+        let view = app.segment.as_ref().expect("open");
+        assert_eq!((view.playing, view.frame, view.speed()), (None, 0, 0.5));
     }
 }

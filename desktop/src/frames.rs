@@ -59,9 +59,8 @@ impl FrameLoader {
                     if outbox.send((path, decoded)).is_err() {
                         return;
                     }
-                    if !skip {
-                        wake();
-                    }
+                    // A skip wakes the UI too: if it wants the frame again by now, it asks again.
+                    wake();
                 }
             })?;
         Ok(Self {

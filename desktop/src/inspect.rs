@@ -97,7 +97,19 @@ impl Inspection {
 
     /// Takes the thread's news; the result once it is done.
     pub fn poll(&mut self) -> Option<Result<Inspected, String>> {
-        while let Ok(event) = self.events.try_recv() {
+        loop {
+            let event = match self.events.try_recv() {
+                Ok(event) => event,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+                // The thread ended without an answer: it panicked.
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.finished = true;
+                    return Some(Err(format!(
+                        "the inspection of {} stopped without a result (a bug: see the log)",
+                        self.bundle.display()
+                    )));
+                }
+            };
             match event {
                 Event::Progress {
                     session,
@@ -112,7 +124,6 @@ impl Inspection {
                 }
             }
         }
-        None
     }
 }
 

@@ -250,7 +250,7 @@ fn flagged_frames_speeds_and_the_review_rule_for_approval() {
     );
     assert!(view.data.thresholds.is_some());
 
-    // Faster twice, slower once: 2x; never past the ends.
+    // Faster three times: 4x, the fastest (never past it); then slower once: 2x.
     harness.key_press(egui::Key::CloseBracket);
     harness.key_press(egui::Key::CloseBracket);
     harness.key_press(egui::Key::CloseBracket);
