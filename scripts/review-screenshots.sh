@@ -49,14 +49,16 @@ shot segment-stepped
 key n; key n; key n
 key shift+Right
 shot segment-later
+# The real sessions' segments come first (earlier session ids), then the synthetic one's: three
+# N above went past the real ones to its segment_001; seven more reach its segment_008 (frozen),
+# and J jumps to where the frozen stretch begins.
+for _ in 1 2 3 4 5 6 7; do key n; done
 key j
 shot segment-flagged
 key h
 shot help
 key h
-# The real sessions' segments sort after the synthetic one's (same wallet, earlier session ids
-# first): walk the queue to the end.
-for _ in $(seq 1 14); do key n; done
+for _ in 1 2 3 4 5 6 7; do key n; done
 shot segment-last-in-queue
 kill "$app" 2>/dev/null || true
 wait "$app" 2>/dev/null || true
