@@ -1199,6 +1199,33 @@ mod tests {
         }
     }
 
+    /// A segment of `rows` over page times `page_ms`, in run 0.
+    fn segment_of(rows: &[FrameAction], page_ms: (f64, f64)) -> Segment {
+        Segment {
+            index: 1,
+            first_frame: rows.first().map_or(0, |r| r.frame),
+            last_frame: rows.last().map_or(0, |r| r.frame),
+            start_pts_ms: rows.first().and_then(|r| r.pts_ms).unwrap_or(0.0),
+            end_pts_ms: rows.last().and_then(|r| r.pts_ms).unwrap_or(0.0) + 100.0,
+            start_page_ms: page_ms.0,
+            end_page_ms: page_ms.1,
+            runs: vec![0],
+            rows: rows.to_vec(),
+        }
+    }
+
+    /// A clock with no run (so no trusted one) over `frames` frames.
+    fn untrusted_clock(frames: usize) -> ClockEstimate {
+        let latency = LatencyModel::constant(LatencySource::None, 0.0);
+        ClockEstimate {
+            prior: timing_prior(&TimingFacts::default(), &latency),
+            latency,
+            recording_start_t_ms: None,
+            runs: vec![],
+            run_of: vec![0; frames],
+        }
+    }
+
     #[test]
     fn check_names_are_their_serde_names() {
         for check in CheckName::ALL {
@@ -1224,25 +1251,8 @@ mod tests {
         let mut rows: Vec<FrameAction> = (10..20).map(|i| row(i, i as f64 * 100.0)).collect();
         rows[0].events = vec![0];
         rows[5].events = vec![1];
-        let segment = Segment {
-            index: 1,
-            first_frame: 10,
-            last_frame: 19,
-            start_pts_ms: 1_000.0,
-            end_pts_ms: 2_000.0,
-            start_page_ms: 1_000.0,
-            end_page_ms: 1_900.0,
-            runs: vec![0],
-            rows: rows.clone(),
-        };
-        let latency = LatencyModel::constant(LatencySource::None, 0.0);
-        let clock = ClockEstimate {
-            prior: timing_prior(&TimingFacts::default(), &latency),
-            latency,
-            recording_start_t_ms: None,
-            runs: vec![],
-            run_of: vec![0; 20],
-        };
+        let segment = segment_of(&rows, (1_000.0, 1_900.0));
+        let clock = untrusted_clock(20);
         let context = SessionContext {
             frame_stats: &[],
             all_rows: &rows,
@@ -1264,25 +1274,8 @@ mod tests {
     #[test]
     fn a_segment_without_decodable_frames_is_a_reasoned_fail() {
         let rows: Vec<FrameAction> = (0..10).map(|i| row(i, i as f64 * 100.0)).collect();
-        let segment = Segment {
-            index: 1,
-            first_frame: 0,
-            last_frame: 9,
-            start_pts_ms: 0.0,
-            end_pts_ms: 1000.0,
-            start_page_ms: 0.0,
-            end_page_ms: 900.0,
-            runs: vec![0],
-            rows: rows.clone(),
-        };
-        let latency = LatencyModel::constant(LatencySource::None, 0.0);
-        let clock = ClockEstimate {
-            prior: timing_prior(&TimingFacts::default(), &latency),
-            latency,
-            recording_start_t_ms: None,
-            runs: vec![],
-            run_of: vec![0; 10],
-        };
+        let segment = segment_of(&rows, (0.0, 900.0));
+        let clock = untrusted_clock(10);
         let context = SessionContext {
             // No frame statistics at all: nothing could be decoded or measured.
             frame_stats: &[],

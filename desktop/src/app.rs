@@ -1339,7 +1339,18 @@ impl ReviewApp {
         let mut approve = None;
         let mut paid = None;
         egui::Grid::new("payouts").striped(true).show(ui, |ui| {
-            for heading in ["#", "wallet", "segments", "SOL", "state", "approved by", ""] {
+            for heading in [
+                "#",
+                "wallet",
+                "segments",
+                "frames",
+                "lamports",
+                "SOL",
+                "unreviewed",
+                "state",
+                "approved by",
+                "",
+            ] {
                 ui.strong(heading);
             }
             ui.end_row();
@@ -1347,7 +1358,28 @@ impl ReviewApp {
                 ui.label(payout.id.to_string());
                 ui.monospace(short_wallet(&payout.wallet));
                 ui.label(payout.items.len().to_string());
+                // The frames paid for (a take-back's frames count against them).
+                let frames: i64 = payout
+                    .items
+                    .iter()
+                    .map(|item| {
+                        let frames = i64::try_from(item.frames).unwrap_or(i64::MAX);
+                        if item.amount_lamports.0 < 0 {
+                            -frames
+                        } else {
+                            frames
+                        }
+                    })
+                    .sum();
+                ui.label(frames.to_string());
+                ui.monospace(payout.amount_lamports.0.to_string());
                 ui.monospace(payout.amount_sol());
+                let unreviewed = self.catalog.awaiting_review_of(&payout.wallet);
+                if unreviewed > 0 {
+                    ui.colored_label(Color32::from_rgb(230, 140, 90), unreviewed.to_string());
+                } else {
+                    ui.label("0");
+                }
                 ui.label(payout.state.as_str());
                 ui.label(payout.approved_by.clone().unwrap_or_default());
                 match payout.state.as_str() {
@@ -1732,40 +1764,15 @@ fn mini_map(ui: &mut egui::Ui, frames: &[crate::segment::FrameRow], current: usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::FrameRow;
+    use crate::segment::test_data::{row, segment};
 
     fn view(times: &[f64]) -> SegmentView {
         let frames = times
             .iter()
             .enumerate()
-            .map(|(i, t)| FrameRow {
-                file: format!("frames/{i:06}.jpg"),
-                frame: i,
-                pts_ms: Some(*t),
-                run: 0,
-                keys_held: None,
-                driving_keys: None,
-                mouse_dx: None,
-                mouse_dy: None,
-                pose: None,
-                controls: None,
-            })
+            .map(|(i, t)| row(i, Some(*t)))
             .collect();
-        SegmentView::new(SegmentData {
-            key: SegmentKey {
-                wallet: "w".to_owned(),
-                session_id: "s".to_owned(),
-                segment: 1,
-            },
-            location: Location::Review,
-            folder: PathBuf::from("/nonexistent"),
-            frames,
-            runs: Vec::new(),
-            checks: Vec::new(),
-            thresholds: None,
-            metrics: Vec::new(),
-            metrics_note: None,
-        })
+        SegmentView::new(segment(frames, Vec::new()))
     }
 
     #[test]

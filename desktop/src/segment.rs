@@ -327,11 +327,13 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
         .map_err(|err| format!("{} is not what `process` writes: {err}", path.display()))
 }
 
+/// Builders for the crate's unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_data {
     use super::*;
 
-    fn row(frame: usize, pts: Option<f64>) -> FrameRow {
+    /// Session frame `frame` at `pts`, with no action.
+    pub fn row(frame: usize, pts: Option<f64>) -> FrameRow {
         FrameRow {
             file: format!("frames/{frame:06}.jpg"),
             frame,
@@ -345,6 +347,31 @@ mod tests {
             controls: None,
         }
     }
+
+    /// A segment of `frames` with `checks`, nowhere on disk.
+    pub fn segment(frames: Vec<FrameRow>, checks: Vec<Check>) -> SegmentData {
+        SegmentData {
+            key: SegmentKey {
+                wallet: "w".to_owned(),
+                session_id: "s".to_owned(),
+                segment: 1,
+            },
+            location: Location::Review,
+            folder: PathBuf::from("/nonexistent"),
+            frames,
+            runs: Vec::new(),
+            checks,
+            thresholds: None,
+            metrics: Vec::new(),
+            metrics_note: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_data::{row, segment};
+    use super::*;
 
     #[test]
     fn lanes_follow_the_frames_and_the_yaw_rate_wraps_around() {
@@ -367,21 +394,7 @@ mod tests {
             yaw: -std::f64::consts::PI + 0.05,
             speed: 4.0,
         });
-        let data = SegmentData {
-            key: SegmentKey {
-                wallet: "w".to_owned(),
-                session_id: "s".to_owned(),
-                segment: 1,
-            },
-            location: Location::Review,
-            folder: PathBuf::from("/x"),
-            frames: vec![first, second, row(2, Some(600.0))],
-            runs: Vec::new(),
-            checks: Vec::new(),
-            thresholds: None,
-            metrics: Vec::new(),
-            metrics_note: None,
-        };
+        let data = segment(vec![first, second, row(2, Some(600.0))], Vec::new());
         let lanes = data.lanes(&data.times_ms());
         assert_eq!(lanes.keys[0], [true, false, false]);
         assert_eq!(lanes.keys[3], [true, false, false]);
@@ -404,31 +417,20 @@ mod tests {
             reason: String::new(),
             frames,
         };
-        let data = SegmentData {
-            key: SegmentKey {
-                wallet: "w".to_owned(),
-                session_id: "s".to_owned(),
-                segment: 1,
-            },
-            location: Location::Review,
-            folder: PathBuf::from("/x"),
+        let data = segment(
             // Session frames 20..30; frame 24 is missing (a decode gap).
-            frames: (20..30)
+            (20..30)
                 .filter(|f| *f != 24)
                 .map(|f| row(f, Some(f as f64 * 100.0)))
                 .collect(),
-            runs: Vec::new(),
             // Frozen on 22-23 and 25-26 (one stretch across the gap), a glitch on 28, and a
             // frame outside the segment that must not shift anything.
-            checks: vec![
+            vec![
                 check("blur", vec![]),
                 check("frozen", vec![22, 23, 25, 26, 99]),
                 check("glitch", vec![28]),
             ],
-            thresholds: None,
-            metrics: Vec::new(),
-            metrics_note: None,
-        };
+        );
         let lanes = data.lanes(&data.times_ms());
         let names: Vec<&str> = lanes.flagged.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["frozen", "glitch"]);
@@ -448,16 +450,9 @@ mod tests {
 
     #[test]
     fn times_are_real_and_the_frame_at_a_time_is_the_one_on_screen() {
-        let data = SegmentData {
-            key: SegmentKey {
-                wallet: "w".to_owned(),
-                session_id: "s".to_owned(),
-                segment: 1,
-            },
-            location: Location::Clean,
-            folder: PathBuf::from("/x"),
-            // 100 ms apart, a stall of 2 s, a frame without a timestamp, a repeated timestamp.
-            frames: vec![
+        // 100 ms apart, a stall of 2 s, a frame without a timestamp, a repeated timestamp.
+        let data = segment(
+            vec![
                 row(10, Some(1000.0)),
                 row(11, Some(1100.0)),
                 row(12, Some(3100.0)),
@@ -465,12 +460,8 @@ mod tests {
                 row(14, Some(3100.0)),
                 row(15, Some(3200.0)),
             ],
-            runs: Vec::new(),
-            checks: Vec::new(),
-            thresholds: None,
-            metrics: Vec::new(),
-            metrics_note: None,
-        };
+            Vec::new(),
+        );
         let times = data.times_ms();
         assert_eq!(times, [0.0, 100.0, 2100.0, 2100.0, 2100.0, 2200.0]);
         assert_eq!(data.frame_at(&times, 0.0), 0);
