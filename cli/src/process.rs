@@ -122,7 +122,7 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
             review: args.layout.review.to_string_lossy(),
             ledger: ledger_path.to_string_lossy(),
             elapsed_s: started.elapsed().as_secs_f64(),
-            peak_rss_kb: peak_rss_kb(),
+            peak_rss_kb: sd_telemetry::peak_rss_kb(),
         };
         crate::output::print(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else {
@@ -319,14 +319,4 @@ fn render_summary(
 
 fn display_path(path: &Path) -> String {
     path.display().to_string()
-}
-
-/// This process's peak resident set size (Linux `VmHWM`), for the benchmark and for people
-/// sizing workers.
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }

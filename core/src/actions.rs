@@ -366,7 +366,7 @@ pub(crate) fn sorted_camera(camera: &[CameraSample]) -> Vec<&CameraSample> {
 }
 
 /// Wraps an angle difference into (-pi, pi].
-pub(crate) fn shortest_arc(delta: f64) -> f64 {
+pub fn shortest_arc(delta: f64) -> f64 {
     let tau = std::f64::consts::TAU;
     let wrapped = delta.rem_euclid(tau);
     if wrapped > std::f64::consts::PI {

@@ -47,8 +47,8 @@ pub mod trace;
 mod video;
 
 pub use actions::{
-    frame_actions, frame_at, frame_timing, ActionConfig, Controls, DrivingKeys, FrameAction,
-    FrameTiming, Pose,
+    frame_actions, frame_at, frame_timing, shortest_arc, ActionConfig, Controls, DrivingKeys,
+    FrameAction, FrameTiming, Pose,
 };
 pub use align::{
     align, timing_facts, ActionSummary, AlignConfig, AlignedFile, AlignedVideo, Alignment,

@@ -12,6 +12,10 @@ use sd_core::{
 use sd_fixtures::{write_bundle, DefectKind, Naming, SyntheticSpec, Truth};
 use sd_tests::{report_figure, Dir};
 
+mod common;
+
+use common::{check_for, flagged_frame_counts, PICTURE_DEFECTS};
+
 /// The checks that must catch each picture or input defect (idle is skipped by SPLICE instead).
 /// Key spam also holds A and D together, which is an impossible input.
 fn expected_checks(kind: DefectKind) -> Vec<CheckName> {
@@ -71,13 +75,8 @@ fn each_defect_fails_its_check_and_clean_segments_pass() {
     let mut per_frame: BTreeMap<CheckName, (usize, usize, usize)> = BTreeMap::new();
     for segment in &spliced.segments {
         let quality: SegmentQuality = clean_segment(segment, &context, &config);
-        for (check, kind) in [
-            (CheckName::Blur, DefectKind::Blur),
-            (CheckName::Black, DefectKind::Black),
-            (CheckName::WashedOut, DefectKind::WashedOut),
-            (CheckName::Frozen, DefectKind::Frozen),
-            (CheckName::Glitch, DefectKind::Glitch),
-        ] {
+        for kind in PICTURE_DEFECTS {
+            let check = check_for(kind).expect("a picture defect has its check");
             let result = quality
                 .checks
                 .iter()
@@ -95,17 +94,11 @@ fn each_defect_fails_its_check_and_clean_segments_pass() {
                 "{check:?} segment {}: flagged frames and share disagree",
                 segment.index
             );
+            let [tp, fp, fn_] = flagged_frame_counts(segment, &result.frames, &truth, kind);
             let entry = per_frame.entry(check).or_default();
-            for row in &segment.rows {
-                let flagged = result.frames.contains(&row.frame);
-                let truly = truth.frames[row.frame].defects.contains(&kind);
-                match (flagged, truly) {
-                    (true, true) => entry.0 += 1,
-                    (true, false) => entry.1 += 1,
-                    (false, true) => entry.2 += 1,
-                    (false, false) => {}
-                }
-            }
+            entry.0 += tp;
+            entry.1 += fp;
+            entry.2 += fn_;
         }
         // The defect a segment lies in: most of its frames carry it in the truth.
         let mut kinds: BTreeMap<DefectKind, usize> = BTreeMap::new();

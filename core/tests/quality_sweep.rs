@@ -13,7 +13,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{check_for, coverage_ms, parallel_map, run_spec, spread};
+use common::{
+    check_for, coverage_ms, flagged_frame_counts, parallel_map, run_spec, spread, PICTURE_DEFECTS,
+};
 use sd_core::{CheckName, SkipKind};
 use sd_fixtures::{quality_sweep, DefectKind, SpeedProfile, SweepCase};
 use sd_tests::report_figure;
@@ -77,15 +79,6 @@ struct CaseOutcome {
     frames: Vec<(String, [f64; METRICS.len()])>,
 }
 
-/// The defects a check flags frame by frame (the reviewer's lanes).
-const PICTURE_DEFECTS: [DefectKind; 5] = [
-    DefectKind::Blur,
-    DefectKind::Black,
-    DefectKind::WashedOut,
-    DefectKind::Frozen,
-    DefectKind::Glitch,
-];
-
 /// The per-frame metrics the picture checks read.
 const METRICS: [&str; 6] = [
     "sharpness",
@@ -122,18 +115,10 @@ fn evaluate(case: &SweepCase) -> CaseOutcome {
                 .filter_map(|kind| {
                     let check = check_for(*kind)?;
                     let result = quality.checks.iter().find(|c| c.check == check)?;
-                    let mut counts = [0; 3];
-                    for row in &segment.rows {
-                        let flagged = result.frames.contains(&row.frame);
-                        let truly = truth.frames[row.frame].defects.contains(kind);
-                        match (flagged, truly) {
-                            (true, true) => counts[0] += 1,
-                            (true, false) => counts[1] += 1,
-                            (false, true) => counts[2] += 1,
-                            (false, false) => {}
-                        }
-                    }
-                    Some((*kind, counts))
+                    Some((
+                        *kind,
+                        flagged_frame_counts(segment, &result.frames, truth, *kind),
+                    ))
                 })
                 .collect(),
         })

@@ -366,6 +366,15 @@ impl ReviewApp {
         self.inspection.is_some()
     }
 
+    /// In an offline inspection, says that nothing is recorded and answers true.
+    fn refused_offline(&mut self) -> bool {
+        let offline = self.is_offline();
+        if offline {
+            self.error(OFFLINE.to_owned());
+        }
+        offline
+    }
+
     /// Whether an offline inspection is still processing.
     pub fn is_processing(&self) -> bool {
         self.inspection.as_ref().is_some_and(|i| !i.finished)
@@ -590,8 +599,7 @@ impl ReviewApp {
     /// A reviewer's verdict on the open segment, with the reason typed: recorded in the ledger
     /// and carried out on disk by the same call as `scale-diffusion review override`.
     pub fn decide(&mut self, to: Verdict) {
-        if self.is_offline() {
-            self.error(OFFLINE.to_owned());
+        if self.refused_offline() {
             return;
         }
         let Some(key) = self.selected.clone() else {
@@ -646,8 +654,7 @@ impl ReviewApp {
     }
 
     pub fn approve(&mut self, wallet: &str, seen: sd_core::Lamports) {
-        if self.is_offline() {
-            self.error(OFFLINE.to_owned());
+        if self.refused_offline() {
             return;
         }
         // What the ledger says now, not when the queue was last read: a session processed since
@@ -682,8 +689,7 @@ impl ReviewApp {
     }
 
     pub fn mark_paid(&mut self, id: i64) {
-        if self.is_offline() {
-            self.error(OFFLINE.to_owned());
+        if self.refused_offline() {
             return;
         }
         let signature = self.signatures.get(&id).cloned().unwrap_or_default();
@@ -1119,28 +1125,11 @@ impl ReviewApp {
             return;
         };
         let count = lane_specs(view).len();
-        let width = ui.available_width().max(100.0);
-        let (rect, response) = ui.allocate_exact_size(
-            egui::vec2(width, LANE_HEIGHT * count as f32),
-            Sense::click_and_drag(),
-        );
-        response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Slider, true, "lanes"));
-        let plot = egui::Rect::from_min_max(egui::pos2(rect.left() + GUTTER, rect.top()), rect.max);
-        let total = view.times.last().copied().unwrap_or(0.0).max(1.0);
-        if let Some(pointer) = response.interact_pointer_pos() {
-            if pointer.x >= plot.left() {
-                view.playing = None;
-                view.seek_time(f64::from((pointer.x - plot.left()) / plot.width()) * total);
-            }
-        }
+        let (rect, plot) = time_strip(ui, view, LANE_HEIGHT * count as f32, "lanes");
         let view = &*view;
         let specs = lane_specs(view);
         let painter = ui.painter_at(rect);
-        let axis = Axis {
-            plot,
-            total,
-            times: &view.times,
-        };
+        let axis = Axis::new(plot, &view.times);
         for (i, spec) in specs.iter().enumerate() {
             let top = rect.top() + i as f32 * LANE_HEIGHT;
             let band = egui::Rect::from_min_max(
@@ -1168,11 +1157,7 @@ impl ReviewApp {
                 } => axis.line(&painter, band, values, thresholds, *log),
             }
         }
-        let x = axis.x_of(view.time());
-        painter.line_segment(
-            [egui::pos2(x, rect.top()), egui::pos2(x, rect.bottom())],
-            Stroke::new(2.0, Color32::from_rgb(90, 170, 250)),
-        );
+        axis.playhead(&painter, rect, view.time());
     }
 
     /// Frame ticks at their real times: gaps and stalls show as space, repeated timestamps as
@@ -1181,20 +1166,9 @@ impl ReviewApp {
         let Some(view) = &mut self.segment else {
             return;
         };
-        let width = ui.available_width().max(100.0);
-        let (rect, response) =
-            ui.allocate_exact_size(egui::vec2(width, height - 20.0), Sense::click_and_drag());
-        response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Slider, true, "timeline"));
-        let plot = egui::Rect::from_min_max(egui::pos2(rect.left() + GUTTER, rect.top()), rect.max);
-        let total = view.times.last().copied().unwrap_or(0.0).max(1.0);
-        let x_of = |t: f64| plot.left() + (t / total) as f32 * plot.width();
-        if let Some(pointer) = response.interact_pointer_pos() {
-            if pointer.x >= plot.left() {
-                let t = f64::from((pointer.x - plot.left()) / plot.width()) * total;
-                view.playing = None;
-                view.seek_time(t);
-            }
-        }
+        let (rect, plot) = time_strip(ui, view, height - 20.0, "timeline");
+        let view = &*view;
+        let axis = Axis::new(plot, &view.times);
         let painter = ui.painter_at(rect);
         painter.text(
             egui::pos2(rect.left() + 4.0, rect.center().y),
@@ -1207,7 +1181,7 @@ impl ReviewApp {
         let mut previous: Option<f64> = None;
         let mut last_x = f32::NEG_INFINITY;
         for t in &view.times {
-            let x = x_of(*t);
+            let x = axis.x_of(*t);
             let repeated = previous == Some(*t);
             // A long segment has more frames than pixels: one tick per column (repeats always).
             if !repeated && x - last_x < 1.0 {
@@ -1226,15 +1200,11 @@ impl ReviewApp {
             );
             previous = Some(*t);
         }
-        let x = x_of(view.time());
-        painter.line_segment(
-            [egui::pos2(x, rect.top()), egui::pos2(x, rect.bottom())],
-            Stroke::new(2.0, Color32::from_rgb(90, 170, 250)),
-        );
+        axis.playhead(&painter, rect, view.time());
         ui.label(format!(
             "{:.3} s of {:.3} s · {} · speed {}× ([ and ] to change)",
             view.time() / 1000.0,
-            total / 1000.0,
+            axis.total / 1000.0,
             if view.is_playing() {
                 "playing"
             } else {
@@ -1451,7 +1421,7 @@ fn key_cap(ui: &mut egui::Ui, name: &str, held: bool) {
 }
 
 /// Now, as the ledger stamps decisions (RFC 3339 UTC with milliseconds).
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
@@ -1554,6 +1524,30 @@ fn lane_specs(view: &SegmentView) -> Vec<LaneSpec<'_>> {
     specs
 }
 
+/// Allocates a strip `height` high on the shared time axis, named `name` for accessibility (and
+/// the tests); a click or drag right of the name gutter seeks there. Returns the strip and its
+/// plot area.
+fn time_strip(
+    ui: &mut egui::Ui,
+    view: &mut SegmentView,
+    height: f32,
+    name: &str,
+) -> (egui::Rect, egui::Rect) {
+    let width = ui.available_width().max(100.0);
+    let (rect, response) =
+        ui.allocate_exact_size(egui::vec2(width, height), Sense::click_and_drag());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Slider, true, name));
+    let plot = egui::Rect::from_min_max(egui::pos2(rect.left() + GUTTER, rect.top()), rect.max);
+    if let Some(pointer) = response.interact_pointer_pos() {
+        if pointer.x >= plot.left() {
+            let t = Axis::new(plot, &view.times).time_at(pointer.x);
+            view.playing = None;
+            view.seek_time(t);
+        }
+    }
+    (rect, plot)
+}
+
 /// The shared time axis of the timeline and the lanes.
 struct Axis<'a> {
     plot: egui::Rect,
@@ -1561,9 +1555,31 @@ struct Axis<'a> {
     times: &'a [f64],
 }
 
-impl Axis<'_> {
+impl<'a> Axis<'a> {
+    /// The axis of a segment whose frames are at `times`, over `plot`.
+    fn new(plot: egui::Rect, times: &'a [f64]) -> Self {
+        Self {
+            plot,
+            total: times.last().copied().unwrap_or(0.0).max(1.0),
+            times,
+        }
+    }
+
     fn x_of(&self, t: f64) -> f32 {
         self.plot.left() + (t / self.total) as f32 * self.plot.width()
+    }
+
+    fn time_at(&self, x: f32) -> f64 {
+        f64::from((x - self.plot.left()) / self.plot.width()) * self.total
+    }
+
+    /// The playhead at `t`, across the whole strip.
+    fn playhead(&self, painter: &egui::Painter, strip: egui::Rect, t: f64) {
+        let x = self.x_of(t);
+        painter.line_segment(
+            [egui::pos2(x, strip.top()), egui::pos2(x, strip.bottom())],
+            Stroke::new(2.0, Color32::from_rgb(90, 170, 250)),
+        );
     }
 
     /// Marked frames, each lasting until the next frame's time; neighbouring marks merge into one

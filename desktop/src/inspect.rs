@@ -13,6 +13,7 @@ use sd_ledger::Ledger;
 use crate::app::Sources;
 
 /// What the inspection thread says.
+#[derive(Debug)]
 enum Event {
     /// Frames decoded so far in the session being processed (which, of how many).
     Progress {
@@ -24,6 +25,7 @@ enum Event {
 }
 
 /// A finished inspection: where its layout is and the ledger in memory that holds its verdicts.
+#[derive(Debug)]
 pub struct Inspected {
     pub sources: Sources,
     pub layout: OutputLayout,
@@ -32,16 +34,8 @@ pub struct Inspected {
     pub outcomes: Vec<String>,
 }
 
-impl std::fmt::Debug for Inspected {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inspected")
-            .field("sources", &self.sources)
-            .field("outcomes", &self.outcomes)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A running inspection.
+#[derive(Debug)]
 pub struct Inspection {
     pub bundle: PathBuf,
     pub started: Instant,
@@ -53,15 +47,6 @@ pub struct Inspection {
     events: Receiver<Event>,
     /// Kept to the end of the app: the layout lives in it.
     pub folder: tempfile::TempDir,
-}
-
-impl std::fmt::Debug for Inspection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inspection")
-            .field("bundle", &self.bundle)
-            .field("frames", &self.frames)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Inspection {
@@ -153,7 +138,7 @@ fn run(
         .map_err(|err| format!("the default payout rate is invalid: {err}"))?;
     let run = RunInfo {
         run_id: "inspect".to_owned(),
-        processed_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        processed_at: crate::app::now_rfc3339(),
     };
     let sessions = discovery.bundles.len();
     let mut outcomes = Vec::new();

@@ -259,10 +259,7 @@ impl SegmentData {
             let yaw = row.pose.as_ref().map(|pose| pose.yaw);
             let rate = match (previous, yaw) {
                 (Some((t0, yaw0)), Some(yaw1)) if *t > t0 => {
-                    let turn = (yaw1 - yaw0 + std::f64::consts::PI)
-                        .rem_euclid(std::f64::consts::TAU)
-                        - std::f64::consts::PI;
-                    Some(turn.to_degrees() / ((t - t0) / 1000.0))
+                    Some(sd_core::shortest_arc(yaw1 - yaw0).to_degrees() / ((t - t0) / 1000.0))
                 }
                 _ => None,
             };

@@ -12,6 +12,8 @@
 //! A collector that is down, slow or hanging never slows or fails a run: spans go into a bounded
 //! queue that a background thread exports (a full queue drops spans, counted and logged once, and
 //! their total logged at exit); the flush at exit waits [`EXIT_FLUSH`] at most.
+//!
+//! [`peak_rss_kb`] is the process's own peak memory, as `process --json` and the benchmarks report it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -256,6 +258,16 @@ fn raw_endpoint() -> Option<String> {
     std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
         .ok()
+}
+
+/// This process's peak resident set size so far (Linux `VmHWM`, kB), for benchmarks and for
+/// people sizing workers; `None` where `/proc` does not say.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 #[cfg(test)]

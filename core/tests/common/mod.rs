@@ -105,6 +105,37 @@ pub fn coverage_ms(segment: &Segment, truth: &Truth) -> Vec<(DefectKind, f64)> {
     covered
 }
 
+/// The defects a check flags frame by frame (the reviewer's lanes), not only segment by segment.
+pub const PICTURE_DEFECTS: [DefectKind; 5] = [
+    DefectKind::Blur,
+    DefectKind::Black,
+    DefectKind::WashedOut,
+    DefectKind::Frozen,
+    DefectKind::Glitch,
+];
+
+/// Frame by frame over `segment`, the `flagged` frames of a check against the frames the truth
+/// says carry `kind`: [flagged with it, flagged without it, with it but not flagged].
+pub fn flagged_frame_counts(
+    segment: &Segment,
+    flagged: &[usize],
+    truth: &Truth,
+    kind: DefectKind,
+) -> [usize; 3] {
+    let mut counts = [0; 3];
+    for row in &segment.rows {
+        let is_flagged = flagged.contains(&row.frame);
+        let truly = truth.frames[row.frame].defects.contains(&kind);
+        match (is_flagged, truly) {
+            (true, true) => counts[0] += 1,
+            (true, false) => counts[1] += 1,
+            (false, true) => counts[2] += 1,
+            (false, false) => {}
+        }
+    }
+    counts
+}
+
 /// The check that must catch each defect kind inside a segment (idle is SPLICE's, not CLEAN's).
 pub fn check_for(kind: DefectKind) -> Option<CheckName> {
     match kind {
