@@ -1116,6 +1116,14 @@ impl ReviewApp {
         }
         self.timeline(ui, timeline_height);
         self.lanes(ui);
+        // Why the picture-metric lanes are missing, when they are.
+        if let Some(note) = self
+            .segment
+            .as_ref()
+            .and_then(|v| v.data.metrics_note.clone())
+        {
+            ui.colored_label(Color32::from_rgb(230, 140, 90), note);
+        }
     }
 
     /// One strip per lane under the timeline, on the same time axis, with the playhead; click or

@@ -383,3 +383,29 @@ fn a_folder_without_a_bundle_is_said_in_the_window() {
     harness.run_steps(2);
     harness.get_by_label_contains("no bundle");
 }
+
+#[test]
+fn a_segment_whose_session_json_is_unreadable_opens_without_metrics_and_says_why() {
+    let dir = fixed_dir("no_metrics");
+    let sources = processed(&dir);
+    let session_json = std::fs::read_dir(sources.clean.join(WALLET))
+        .expect("wallet folder")
+        .map(|e| e.expect("entry").path().join("session.json"))
+        .find(|p| p.is_file())
+        .expect("session.json");
+    std::fs::write(&session_json, b"{ not json").expect("break it");
+    let mut harness = harness(sources);
+    harness.run();
+    harness.key_press(egui::Key::N);
+    settle(&mut harness);
+    let view = harness
+        .state()
+        .segment
+        .as_ref()
+        .expect("the segment still opens");
+    assert!(view.lanes.sharpness.is_empty());
+    let note = view.data.metrics_note.clone().expect("a reason");
+    assert!(note.contains("session.json"), "{note}");
+    harness.run_steps(2);
+    harness.get_by_label_contains("is not what `process` writes");
+}
