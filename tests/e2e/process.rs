@@ -455,7 +455,9 @@ fn sigkill_mid_run_leaves_no_partial_segment_and_a_rerun_converges() {
     args.extend(out.layout_args());
 
     // Reference: a run nobody interrupts, in its own folders.
-    let reference = Outputs::in_dir(&Dir::new("process_sigkill_reference"));
+    // Bound, so the folder lives (and is removed) with the test, not with this statement.
+    let reference_dir = Dir::new("process_sigkill_reference");
+    let reference = Outputs::in_dir(&reference_dir);
     let started = Instant::now();
     reference.process_json(&raw);
     let full_run = started.elapsed();
