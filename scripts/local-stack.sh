@@ -65,6 +65,10 @@ Then look:
   curl -s "$AWS_ENDPOINT_URL/sd-clean?list-type=2"          (the clean bucket's keys)
   ./target/release/scale-diffusion payouts list --ledger $dir/ledger.sqlite
 
+Review what the workers published, in the review app (a verdict queues the session for a worker):
+  AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \\
+    cargo run --release -p scale-diffusion-review -- --from-bucket --ledger $dir/ledger.sqlite
+
 Ctrl-C stops the workers (SIGTERM: each finishes its session) and the emulator.
 INFO
 wait

@@ -5,6 +5,7 @@
 //! plain `SKIPPED` line (to the real stderr, past the test harness's capture) and return early;
 //! with `SD_REQUIRE_REAL_SESSIONS=1` (CI sets it) absence is a failure instead.
 
+pub mod moto;
 pub mod otlp;
 
 use std::io::Write as _;

@@ -12,6 +12,7 @@ use sd_ledger::{Ledger, Payout};
 use crate::catalog::{Catalog, Filter, ReviewState as _};
 use crate::frames::FrameLoader;
 use crate::inspect::Inspection;
+use crate::remote::{BucketLink, BucketSource, Done, Job};
 use crate::segment::{Lanes, SegmentData};
 
 /// Where the app reads and writes: the layout `process` wrote and its ledger.
@@ -270,6 +271,12 @@ pub struct ReviewApp {
     /// Offline inspection of a bundle folder: its processing while it runs, then its throwaway
     /// layout. Nothing is recorded.
     pub inspection: Option<Inspection>,
+    /// The clean bucket, when segments come from it (read through a local mirror).
+    bucket: Option<BucketLink>,
+    /// The segment being brought up to date from the bucket, before it opens.
+    pub fetching: Option<SegmentKey>,
+    /// Requests the bucket thread has not answered yet.
+    bucket_jobs: usize,
 }
 
 impl std::fmt::Debug for ReviewApp {
@@ -285,7 +292,37 @@ impl ReviewApp {
     /// Opens the layout and the ledger; what cannot be opened is said in the status line and
     /// the app still starts (empty).
     pub fn open(sources: Sources, reviewer: String, ctx: &egui::Context) -> Self {
+        Self::open_with(sources, None, reviewer, ctx)
+    }
+
+    /// Opens the segments the workers published in a clean bucket (its clean and `review/`
+    /// prefixes, mirrored under `bucket.mirror` as they are opened) with the workers' ledger.
+    /// Verdicts go through the same call as `scale-diffusion-server review`.
+    pub fn open_bucket(
+        ledger: PathBuf,
+        bucket: BucketSource,
+        reviewer: String,
+        ctx: &egui::Context,
+    ) -> Self {
+        let dirs = bucket.dirs();
+        let sources = Sources {
+            clean: dirs.clean,
+            review: dirs.review,
+            ledger,
+        };
+        Self::open_with(sources, Some(bucket), reviewer, ctx)
+    }
+
+    fn open_with(
+        sources: Sources,
+        bucket: Option<BucketSource>,
+        reviewer: String,
+        ctx: &egui::Context,
+    ) -> Self {
         let mut app = Self {
+            bucket: None,
+            fetching: None,
+            bucket_jobs: 0,
             layout: None,
             ledger: None,
             catalog: Catalog::default(),
@@ -310,9 +347,15 @@ impl ReviewApp {
             let ctx = ctx.clone();
             move || ctx.request_repaint()
         };
-        match FrameLoader::start(FRAME_CACHE, wake) {
+        match FrameLoader::start(FRAME_CACHE, wake.clone()) {
             Ok(loader) => app.loader = Some(loader),
             Err(err) => app.error(format!("cannot start the frame loader thread: {err}")),
+        }
+        if let Some(bucket) = bucket {
+            match BucketLink::start(bucket, wake) {
+                Ok(link) => app.bucket = Some(link),
+                Err(err) => app.error(err),
+            }
         }
         if !app.sources.ledger.is_file() {
             app.error(format!(
@@ -489,23 +532,96 @@ impl ReviewApp {
         }
     }
 
-    /// Opens segment `key` at its first frame.
+    /// Opens segment `key` at its first frame (from a bucket, once its session is up to date in
+    /// the mirror).
     pub fn select(&mut self, key: SegmentKey) {
+        // Another segment's picture must not stay up under this one's header.
+        self.texture = None;
+        if self.bucket.is_some() {
+            self.segment = None;
+            self.fetching = Some(key.clone());
+            self.send_to_bucket(Job::Mirror(key.clone()));
+        } else {
+            self.load(&key);
+        }
+        self.selected = Some(key);
+        self.remember();
+    }
+
+    /// Reads segment `key` from the layout.
+    fn load(&mut self, key: &SegmentKey) {
         let Some(layout) = &self.layout else {
             self.error("the output folders are not open".to_owned());
             return;
         };
-        // Another segment's picture must not stay up under this one's header.
-        self.texture = None;
-        match SegmentData::load(layout, &key) {
+        match SegmentData::load(layout, key) {
             Ok(data) => self.segment = Some(SegmentView::new(data)),
             Err(err) => {
                 self.segment = None;
                 self.error(err);
             }
         }
-        self.selected = Some(key);
-        self.remember();
+    }
+
+    /// Whether the bucket thread has requests it has not answered yet.
+    pub fn bucket_busy(&self) -> bool {
+        self.bucket_jobs > 0
+    }
+
+    fn send_to_bucket(&mut self, job: Job) {
+        let Some(link) = &self.bucket else {
+            return;
+        };
+        match link.send(job) {
+            Ok(()) => self.bucket_jobs += 1,
+            Err(err) => {
+                self.fetching = None;
+                self.error(err);
+            }
+        }
+    }
+
+    /// Takes the bucket thread's answers: a session up to date opens, a verdict's outcome shows.
+    fn poll_bucket(&mut self) {
+        while let Some(done) = self.bucket.as_ref().and_then(BucketLink::poll) {
+            self.bucket_jobs = self.bucket_jobs.saturating_sub(1);
+            match done {
+                // An answer for a segment the reviewer has since left is dropped.
+                Done::Mirrored { key, .. } if self.fetching.as_ref() != Some(&key) => {}
+                Done::Mirrored { key, result } => {
+                    self.fetching = None;
+                    match result {
+                        Ok(mirrored) => {
+                            if mirrored.fetched > 0 || mirrored.removed > 0 {
+                                self.info(format!(
+                                    "{}/{}: {} object(s) fetched ({:.1} MB), {} up to date, {} \
+                                     removed (no longer published)",
+                                    key.wallet,
+                                    key.session_id,
+                                    mirrored.fetched,
+                                    mirrored.fetched_bytes as f64 / 1e6,
+                                    mirrored.kept,
+                                    mirrored.removed
+                                ));
+                            }
+                            self.load(&key);
+                        }
+                        Err(err) => self.error(format!("cannot open {key} from the bucket: {err}")),
+                    }
+                }
+                Done::Reviewed { key, result } => match result {
+                    Ok(text) => {
+                        self.info(text);
+                        self.reason_text.clear();
+                        self.reload();
+                        if self.selected.as_ref() == Some(&key) {
+                            self.select(key);
+                        }
+                    }
+                    Err(err) => self.error(err),
+                },
+            }
+        }
     }
 
     pub fn act(&mut self, action: Action, now_s: f64) {
@@ -614,8 +730,8 @@ impl ReviewApp {
             self.error("write why, then pass or fail".to_owned());
             return;
         }
-        let (Some(ledger), Some(layout)) = (&mut self.ledger, &self.layout) else {
-            self.error("the ledger or the output folders are not open".to_owned());
+        let Some(ledger) = &mut self.ledger else {
+            self.error("the ledger is not open".to_owned());
             return;
         };
         let rate = match ledger.rate() {
@@ -629,8 +745,27 @@ impl ReviewApp {
                 return;
             }
         };
-        let now = now_rfc3339();
         let reason = format!("{code}: {text}");
+        if let Some(link) = &self.bucket {
+            let bucket = link.source.clean_bucket.clone();
+            self.send_to_bucket(Job::Review {
+                key: key.clone(),
+                to,
+                reason,
+                by: self.reviewer.clone(),
+                rate,
+                ledger: self.sources.ledger.clone(),
+            });
+            self.info(format!(
+                "{key}: recording {to} and asking the workers to republish s3://{bucket}"
+            ));
+            return;
+        }
+        let (Some(ledger), Some(layout)) = (&mut self.ledger, &self.layout) else {
+            self.error("the output folders are not open".to_owned());
+            return;
+        };
+        let now = now_rfc3339();
         match ledger.review_segment(layout, &key, to, &reason, &self.reviewer, &now, rate) {
             Ok(applied) => {
                 let place = match applied.location {
@@ -760,6 +895,7 @@ impl ReviewApp {
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.poll_inspection();
+        self.poll_bucket();
         self.keyboard(&ctx);
         self.play(&ctx);
 
@@ -777,6 +913,15 @@ impl ReviewApp {
                     )),
                     None => ui.label(format!("ledger: {}", self.sources.ledger.display())),
                 };
+                if let Some(link) = &self.bucket {
+                    ui.separator();
+                    ui.label(format!(
+                        "bucket: s3://{} (mirrored in {}) · verdicts queue on {}",
+                        link.source.clean_bucket,
+                        link.source.mirror.display(),
+                        link.source.queue
+                    ));
+                }
                 if ui.button("Reload").clicked() {
                     self.reload();
                 }
@@ -988,6 +1133,17 @@ impl ReviewApp {
 
     fn viewer(&mut self, ui: &mut egui::Ui) {
         let Some(view) = &self.segment else {
+            if let (Some(key), Some(link)) = (&self.fetching, &self.bucket) {
+                ui.vertical_centered(|ui| {
+                    ui.add_space(ui.available_height() / 3.0);
+                    ui.spinner();
+                    ui.label(format!(
+                        "Fetching {key} from s3://{}",
+                        link.source.clean_bucket
+                    ));
+                });
+                return;
+            }
             ui.centered_and_justified(|ui| {
                 ui.label("Select a segment in the queue (or press N).");
             });

@@ -8,12 +8,16 @@
 //! - [`segment`]: one segment's frames, times, actions and checks, read from the layout.
 //! - [`frames`]: JPEG decoding on a named thread behind a bounded queue, with a cache.
 //! - [`inspect`]: one bundle folder processed offline on a named thread (nothing recorded).
+//! - [`remote`]: a clean bucket as the source, mirrored on a named thread; verdicts through
+//!   `sd_bucket::request_review`, as `scale-diffusion-server review`.
 //! - [`app`]: the state and the `ui` pass; key bindings in one table ([`app::BINDINGS`]).
 
 pub mod app;
 pub mod catalog;
 pub mod frames;
 pub mod inspect;
+pub mod remote;
 pub mod segment;
 
 pub use app::{ReviewApp, Sources};
+pub use remote::BucketSource;

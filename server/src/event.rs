@@ -4,21 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use sd_bucket::{SessionRef, REPROCESS_EVENT};
 use sd_core::{PartName, SessionId, WalletAddress};
 use serde::Deserialize;
-
-/// A session an event points at: its ids are valid.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionRef {
-    pub wallet: WalletAddress,
-    pub session: SessionId,
-}
-
-impl std::fmt::Display for SessionRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.wallet, self.session)
-    }
-}
 
 /// What one SQS message said.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -35,26 +23,11 @@ struct Body {
     records: Option<Vec<serde_json::Value>>,
     #[serde(rename = "Event")]
     event: Option<String>,
-    /// With [`REPROCESS_EVENT`]: the session to process again.
+    /// With [`REPROCESS_EVENT`] (sent after a reviewer's override): the session to process again.
     #[serde(rename = "Wallet")]
     wallet: Option<String>,
     #[serde(rename = "SessionId")]
     session_id: Option<String>,
-}
-
-/// Our own message, beside S3's: process a session again although its parts did not change
-/// (`scale-diffusion-server review` sends it after a reviewer's override, so that the clean
-/// bucket follows the ledger). `{"Event": "sd:Reprocess", "Wallet": ..., "SessionId": ...}`.
-pub const REPROCESS_EVENT: &str = "sd:Reprocess";
-
-/// The message body asking for `session` to be processed again.
-pub fn reprocess_message(session: &SessionRef) -> String {
-    serde_json::json!({
-        "Event": REPROCESS_EVENT,
-        "Wallet": session.wallet.as_str(),
-        "SessionId": session.session.as_str(),
-    })
-    .to_string()
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +145,7 @@ pub fn session_of_key(key: &str) -> Result<SessionRef, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sd_bucket::reprocess_message;
 
     const WALLET: &str = "Dzse3tYXLgtRJrBHVVUK5ZYbZoCjBee1tK3oSv5RyLyR";
 

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use sd_core::{BundleSource, Limits, PartFile, PartKind, PartName};
 use tokio::io::AsyncWriteExt as _;
 
-use crate::aws::describe;
-use crate::event::SessionRef;
+use sd_bucket::{describe, SessionRef};
 
 /// One object of the listing.
 #[derive(Debug, Clone, PartialEq, Eq)]

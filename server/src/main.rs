@@ -4,8 +4,6 @@
 
 mod api;
 mod args;
-mod aws;
-mod bucket;
 mod event;
 mod fetch;
 mod review;
@@ -50,7 +48,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let clients = aws::Clients::from_env().await;
+        let clients = sd_bucket::Clients::from_env().await;
         match cli.command {
             Command::Setup(args) => setup::run(&clients, &args).await,
             Command::Worker(args) => worker::run(clients, args).await,

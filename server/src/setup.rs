@@ -10,7 +10,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::args::{Resources, SetupArgs};
-use crate::aws::{describe, Clients};
+use sd_bucket::{describe, Clients};
 
 pub async fn run(clients: &Clients, args: &SetupArgs) -> anyhow::Result<()> {
     let resources = &args.resources;
@@ -188,30 +188,6 @@ pub async fn queue_arn(clients: &Clients, url: &str) -> anyhow::Result<String> {
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
         .cloned()
         .with_context(|| format!("{url} has no ARN"))
-}
-
-/// The URL of the queue `name`: a queue URL as it is (on AWS the workers are given URLs and
-/// need no `sqs:GetQueueUrl`), else looked up by name.
-pub async fn queue_url(clients: &Clients, name: &str) -> anyhow::Result<String> {
-    if name.starts_with("https://") || name.starts_with("http://") {
-        return Ok(name.to_owned());
-    }
-    let found = clients
-        .sqs
-        .get_queue_url()
-        .queue_name(name)
-        .send()
-        .await
-        .map_err(|err| {
-            anyhow::anyhow!(
-                "no queue {name}: {} (run `scale-diffusion-server setup` first)",
-                describe(&err)
-            )
-        })?;
-    found
-        .queue_url()
-        .map(str::to_owned)
-        .with_context(|| format!("no URL for queue {name}"))
 }
 
 /// The resources as one line, for logs.

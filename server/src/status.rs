@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde::Serialize;
 
 use crate::args::StatusArgs;
-use crate::aws::{describe, Clients};
+use sd_bucket::{describe, Clients};
 
 #[derive(Debug, Serialize)]
 struct Status {
@@ -84,7 +84,7 @@ pub async fn run(clients: &Clients, args: &StatusArgs) -> anyhow::Result<()> {
 }
 
 async fn depth(clients: &Clients, name: &str) -> anyhow::Result<QueueDepth> {
-    let url = crate::setup::queue_url(clients, name).await?;
+    let url = sd_bucket::queue_url(clients, name).await?;
     let attributes = clients
         .sqs
         .get_queue_attributes()

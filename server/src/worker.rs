@@ -25,10 +25,9 @@ use sd_ledger::{IntakeState, Lease, Ledger, LedgerError};
 use tokio::sync::watch;
 
 use crate::args::WorkerArgs;
-use crate::aws::{describe, Clients};
-use crate::bucket::BucketTarget;
-use crate::event::{parse_notification, SessionRef};
+use crate::event::parse_notification;
 use crate::fetch::{download, list_wallet, SessionParts};
+use sd_bucket::{describe, BucketTarget, Clients, SessionRef};
 use tracing::Instrument as _;
 
 /// Test hook: with `SD_TEST_FAIL_SESSION=<session id>` set, processing that session fails with
@@ -73,7 +72,7 @@ pub async fn run(clients: Clients, args: WorkerArgs) -> anyhow::Result<()> {
         .payout
         .rate()
         .context("payout.lamports_per_segment is too large")?;
-    let queue_url = crate::setup::queue_url(&clients, &args.resources.queue).await?;
+    let queue_url = sd_bucket::queue_url(&clients, &args.resources.queue).await?;
     let ledger = crate::open_ledger(&args.ledger.ledger)?;
     if let Some(ledger_rate) = ledger.rate()? {
         anyhow::ensure!(
@@ -594,7 +593,7 @@ impl Worker {
             .sqs
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(crate::event::reprocess_message(session))
+            .message_body(sd_bucket::reprocess_message(session))
             .send()
             .await
             .map_err(|err| anyhow::anyhow!("cannot queue a reprocess: {}", describe(&err)))?;

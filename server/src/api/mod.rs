@@ -37,7 +37,7 @@ use error::{AppError, ErrorBody, ErrorCode};
 pub use openapi::document;
 
 use crate::args::ApiArgs;
-use crate::aws::Clients;
+use sd_bucket::Clients;
 
 /// A request body over this is refused before it is parsed (a real one is well under 2 KB).
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -214,7 +214,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, AppE
     match tokio::time::timeout(READINESS_TIMEOUT, bucket).await {
         Ok(Ok(_)) => {}
         Ok(Err(err)) => {
-            tracing::warn!("readiness: the raw bucket: {}", crate::aws::describe(&err));
+            tracing::warn!("readiness: the raw bucket: {}", sd_bucket::describe(&err));
             return Err(not_ready("the upload bucket"));
         }
         Err(_) => {

@@ -16,71 +16,29 @@ use std::time::{Duration, Instant};
 use sd_core::{Location, SessionManifest, MANIFEST_FILE};
 use serde_json::Value;
 
+pub use sd_tests::moto::Moto;
 pub use sd_tests::{real_sessions, report_figure, workspace_root, REAL_WALLET};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_scale-diffusion-server");
 
-/// A moto server on a free port of 127.0.0.1, stopped when dropped.
+/// The emulator with what the server's tests do with it: the server's commands, workers, plain
+/// HTTP PUTs and GETs.
 #[derive(Debug)]
 pub struct Emulator {
-    pub endpoint: String,
-    pub dir: PathBuf,
-    pub pid: u32,
+    moto: Moto,
+}
+
+impl std::ops::Deref for Emulator {
+    type Target = Moto;
+    fn deref(&self) -> &Moto {
+        &self.moto
+    }
 }
 
 impl Emulator {
     /// Starts moto, or `None` after saying plainly that `test` is skipped.
     pub fn start(test: &str, dir: &Path) -> Option<Self> {
-        let script = workspace_root().join("scripts").join("moto.sh");
-        let installed = Command::new("bash")
-            .arg(&script)
-            .arg("check")
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            let message =
-                "moto (the S3+SQS emulator) is not installed: run `scripts/moto.sh install`";
-            if std::env::var_os("SD_REQUIRE_EMULATOR").is_some_and(|v| v == "1") {
-                panic!("{test}: {message}, and SD_REQUIRE_EMULATOR=1");
-            }
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {message}");
-            return None;
-        }
-        let port = free_port();
-        let dir = dir.join("moto");
-        std::fs::create_dir_all(&dir).expect("moto dir");
-        let started = Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(port.to_string())
-            .arg(&dir)
-            .output()
-            .expect("run moto.sh start");
-        assert!(
-            started.status.success(),
-            "moto did not start: {}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        let pid = std::fs::read_to_string(dir.join("moto.pid"))
-            .expect("moto.pid")
-            .trim()
-            .parse()
-            .expect("pid");
-        Some(Self {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            dir,
-            pid,
-        })
-    }
-
-    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) the emulator: requests hang meanwhile.
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid.to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        Moto::start(test, dir).map(|moto| Self { moto })
     }
 
     /// A command of the server's binary against this emulator.
@@ -88,10 +46,7 @@ impl Emulator {
         let mut command = Command::new(SERVER);
         command
             .args(args)
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
+            .envs(self.sdk_env())
             .env_remove("AWS_PROFILE")
             .env("RUST_LOG", "info,aws=warn");
         sd_tests::without_otel(&mut command);
@@ -269,20 +224,6 @@ impl Emulator {
     }
 }
 
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-CONT")
-            .arg(self.pid.to_string())
-            .status();
-        let _ = Command::new("bash")
-            .arg(workspace_root().join("scripts").join("moto.sh"))
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
 /// A worker process, killed when dropped.
 #[derive(Debug)]
 pub struct Worker {
@@ -310,13 +251,6 @@ impl Drop for Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("free port")
 }
 
 /// A fresh folder for one test under the target folder, kept after the run for a look.

@@ -16,7 +16,7 @@ use sd_core::{
     MANIFEST_FILE,
 };
 
-use crate::aws::describe;
+use crate::clients::describe;
 
 /// Uploads in flight at once per session.
 const UPLOADS_IN_FLIGHT: usize = 16;
@@ -50,6 +50,21 @@ pub enum BucketError {
     /// consumers read.
     #[error("not publishing: {0}")]
     Fenced(String),
+    /// What the bucket served is not what its manifest promises (a checksum, a size, a path that
+    /// would leave the session's folder): nothing of it is kept.
+    #[error("s3://{bucket}/{key}: {why}")]
+    Untrusted {
+        bucket: String,
+        key: String,
+        why: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("queue {queue}: {detail}")]
+    Queue { queue: String, detail: String },
 }
 
 /// Checks, right before each step that changes what consumers read (a manifest, a deletion),
