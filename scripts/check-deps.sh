@@ -19,6 +19,6 @@ check() {
 }
 check sd-core "$web|ureq|rustls|opentelemetry.*|tracing-opentelemetry"
 # The offline binary never builds the server's web and AWS stacks (they live in
-# scale-diffusion-server).
+# scale-diffusion-server and sd-bucket).
 check scale-diffusion "$web"
 echo "layering: sd-core is free of UI, web, async, network and cloud crates; the scale-diffusion CLI of all but the trace exporter's ureq"

@@ -23,4 +23,4 @@ pub use publish::{
 pub use review::{
     published_in, queue_url, request_review, ReviewError, ReviewQueued, ReviewRequest, ReviewTarget,
 };
-pub use session::{reprocess_message, SessionRef, REPROCESS_EVENT};
+pub use session::{parse_reprocess, reprocess_message, SessionRef, REPROCESS_EVENT};

@@ -2,19 +2,27 @@
 //! `process` writes (`{clean}/{wallet}/{sid}/` and `{review}/{wallet}/{sid}/`), so that whatever
 //! reads the local layout (the review app) reads a bucket the same way.
 //!
-//! The bucket is read as hostile: a manifest must name this session and only paths inside its
-//! folder, and every object must have the size and SHA-256 its manifest lists, or nothing of it is
-//! kept. Objects already here with the listed checksum are not fetched again. Each file is written
-//! beside its place and renamed into it; the manifest goes last; what the bucket's manifests no
-//! longer list is removed (a segment a worker moved between clean and `review/` moves here too).
+//! The bucket is read as hostile: a manifest must name this session and only distinct paths
+//! inside its folder, and an object must have the size and SHA-256 its manifest lists or it is
+//! not written (reads are capped at the listed size). Objects already here with the listed
+//! checksum are not fetched again. Each file is written beside its place and renamed into it; the
+//! manifest goes last, so a pass that fails leaves the previous manifest and files already
+//! checked; what the bucket's manifests no longer list is removed (a segment a worker moved
+//! between clean and `review/` moves here too).
+//!
+//! A worker may republish the session while it is read (after a reviewer's verdict it does):
+//! objects then change under their manifest. Both manifests are read again after each pass, and
+//! a pass that saw them change is run again (at most [`ATTEMPTS`] times); a mismatch under
+//! manifests that did not change is the bucket's fault, and said so.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures_util::TryStreamExt as _;
 use sd_core::{Location, ManifestObject, SessionManifest, MANIFEST_FILE};
 
-use crate::publish::{get_if_present, session_prefix, BucketError};
+use crate::publish::{get_capped, session_prefix, BucketError};
 use crate::session::SessionRef;
 
 /// Downloads in flight at once.
@@ -22,6 +30,18 @@ const DOWNLOADS_IN_FLIGHT: usize = 16;
 
 /// The largest object a manifest may list (frames are tens of kB; a report a few MB).
 pub const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The largest manifest read (an 18,000-frame session's is about 2 MB).
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The longest object path a manifest may list.
+const MAX_PATH_CHARS: usize = 512;
+
+/// Passes over a session whose manifests keep changing, before the last one's outcome stands.
+pub const ATTEMPTS: u32 = 3;
+
+/// Suffix of a file being written, before it is renamed into place.
+const PARTIAL: &str = ".sd-partial";
 
 /// The local folders a bucket is mirrored into, one per location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +80,14 @@ pub struct Mirrored {
     /// Segments the bucket lists, per location.
     pub clean_segments: usize,
     pub review_segments: usize,
+    /// Passes run (more than one when a worker republished the session meanwhile).
+    pub passes: u32,
 }
+
+const LOCATIONS: [Location; 2] = [Location::Clean, Location::Review];
+
+/// Both manifests' bytes as the bucket serves them (clean, review), `None` where there is none.
+type Manifests = [Option<Vec<u8>>; 2];
 
 /// Brings the local copy of `session` in line with what the bucket's manifests list.
 pub async fn mirror_session(
@@ -69,45 +96,77 @@ pub async fn mirror_session(
     session: &SessionRef,
     dirs: &MirrorDirs,
 ) -> Result<Mirrored, BucketError> {
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        let manifests = read_manifests(s3, bucket, session).await?;
+        let result = mirror_pass(s3, bucket, session, dirs, &manifests).await;
+        let settled = read_manifests(s3, bucket, session).await? == manifests;
+        if settled || passes >= ATTEMPTS {
+            return result.map(|mirrored| Mirrored { passes, ..mirrored });
+        }
+        tracing::debug!("{session}: republished while mirrored; again ({passes})");
+        tokio::time::sleep(Duration::from_millis(300) * passes).await;
+    }
+}
+
+async fn read_manifests(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    session: &SessionRef,
+) -> Result<Manifests, BucketError> {
+    let mut manifests = Manifests::default();
+    for (slot, location) in manifests.iter_mut().zip(LOCATIONS) {
+        let prefix = session_prefix(location, session.wallet.as_str(), session.session.as_str());
+        *slot = get_capped(
+            s3,
+            bucket,
+            &format!("{prefix}{MANIFEST_FILE}"),
+            MAX_MANIFEST_BYTES,
+        )
+        .await?;
+    }
+    Ok(manifests)
+}
+
+/// One pass over both places, with the manifests read just before.
+async fn mirror_pass(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    session: &SessionRef,
+    dirs: &MirrorDirs,
+    manifests: &Manifests,
+) -> Result<Mirrored, BucketError> {
     let mut mirrored = Mirrored::default();
     let (wallet, id) = (session.wallet.as_str(), session.session.as_str());
-    for location in [Location::Clean, Location::Review] {
+    for (bytes, location) in manifests.iter().zip(LOCATIONS) {
         let prefix = session_prefix(location, wallet, id);
         let local = dirs.root(location).join(wallet).join(id);
-        let manifest_key = format!("{prefix}{MANIFEST_FILE}");
-        let Some(bytes) = get_if_present(s3, bucket, &manifest_key).await? else {
+        let Some(bytes) = bytes else {
             // Nothing published here (any more).
             mirrored.removed += remove_tree(&local)?;
             continue;
         };
-        let untrusted = |why: String| BucketError::Untrusted {
-            bucket: bucket.to_owned(),
-            key: manifest_key.clone(),
-            why,
-        };
-        let manifest: SessionManifest = serde_json::from_slice(&bytes)
-            .map_err(|err| untrusted(format!("not a manifest: {err}")))?;
-        if manifest.wallet != wallet || manifest.session_id != id || manifest.location != location {
-            return Err(untrusted(format!(
-                "the manifest is of {}/{} ({:?}), not of this place",
-                manifest.wallet, manifest.session_id, manifest.location
-            )));
-        }
-        for object in manifest.objects() {
-            if !is_inside(&object.path) || object.path == MANIFEST_FILE {
-                return Err(untrusted(format!("lists {:?}", object.path)));
-            }
-            if object.bytes > MAX_OBJECT_BYTES {
-                return Err(untrusted(format!(
-                    "lists {} of {} bytes (at most {MAX_OBJECT_BYTES})",
-                    object.path, object.bytes
-                )));
-            }
-        }
+        let manifest_key = format!("{prefix}{MANIFEST_FILE}");
+        let manifest =
+            checked_manifest(bytes, session, location).map_err(|why| BucketError::Untrusted {
+                bucket: bucket.to_owned(),
+                key: manifest_key.clone(),
+                why,
+            })?;
+        // The same manifest as the last complete pass: its files are trusted by their size (a
+        // pass writes the manifest last); otherwise each is checked by its SHA-256.
+        let same_manifest =
+            std::fs::read(local.join(MANIFEST_FILE)).is_ok_and(|here| here == *bytes);
         let wanted: Vec<&ManifestObject> = manifest
             .objects()
             .filter(|object| {
-                ManifestObject::of_file(&local, &object.path).ok().as_ref() != Some(*object)
+                if same_manifest {
+                    std::fs::metadata(local.join(&object.path))
+                        .map_or(true, |meta| meta.len() != object.bytes)
+                } else {
+                    ManifestObject::of_file(&local, &object.path).ok().as_ref() != Some(*object)
+                }
             })
             .collect();
         mirrored.kept += manifest.objects().count() - wanted.len();
@@ -121,9 +180,11 @@ pub async fn mirror_session(
                         key: key.clone(),
                         why,
                     };
-                    let body = get_if_present(s3, bucket, &key).await?.ok_or_else(|| {
-                        untrusted("listed in the manifest, not in the bucket".into())
-                    })?;
+                    let body = get_capped(s3, bucket, &key, object.bytes)
+                        .await?
+                        .ok_or_else(|| {
+                            untrusted("listed in the manifest, not in the bucket".into())
+                        })?;
                     let got = ManifestObject::of_bytes(&object.path, &body);
                     if got != **object {
                         return Err(untrusted(format!(
@@ -139,13 +200,66 @@ pub async fn mirror_session(
         mirrored.fetched_bytes += wanted.iter().map(|o| o.bytes).sum::<u64>();
         let listed: HashSet<&str> = manifest.objects().map(|o| o.path.as_str()).collect();
         mirrored.removed += remove_unlisted(&local, &listed)?;
-        write_beside(&local.join(MANIFEST_FILE), &bytes)?;
+        write_beside(&local.join(MANIFEST_FILE), bytes)?;
         match location {
             Location::Clean => mirrored.clean_segments = manifest.segments.len(),
             Location::Review => mirrored.review_segments = manifest.segments.len(),
         }
     }
     Ok(mirrored)
+}
+
+/// The manifest in `bytes`, if it is one of `session` at `location` listing distinct paths
+/// inside the session's folder, none too big; else why not.
+fn checked_manifest(
+    bytes: &[u8],
+    session: &SessionRef,
+    location: Location,
+) -> Result<SessionManifest, String> {
+    let manifest: SessionManifest =
+        serde_json::from_slice(bytes).map_err(|err| format!("not a manifest: {err}"))?;
+    if manifest.wallet != session.wallet.as_str()
+        || manifest.session_id != session.session.as_str()
+        || manifest.location != location
+    {
+        return Err(format!(
+            "the manifest is of {}/{} ({:?}), not of this place",
+            shown(&manifest.wallet),
+            shown(&manifest.session_id),
+            manifest.location
+        ));
+    }
+    let mut seen = HashSet::new();
+    for object in manifest.objects() {
+        let path = object.path.as_str();
+        if !is_inside(path)
+            || path == MANIFEST_FILE
+            || path.ends_with(PARTIAL)
+            || path.chars().count() > MAX_PATH_CHARS
+        {
+            return Err(format!("lists the path {:?}", shown(path)));
+        }
+        if !seen.insert(path) {
+            return Err(format!("lists {:?} twice", shown(path)));
+        }
+        if object.bytes > MAX_OBJECT_BYTES {
+            return Err(format!(
+                "lists {} of {} bytes (at most {MAX_OBJECT_BYTES})",
+                shown(path),
+                object.bytes
+            ));
+        }
+    }
+    Ok(manifest)
+}
+
+/// At most 200 characters of a text from the bucket, for a message.
+fn shown(text: &str) -> String {
+    let mut shown: String = text.chars().take(200).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    shown
 }
 
 /// A relative, `/`-separated path that stays inside its folder.
@@ -156,7 +270,7 @@ fn is_inside(path: &str) -> bool {
         })
 }
 
-/// Writes `bytes` to a hidden file beside `path`, then renames it into place.
+/// Writes `bytes` to `{path}.sd-partial`, then renames it into place.
 fn write_beside(path: &Path, bytes: &[u8]) -> Result<(), BucketError> {
     let failed = |source| BucketError::Write {
         path: path.to_owned(),
@@ -165,7 +279,7 @@ fn write_beside(path: &Path, bytes: &[u8]) -> Result<(), BucketError> {
     let folder = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(folder).map_err(failed)?;
     let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".sd-partial");
+    temporary.push(PARTIAL);
     let temporary = PathBuf::from(temporary);
     std::fs::write(&temporary, bytes).map_err(failed)?;
     std::fs::rename(&temporary, path).map_err(|err| {
@@ -257,6 +371,56 @@ mod tests {
             "segment_001/",
         ] {
             assert!(!is_inside(bad), "{bad:?}");
+        }
+    }
+
+    const WALLET: &str = "Dzse3tYXLgtRJrBHVVUK5ZYbZoCjBee1tK3oSv5RyLyR";
+    const SESSION: &str = "session_1769936388223_tp5owb";
+
+    fn manifest(wallet: &str, location: &str, paths: &[&str], bytes: u64) -> Vec<u8> {
+        let files: Vec<serde_json::Value> = paths
+            .iter()
+            .map(|path| serde_json::json!({"path": path, "bytes": bytes, "sha256": "00"}))
+            .collect();
+        serde_json::json!({
+            "schema_version": 1, "wallet": wallet, "session_id": SESSION,
+            "location": location, "status": "accepted",
+            "run": {"run_id": "r", "processed_at": "2026-12-03T00:00:00Z"},
+            "files": files, "segments": []
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_manifest_must_be_of_this_place_and_list_distinct_paths_inside_it() {
+        let session = SessionRef::parse(WALLET, SESSION).expect("ids");
+        let good = manifest(WALLET, "clean", &["session.json", "report.html"], 10);
+        assert!(checked_manifest(&good, &session, Location::Clean).is_ok());
+        let refused = [
+            (
+                manifest(WALLET, "review", &["session.json"], 10),
+                "not of this place",
+            ),
+            (
+                manifest("11111111111111111111111111111111", "clean", &[], 10),
+                "not of this place",
+            ),
+            (manifest(WALLET, "clean", &["../x"], 10), "path"),
+            (manifest(WALLET, "clean", &["manifest.json"], 10), "path"),
+            (manifest(WALLET, "clean", &["a.jpg.sd-partial"], 10), "path"),
+            (manifest(WALLET, "clean", &[&"a".repeat(600)], 10), "path"),
+            (manifest(WALLET, "clean", &["a", "a"], 10), "twice"),
+            (
+                manifest(WALLET, "clean", &["a"], MAX_OBJECT_BYTES + 1),
+                "at most",
+            ),
+            (b"{".to_vec(), "not a manifest"),
+        ];
+        for (bytes, why) in refused {
+            let err = checked_manifest(&bytes, &session, Location::Clean).expect_err(why);
+            assert!(err.contains(why), "{err}");
+            assert!(err.len() < 400, "{err}");
         }
     }
 

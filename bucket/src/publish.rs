@@ -308,23 +308,53 @@ pub async fn get_if_present(
     bucket: &str,
     key: &str,
 ) -> Result<Option<Vec<u8>>, BucketError> {
+    get_capped(s3, bucket, key, u64::MAX).await
+}
+
+/// [`get_if_present`] refusing an object over `max` bytes (by its length, then while reading:
+/// a hostile server's body is not held past the cap).
+pub async fn get_capped(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    max: u64,
+) -> Result<Option<Vec<u8>>, BucketError> {
     let failed = |detail: String| BucketError::S3 {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         what: "read",
         detail,
     };
-    let object = match s3.get_object().bucket(bucket).key(key).send().await {
+    let too_long = || BucketError::Untrusted {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        why: format!("longer than {max} bytes"),
+    };
+    let mut object = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(object) => object,
         Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
         Err(err) => return Err(failed(describe(&err))),
     };
-    let bytes = object
+    let length = object
+        .content_length()
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0);
+    if length > max {
+        return Err(too_long());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    while let Some(chunk) = object
         .body
-        .collect()
+        .try_next()
         .await
-        .map_err(|err| failed(err.to_string()))?;
-    Ok(Some(bytes.into_bytes().to_vec()))
+        .map_err(|err| failed(err.to_string()))?
+    {
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(too_long());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
 }
 
 /// A lowercase hex SHA-256 as S3's `x-amz-checksum-sha256` (base64 of the 32 bytes).

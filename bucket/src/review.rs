@@ -61,9 +61,29 @@ pub struct ReviewRequest<'a> {
 /// A verdict recorded and its move queued.
 #[derive(Debug)]
 pub struct ReviewQueued {
+    pub key: SegmentKey,
+    pub by: String,
     pub outcome: OverrideOutcome,
     /// Where a worker will publish the segment: `s3://{bucket}/{prefix}`.
     pub moves_to: String,
+}
+
+/// One line for the reviewer: the change, who made it, where the segment goes, the payout.
+impl std::fmt::Display for ReviewQueued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let outcome = &self.outcome;
+        write!(
+            f,
+            "{}: {} -> {} by {}{} · queued for reprocessing: a worker moves it to {} · {}",
+            self.key,
+            outcome.recorded.from,
+            outcome.recorded.to,
+            self.by,
+            if outcome.changed { "" } else { " (unchanged)" },
+            self.moves_to,
+            sd_ledger::Payout::pending_phrase(outcome.pending.as_ref()),
+        )
+    }
 }
 
 /// Records `request` in `ledger` and queues the session's reprocessing. Refused before anything
@@ -89,6 +109,9 @@ pub async fn request_review(
             bucket: target.clean_bucket.to_owned(),
         });
     }
+    // The queue first: a wrong queue refuses the verdict instead of recording one that no
+    // worker will carry out.
+    let url = queue_url(clients, target.queue).await?;
     let now = humantime::format_rfc3339_millis(request.at).to_string();
     let now_ms = request
         .at
@@ -103,25 +126,18 @@ pub async fn request_review(
         request.rate,
     )?;
     ledger.forget_fingerprint(&key.wallet, &key.session_id, now_ms)?;
-    let queued = async {
-        let url = queue_url(clients, target.queue).await?;
-        clients
-            .sqs
-            .send_message()
-            .queue_url(&url)
-            .message_body(reprocess_message(&session))
-            .send()
-            .await
-            .map_err(|err| BucketError::Queue {
-                queue: target.queue.to_owned(),
-                detail: describe(&err),
-            })
-    };
-    if let Err(err) = queued.await {
+    let queued = clients
+        .sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body(reprocess_message(&session))
+        .send()
+        .await;
+    if let Err(err) = queued {
         return Err(ReviewError::NotQueued {
             id: outcome.recorded.id,
             key: key.clone(),
-            detail: err.to_string(),
+            detail: format!("queue {}: {}", target.queue, describe(&err)),
         });
     }
     let location = Location::of(outcome.segment.verdict);
@@ -130,7 +146,12 @@ pub async fn request_review(
         target.clean_bucket,
         session_prefix(location, &key.wallet, &key.session_id)
     );
-    Ok(ReviewQueued { outcome, moves_to })
+    Ok(ReviewQueued {
+        key: key.clone(),
+        by: request.by.to_owned(),
+        outcome,
+        moves_to,
+    })
 }
 
 /// Where the bucket's manifests list segment `segment` of `session`, if anywhere.

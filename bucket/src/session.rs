@@ -40,3 +40,9 @@ pub fn reprocess_message(session: &SessionRef) -> String {
     })
     .to_string()
 }
+
+/// The session a [`reprocess_message`] names, if `event`'s fields are one with valid ids.
+pub fn parse_reprocess(wallet: Option<&str>, session: Option<&str>) -> Result<SessionRef, String> {
+    SessionRef::parse(wallet.unwrap_or_default(), session.unwrap_or_default())
+        .map_err(|why| format!("{REPROCESS_EVENT} with bad ids: {why}"))
+}

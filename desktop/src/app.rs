@@ -273,10 +273,12 @@ pub struct ReviewApp {
     pub inspection: Option<Inspection>,
     /// The clean bucket, when segments come from it (read through a local mirror).
     bucket: Option<BucketLink>,
+    /// Opened on a bucket: verdicts go only through it (refused if its thread is gone).
+    bucket_mode: bool,
     /// The segment being brought up to date from the bucket, before it opens.
     pub fetching: Option<SegmentKey>,
-    /// Requests the bucket thread has not answered yet.
-    bucket_jobs: usize,
+    /// The segment whose verdict the bucket thread is recording and queueing.
+    pub reviewing: Option<SegmentKey>,
 }
 
 impl std::fmt::Debug for ReviewApp {
@@ -321,8 +323,9 @@ impl ReviewApp {
     ) -> Self {
         let mut app = Self {
             bucket: None,
+            bucket_mode: bucket.is_some(),
             fetching: None,
-            bucket_jobs: 0,
+            reviewing: None,
             layout: None,
             ledger: None,
             catalog: Catalog::default(),
@@ -537,10 +540,10 @@ impl ReviewApp {
     pub fn select(&mut self, key: SegmentKey) {
         // Another segment's picture must not stay up under this one's header.
         self.texture = None;
-        if self.bucket.is_some() {
+        if self.bucket_mode {
             self.segment = None;
-            self.fetching = Some(key.clone());
-            self.send_to_bucket(Job::Mirror(key.clone()));
+            let sent = self.send_to_bucket(Job::Mirror(key.clone()));
+            self.fetching = sent.then(|| key.clone());
         } else {
             self.load(&key);
         }
@@ -563,28 +566,43 @@ impl ReviewApp {
         }
     }
 
-    /// Whether the bucket thread has requests it has not answered yet.
+    /// Whether the bucket thread is fetching a segment or recording a verdict.
     pub fn bucket_busy(&self) -> bool {
-        self.bucket_jobs > 0
+        self.fetching.is_some() || self.reviewing.is_some()
     }
 
-    fn send_to_bucket(&mut self, job: Job) {
+    /// Queues `job` for the bucket thread; says why not and answers false when it cannot.
+    fn send_to_bucket(&mut self, job: Job) -> bool {
         let Some(link) = &self.bucket else {
-            return;
+            self.error("the bucket is not reachable (see the first message): nothing sent".into());
+            return false;
         };
         match link.send(job) {
-            Ok(()) => self.bucket_jobs += 1,
+            Ok(()) => true,
             Err(err) => {
-                self.fetching = None;
                 self.error(err);
+                false
             }
         }
     }
 
     /// Takes the bucket thread's answers: a session up to date opens, a verdict's outcome shows.
     fn poll_bucket(&mut self) {
-        while let Some(done) = self.bucket.as_ref().and_then(BucketLink::poll) {
-            self.bucket_jobs = self.bucket_jobs.saturating_sub(1);
+        loop {
+            let Some(link) = &self.bucket else {
+                return;
+            };
+            let done = match link.poll() {
+                Ok(Some(done)) => done,
+                Ok(None) => return,
+                Err(err) => {
+                    self.bucket = None;
+                    self.fetching = None;
+                    self.reviewing = None;
+                    self.error(err);
+                    return;
+                }
+            };
             match done {
                 // An answer for a segment the reviewer has since left is dropped.
                 Done::Mirrored { key, .. } if self.fetching.as_ref() != Some(&key) => {}
@@ -609,17 +627,15 @@ impl ReviewApp {
                         Err(err) => self.error(format!("cannot open {key} from the bucket: {err}")),
                     }
                 }
-                Done::Reviewed { key, result } => match result {
-                    Ok(text) => {
-                        self.info(text);
-                        self.reason_text.clear();
-                        self.reload();
-                        if self.selected.as_ref() == Some(&key) {
-                            self.select(key);
-                        }
+                Done::Reviewed { result, .. } => {
+                    self.reviewing = None;
+                    // Also after an error: the override may be recorded and its move not queued.
+                    self.reload();
+                    match result {
+                        Ok(text) => self.info(text),
+                        Err(err) => self.error(err),
                     }
-                    Err(err) => self.error(err),
-                },
+                }
             }
         }
     }
@@ -746,9 +762,13 @@ impl ReviewApp {
             }
         };
         let reason = format!("{code}: {text}");
-        if let Some(link) = &self.bucket {
-            let bucket = link.source.clean_bucket.clone();
-            self.send_to_bucket(Job::Review {
+        if self.bucket_mode {
+            if let Some(pending) = &self.reviewing {
+                let text = format!("a verdict on {pending} is still being recorded: wait for it");
+                self.error(text);
+                return;
+            }
+            let sent = self.send_to_bucket(Job::Review {
                 key: key.clone(),
                 to,
                 reason,
@@ -756,9 +776,13 @@ impl ReviewApp {
                 rate,
                 ledger: self.sources.ledger.clone(),
             });
-            self.info(format!(
-                "{key}: recording {to} and asking the workers to republish s3://{bucket}"
-            ));
+            if sent {
+                self.reviewing = Some(key.clone());
+                self.reason_text.clear();
+                self.info(format!(
+                    "{key}: recording {to} and queueing the session for a worker to republish"
+                ));
+            }
             return;
         }
         let (Some(ledger), Some(layout)) = (&mut self.ledger, &self.layout) else {

@@ -139,9 +139,23 @@ impl FrameLoader {
     }
 }
 
+/// The largest frame decoded (8192 x 8192; 256 MB as RGBA): a larger header is refused before
+/// any pixel memory is taken.
+const MAX_FRAME_PIXELS: usize = 8192 * 8192;
+
 fn decode(path: &PathBuf) -> Result<Frame, String> {
     let bytes =
         std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let header = turbojpeg::read_header(&bytes)
+        .map_err(|err| format!("{} is not a JPEG we can decode: {err}", path.display()))?;
+    if header.width.saturating_mul(header.height) > MAX_FRAME_PIXELS {
+        return Err(format!(
+            "{} is {}x{}, larger than any frame we decode",
+            path.display(),
+            header.width,
+            header.height
+        ));
+    }
     let image: turbojpeg::Image<Vec<u8>> =
         turbojpeg::decompress(&bytes, turbojpeg::PixelFormat::RGBA)
             .map_err(|err| format!("{} is not a JPEG we can decode: {err}", path.display()))?;

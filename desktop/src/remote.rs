@@ -16,7 +16,7 @@ use sd_bucket::{
     SessionRef,
 };
 use sd_core::{Lamports, SegmentKey, Verdict};
-use sd_ledger::{Ledger, Payout};
+use sd_ledger::Ledger;
 
 /// The bucket and queue the workers use, and where their objects are mirrored here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,12 +87,20 @@ impl BucketLink {
             .spawn(move || {
                 let clients = runtime.block_on(Clients::from_env());
                 // Ends when the app (the sender) goes.
-                while let Ok(job) = queued.recv() {
-                    let answer = runtime.block_on(run(&clients, &thread_source, job));
-                    if answers.send(answer).is_err() {
-                        break;
+                while let Ok(first) = queued.recv() {
+                    let jobs: Vec<Job> = std::iter::once(first).chain(queued.try_iter()).collect();
+                    // Of the segments asked for meanwhile, only the last is still open.
+                    let last = jobs.iter().rposition(|job| matches!(job, Job::Mirror(_)));
+                    for (index, job) in jobs.into_iter().enumerate() {
+                        if matches!(job, Job::Mirror(_)) && Some(index) != last {
+                            continue;
+                        }
+                        let answer = runtime.block_on(run(&clients, &thread_source, job));
+                        if answers.send(answer).is_err() {
+                            return;
+                        }
+                        wake();
                     }
-                    wake();
                 }
             })
             .map_err(|err| format!("cannot start the bucket thread: {err}"))?;
@@ -107,9 +115,15 @@ impl BucketLink {
         })
     }
 
-    /// The next answer, if one is ready.
-    pub fn poll(&self) -> Option<Done> {
-        self.done.try_recv().ok()
+    /// The next answer, if one is ready; an error once the thread has stopped.
+    pub fn poll(&self) -> Result<Option<Done>, String> {
+        match self.done.try_recv() {
+            Ok(done) => Ok(Some(done)),
+            Err(std::sync::mpsc::TryRecvError::Empty) => Ok(None),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the bucket thread has stopped: reopen the app".to_owned())
+            }
+        }
     }
 }
 
@@ -166,16 +180,8 @@ async fn review(
         at: SystemTime::now(),
         rate,
     };
-    let queued = request_review(clients, &mut ledger, &target, &request)
+    request_review(clients, &mut ledger, &target, &request)
         .await
-        .map_err(|err| err.to_string())?;
-    let outcome = &queued.outcome;
-    Ok(format!(
-        "{key}: {} -> {} by {by}{} · queued: a worker moves it to {} · {}",
-        outcome.recorded.from,
-        outcome.recorded.to,
-        if outcome.changed { "" } else { " (unchanged)" },
-        queued.moves_to,
-        Payout::pending_phrase(outcome.pending.as_ref())
-    ))
+        .map(|queued| queued.to_string())
+        .map_err(|err| err.to_string())
 }

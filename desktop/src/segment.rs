@@ -140,6 +140,19 @@ impl SegmentData {
         if aligned.frames.is_empty() {
             return Err(format!("{key}: aligned.json lists no frame"));
         }
+        // Frame files are read from the segment's folder and nowhere else.
+        if let Some(row) = aligned.frames.iter().find(|row| {
+            let path = std::path::Path::new(&row.file);
+            path.components().count() == 0
+                || !path
+                    .components()
+                    .all(|part| matches!(part, std::path::Component::Normal(_)))
+        }) {
+            let shown: String = row.file.chars().take(200).collect();
+            return Err(format!(
+                "{key}: aligned.json names a frame outside the segment's folder: {shown:?}"
+            ));
+        }
         // An accepted session's own file sits in the clean layout, wherever its segments went.
         let session_file = [Location::Clean, Location::Review]
             .into_iter()

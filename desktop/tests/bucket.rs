@@ -178,7 +178,19 @@ fn a_reviewer_opens_and_overrides_segments_of_a_bucket() {
     // Pass it with a reason: the ledger records it, the workers' queue gets the reprocess.
     harness.state_mut().reason_code = Some("labels_checked");
     harness.state_mut().reason_text = "the blur is the scene, not the camera".to_owned();
+    // The emulator held still meanwhile: a second verdict before the first is answered is
+    // refused, not recorded twice.
+    moto.signal("STOP");
     harness.key_press(egui::Key::P);
+    harness.run_steps(1);
+    assert!(harness.state().reviewing.is_some());
+    harness.state_mut().reason_text = "changed my mind".to_owned();
+    harness.key_press(egui::Key::F);
+    harness.run_steps(1);
+    let (error, text) = last_message(&harness);
+    assert!(error && text.contains("still being recorded"), "{text}");
+    moto.signal("CONT");
+    harness.state_mut().reason_text.clear();
     settle(&mut harness);
     let (error, text) = last_message(&harness);
     assert!(!error, "{text}");
@@ -192,6 +204,7 @@ fn a_reviewer_opens_and_overrides_segments_of_a_bucket() {
     assert_eq!(entry.verdict, Verdict::Pass);
     let note = entry.applied_override.expect("the override is recorded");
     assert_eq!(note.by, "qa");
+    assert!(note.reason.contains("the blur is the scene"), "{note:?}");
     let messages = runtime.block_on(async {
         clients
             .sqs

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use sd_bucket::{SessionRef, REPROCESS_EVENT};
+use sd_bucket::{parse_reprocess, SessionRef, REPROCESS_EVENT};
 use sd_core::{PartName, SessionId, WalletAddress};
 use serde::Deserialize;
 
@@ -68,16 +68,11 @@ pub fn parse_notification(body: &str, raw_bucket: &str) -> Notification {
     };
     if let Some(event) = parsed.event {
         if event == REPROCESS_EVENT {
-            let wallet = parsed.wallet.unwrap_or_default();
-            let session = parsed.session_id.unwrap_or_default();
-            match (WalletAddress::parse(&wallet), SessionId::parse(&session)) {
-                (Ok(wallet), Ok(session)) => {
-                    out.sessions.insert(SessionRef { wallet, session });
+            match parse_reprocess(parsed.wallet.as_deref(), parsed.session_id.as_deref()) {
+                Ok(session) => {
+                    out.sessions.insert(session);
                 }
-                (Err(why), _) | (_, Err(why)) => {
-                    out.dropped
-                        .push(format!("{REPROCESS_EVENT} with bad ids: {why}"));
-                }
+                Err(why) => out.dropped.push(why),
             }
         } else {
             out.dropped.push(format!("{event} (no records)"));

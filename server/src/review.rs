@@ -40,16 +40,6 @@ pub async fn run(clients: &Clients, args: &ReviewArgs) -> anyhow::Result<()> {
         rate,
     };
     let queued = request_review(clients, &mut ledger, &target, &request).await?;
-    let outcome = &queued.outcome;
-    println!(
-        "{key}: {} -> {} by {} ({:?}){} · queued for reprocessing: a worker moves it to {} · {}",
-        outcome.recorded.from,
-        outcome.recorded.to,
-        args.by,
-        args.reason,
-        if outcome.changed { "" } else { " (unchanged)" },
-        queued.moves_to,
-        sd_ledger::Payout::pending_phrase(outcome.pending.as_ref()),
-    );
+    println!("{queued} · reason: {:?}", args.reason);
     Ok(())
 }
