@@ -2,8 +2,9 @@
 # The whole test suite: installs what it needs, then format, lints, layering, and every test.
 # Tests that need ../shared/real-sessions print SKIPPED when it is absent; set
 # SD_REQUIRE_REAL_SESSIONS=1 to make absence a failure (CI does). It also installs Debian's Chromium
-# for the test that renders the session report (SD_REQUIRE_BROWSER=1 makes its absence a failure),
-# and moto for the server's tests.
+# for the test that renders the session report and the capture client's end-to-end test
+# (SD_REQUIRE_BROWSER=1 makes its absence a failure), moto for the server's tests, and the capture
+# module's npm packages (client/, built and unit-tested here before the Rust tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,4 +15,6 @@ scripts/moto.sh install
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 scripts/check-deps.sh
+# The browser capture module: type-check, build, unit tests.
+scripts/client.sh test
 cargo test --workspace --locked

@@ -16,6 +16,11 @@ packages=(
   libegl1 libegl-mesa0 libgl1-mesa-dri mesa-vulkan-drivers libxkbcommon-x11-0 libxcursor1 libxi6
   libxrandr2 xvfb x11-apps imagemagick
 )
+# The capture module (client/) builds and tests with Node.js and npm; a node already installed
+# (from any source) is kept.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 # `--browser`: also Debian's Chromium, for the test that renders the session report.
 if [ "${1:-}" = "--browser" ]; then

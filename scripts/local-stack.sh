@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The server stack on this machine, for trying it: the S3+SQS emulator (moto) on 127.0.0.1,
-# `scale-diffusion-server setup`, and N workers sharing one SQLite ledger. Prints the endpoints
-# and how to upload a bundle, then stays in the foreground; Ctrl-C stops everything.
+# `scale-diffusion-server setup`, N workers sharing one SQLite ledger, the upload API on
+# 127.0.0.1:8080 and the capture demo (client/demo/) on 127.0.0.1:8090. Prints the endpoints and
+# how to upload a bundle, then stays in the foreground; Ctrl-C stops everything.
 #
 #   scripts/local-stack.sh [WORKERS]      default 2 workers; port $SD_STACK_PORT (default 4566)
 #
@@ -18,6 +19,7 @@ mkdir -p "$dir"
 scripts/install-deps.sh
 scripts/moto.sh install
 cargo build --release --locked --bins -p scale-diffusion-server -p scale-diffusion
+scripts/client.sh build
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
@@ -38,12 +40,19 @@ stop() {
 trap stop INT TERM EXIT
 
 scripts/moto.sh start "$port" "$dir" >/dev/null
-"$server" setup
+demo=http://127.0.0.1:8090
+"$server" setup --cors-origin "$demo"
 for n in $(seq 1 "$workers"); do
   "$server" worker --name "worker-$n" --ledger "$dir/ledger.sqlite" --work-dir "$dir/work-$n" \
     2>"$dir/worker-$n.log" &
   pids+=("$!")
 done
+
+"$server" api --listen 127.0.0.1:8080 --ledger "$dir/ledger.sqlite" --cors-origin "$demo" \
+  2>"$dir/api.log" &
+pids+=("$!")
+python3 -m http.server 8090 --bind 127.0.0.1 --directory client >"$dir/demo.log" 2>&1 &
+pids+=("$!")
 
 wallet=Dzse3tYXLgtRJrBHVVUK5ZYbZoCjBee1tK3oSv5RyLyR
 cat <<INFO
@@ -51,6 +60,9 @@ cat <<INFO
 The stack is up:
   S3 + SQS emulator  $AWS_ENDPOINT_URL   (raw bucket sd-raw, clean bucket sd-clean, queue sd-raw-events)
   workers            $workers, logs in $dir/worker-N.log, ledger $dir/ledger.sqlite
+  upload API         http://127.0.0.1:8080 (log $dir/api.log)
+  capture demo       $demo/demo/?lag=300   (drive with WASD; Start records 60 s, then uploads
+                     through the API: a session from the browser, end to end)
 
 Upload a bundle's five parts (video first, meta last), e.g. the real sessions:
   for f in ../shared/real-sessions/$wallet/*; do

@@ -136,6 +136,7 @@ pub fn timing_facts(bundle: &Bundle, config: &TimelineConfig) -> TimingFacts {
         .filter(|epoch| (1.577_836_8e12..4.102_444_8e12).contains(epoch));
     TimingFacts {
         start_time_epoch_ms: bundle.meta.start_time,
+        time_origin_epoch_ms: bundle.meta.time_origin,
         end_time_epoch_ms: bundle.meta.end_time,
         session_epoch_ms,
         latency_upload_epoch_ms: bundle

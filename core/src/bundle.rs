@@ -353,7 +353,11 @@ fn check_meta_numbers(meta: &Meta) -> Result<(), RejectReason> {
             "a duration (ms)",
         )?;
     }
-    for (field, value) in [("startTime", meta.start_time), ("endTime", meta.end_time)] {
+    for (field, value) in [
+        ("startTime", meta.start_time),
+        ("endTime", meta.end_time),
+        ("timeOrigin", meta.time_origin),
+    ] {
         if let Some(value) = value {
             in_range(
                 part,

@@ -109,6 +109,9 @@ pub enum OffsetSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PriorBasis {
+    /// Meta's `timeOrigin` is the page clock's epoch origin; `startTime` (or `endTime`) then
+    /// places the recorder start to within the two clocks' disagreement.
+    TimeOrigin,
     /// The latency part's upload epoch minus its last RTT sample bounds the page clock's epoch
     /// origin; `startTime` (or `endTime`) then places the recorder start.
     LatencyUpload,
@@ -279,6 +282,8 @@ fn page_time_at(pts_ms: f64, offset_ms: f64, latency: &LatencyModel) -> f64 {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TimingFacts {
     pub start_time_epoch_ms: Option<f64>,
+    /// Meta's `timeOrigin`: the epoch ms of page time 0.
+    pub time_origin_epoch_ms: Option<f64>,
     pub end_time_epoch_ms: Option<f64>,
     pub session_epoch_ms: Option<f64>,
     pub latency_upload_epoch_ms: Option<f64>,
@@ -315,6 +320,23 @@ pub fn timing_prior(facts: &TimingFacts, latency: &LatencyModel) -> Prior {
         page_epoch_origin_ms: origin,
         detail,
     };
+    if let Some((origin, (r, from))) = facts
+        .time_origin_epoch_ms
+        .and_then(|o| place(o).map(|placed| (o, placed)))
+    {
+        // `Date.now()` and `performance.timeOrigin + performance.now()` drift apart by a few ms
+        // over a page's life (and more across a clock step); the lag is unknown either way.
+        return build(
+            PriorBasis::TimeOrigin,
+            r,
+            250.0,
+            0.15,
+            Some(origin),
+            format!(
+                "page clock origin = meta timeOrigin = {origin:.0}; R = {from} - origin = {r:.0} ms; S = R - mean RTT {mean:.1} ms"
+            ),
+        );
+    }
     if let Some((origin, (r, from))) = origin.and_then(|o| place(o).map(|placed| (o, placed))) {
         return build(
             PriorBasis::LatencyUpload,
@@ -1173,6 +1195,34 @@ mod tests {
             let t = clock.page_time(0, pts);
             assert!((clock.video_time(0, t) - pts).abs() < 0.01, "{pts} -> {t}");
         }
+    }
+
+    #[test]
+    fn prior_from_time_origin_comes_first() {
+        let latency = LatencyModel::constant(LatencySource::AvgRtt, 350.0);
+        let facts = TimingFacts {
+            start_time_epoch_ms: Some(1_000_030_000.0),
+            time_origin_epoch_ms: Some(1_000_000_250.0),
+            session_epoch_ms: Some(1_000_010_000.0),
+            latency_upload_epoch_ms: Some(1_000_100_000.0),
+            last_rtt_t_ms: Some(99_000.0),
+            rtt_median_step_ms: Some(2000.0),
+            ..TimingFacts::default()
+        };
+        let prior = timing_prior(&facts, &latency);
+        assert_eq!(prior.basis, PriorBasis::TimeOrigin);
+        assert_eq!(prior.recording_start_ms, 29_750.0);
+        assert_eq!(prior.page_epoch_origin_ms, Some(1_000_000_250.0));
+        assert!(prior.uncertainty_ms < 1500.0);
+        // Without startTime or endTime nothing is placed: the next basis is used.
+        let unplaced = TimingFacts {
+            start_time_epoch_ms: None,
+            ..facts
+        };
+        assert_ne!(
+            timing_prior(&unplaced, &latency).basis,
+            PriorBasis::TimeOrigin
+        );
     }
 
     #[test]

@@ -167,13 +167,22 @@ pub struct Meta {
     pub end_time: Option<f64>,
     /// `performance.now()` of the page when `MediaRecorder.start()` ran (ms). Capture clients
     /// should write it: with it the pipeline knows the recorder start `R` instead of estimating
-    /// it. No client writes it yet.
+    /// it. The capture module in `client/` writes it; the prototype did not.
     #[serde(
         default,
         rename = "recordingStartT",
         skip_serializing_if = "Option::is_none"
     )]
     pub recording_start_t: Option<f64>,
+    /// `performance.timeOrigin`: the epoch ms of the page clock's zero. With it every log `t` has
+    /// an epoch time, and `startTime - timeOrigin` places the recorder start on the page clock.
+    /// The capture module in `client/` writes it; the prototype did not.
+    #[serde(
+        default,
+        rename = "timeOrigin",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub time_origin: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<Scenario>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -69,6 +69,11 @@ pub struct SetupArgs {
     /// three heartbeats on every receive and extends it while it works).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
     pub visibility_timeout: Duration,
+    /// The game's page origin, allowed to PUT parts into the raw bucket with the API's presigned
+    /// URLs from a browser (the raw bucket's CORS rule); repeat for several. The `api` command
+    /// takes the same list.
+    #[arg(long, env = "SD_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
 }
 
 /// The ledger file.

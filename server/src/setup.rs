@@ -4,8 +4,8 @@
 
 use anyhow::Context as _;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Event, NotificationConfiguration,
-    QueueConfiguration,
+    BucketLocationConstraint, CorsConfiguration, CorsRule, CreateBucketConfiguration, Event,
+    NotificationConfiguration, QueueConfiguration,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -17,6 +17,14 @@ pub async fn run(clients: &Clients, args: &SetupArgs) -> anyhow::Result<()> {
     for bucket in [&resources.raw_bucket, &resources.clean_bucket] {
         create_bucket(clients, bucket).await?;
         println!("bucket {bucket}: ready");
+    }
+    if !args.cors_origin.is_empty() {
+        allow_browser_uploads(clients, &resources.raw_bucket, &args.cors_origin).await?;
+        println!(
+            "bucket {}: browsers on {} may PUT parts with presigned URLs",
+            resources.raw_bucket,
+            args.cors_origin.join(", ")
+        );
     }
     let dlq_url = create_queue(
         clients,
@@ -188,6 +196,38 @@ pub async fn queue_arn(clients: &Clients, url: &str) -> anyhow::Result<String> {
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
         .cloned()
         .with_context(|| format!("{url} has no ARN"))
+}
+
+/// The raw bucket's CORS rule: the page's origins may `PUT` (the presigned URLs sign the content
+/// type and length, so those are the only headers asked for), and read the `ETag`.
+async fn allow_browser_uploads(
+    clients: &Clients,
+    bucket: &str,
+    origins: &[String],
+) -> anyhow::Result<()> {
+    let rule = CorsRule::builder()
+        .set_allowed_origins(Some(origins.to_vec()))
+        .allowed_methods("PUT")
+        .allowed_headers("content-type")
+        .expose_headers("ETag")
+        .max_age_seconds(3600)
+        .build()
+        .context("the CORS rule")?;
+    let config = CorsConfiguration::builder()
+        .cors_rules(rule)
+        .build()
+        .context("the CORS configuration")?;
+    clients
+        .s3
+        .put_bucket_cors()
+        .bucket(bucket)
+        .cors_configuration(config)
+        .send()
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!("cannot set the CORS rule of {bucket}: {}", describe(&err))
+        })?;
+    Ok(())
 }
 
 /// The resources as one line, for logs.

@@ -1,0 +1,288 @@
+/**
+ * The capture demo: a street of blocks in three.js, driven with WASD (and the mouse under pointer
+ * lock). The view shows the street as it was `?lag=` ms earlier, standing in for the model's
+ * stream, and that view is what is recorded (`captureStream`). A test keypair signs the upload
+ * (`?wrongKey` signs with another key: the API must refuse).
+ *
+ * Query: `api` (default: this host, port 8080), `lag` (ms, default 0), `seconds` (default 60),
+ * `scale` (the scene's resolution against the view's, default 0.5), `wrongKey`. `window.demo` exposes the session, the page's own log of what it rendered, and the
+ * upload's outcome, for the end-to-end test.
+ */
+
+import * as ed from "@noble/ed25519";
+import bs58 from "bs58";
+import * as THREE from "three";
+
+import { CaptureSession, UploadError, type CameraPose, type UploadResult, type WalletSigner } from "../src/index.js";
+
+const params = new URLSearchParams(location.search);
+const lagMs = Math.max(0, Number(params.get("lag") ?? "0") || 0);
+const seconds = Math.max(1, Number(params.get("seconds") ?? "60") || 60);
+const api = params.get("api") ?? `${location.protocol}//${location.hostname}:8080`;
+
+/** A test keypair from a fixed seed: never a real wallet's. */
+const TEST_SEED = new Uint8Array(32).map((_, i) => (i * 7 + 11) & 0xff);
+const OTHER_SEED = new Uint8Array(32).map((_, i) => (i * 13 + 5) & 0xff);
+
+async function testSigner(): Promise<WalletSigner> {
+  const publicKey = bs58.encode(await ed.getPublicKeyAsync(TEST_SEED));
+  const seed = params.has("wrongKey") ? OTHER_SEED : TEST_SEED;
+  return { publicKey, signMessage: (message) => ed.signAsync(message, seed) };
+}
+
+// The scene: a grid of city blocks with streets between, the camera at driver height.
+const sceneCanvas = document.getElementById("scene") as HTMLCanvasElement;
+const view = document.getElementById("view") as HTMLCanvasElement;
+// `?width=`: the recorded view's width (default 1280, as the real streams; 704/1280 of it high).
+const width = Math.min(1920, Math.max(320, Number(params.get("width") ?? "1280") || 1280));
+view.width = Math.round(width / 16) * 16;
+view.height = Math.round((width * 704) / 1280 / 16) * 16;
+view.style.width = `${view.width}px`;
+view.style.height = `${view.height}px`;
+const viewContext = view.getContext("2d", { alpha: false }) as CanvasRenderingContext2D;
+// The scene renders at `?scale=` of the view (default 0.5) and is scaled up onto it: WebGL may run
+// on the CPU, and the model's stream is soft anyway.
+const scale = Math.min(1, Math.max(0.25, Number(params.get("scale") ?? "0.5") || 0.5));
+sceneCanvas.width = Math.round(view.width * scale);
+sceneCanvas.height = Math.round(view.height * scale);
+const renderer = new THREE.WebGLRenderer({ canvas: sceneCanvas, antialias: false, preserveDrawingBuffer: true });
+renderer.setSize(sceneCanvas.width, sceneCanvas.height, false);
+const scene = new THREE.Scene();
+scene.background = new THREE.Color(0x9fc3e6);
+scene.fog = new THREE.Fog(0x9fc3e6, 60, 260);
+scene.add(new THREE.HemisphereLight(0xffffff, 0x445566, 1.2));
+const sun = new THREE.DirectionalLight(0xffffff, 1.5);
+sun.position.set(40, 80, 20);
+scene.add(sun);
+
+/** Deterministic pseudo-random numbers, so every run drives through the same city. */
+let seed = 12345;
+const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+
+const BLOCK = 40;
+const STREET = 14;
+const ground = new THREE.Mesh(
+  new THREE.PlaneGeometry(2000, 2000),
+  new THREE.MeshLambertMaterial({ map: groundTexture() }),
+);
+ground.rotation.x = -Math.PI / 2;
+scene.add(ground);
+// The buildings in a few instanced meshes (a few draw calls: WebGL may run on the CPU), each
+// with its own irregular facade, so that the picture's motion is not periodic.
+const BLOCKS_X = 12;
+const BLOCKS_Z = 24;
+const FACADES = 6;
+const perFacade = Math.ceil(((2 * BLOCKS_X + 1) * (BLOCKS_Z + 5) * 4) / FACADES);
+const facades = Array.from({ length: FACADES }, () => {
+  const mesh = new THREE.InstancedMesh(
+    new THREE.BoxGeometry(1, 1, 1),
+    new THREE.MeshLambertMaterial({ map: facadeTexture() }),
+    perFacade,
+  );
+  mesh.count = 0;
+  scene.add(mesh);
+  return mesh;
+});
+{
+  const place = new THREE.Object3D();
+  for (let bx = -BLOCKS_X; bx <= BLOCKS_X; bx++) {
+    for (let bz = -BLOCKS_Z; bz <= 4; bz++) {
+      const cx = bx * (BLOCK + STREET);
+      const cz = bz * (BLOCK + STREET);
+      for (let k = 0; k < 4; k++) {
+        const w = 8 + random() * 10;
+        const d = 8 + random() * 10;
+        const h = 8 + random() * 50;
+        place.scale.set(w, h, d);
+        place.position.set(cx + (k % 2 ? 1 : -1) * (BLOCK / 4), h / 2, cz + (k < 2 ? 1 : -1) * (BLOCK / 4));
+        place.updateMatrix();
+        const mesh = facades[Math.floor(random() * FACADES) % FACADES];
+        if (mesh.count >= perFacade) continue;
+        mesh.setMatrixAt(mesh.count, place.matrix);
+        mesh.setColorAt(mesh.count, new THREE.Color().setHSL(random(), 0.25 + random() * 0.3, 0.4 + random() * 0.3));
+        mesh.count += 1;
+      }
+    }
+  }
+}
+
+/** A facade: windows of uneven size and spacing, some lit, with grime, tinted per building. */
+function facadeTexture(): THREE.Texture {
+  const size = 256;
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = size;
+  const g = canvas.getContext("2d") as CanvasRenderingContext2D;
+  g.fillStyle = "#e4e4e4";
+  g.fillRect(0, 0, size, size);
+  let y = 4 + random() * 10;
+  while (y < size - 12) {
+    const rowHeight = 10 + random() * 18;
+    let x = 3 + random() * 8;
+    while (x < size - 8) {
+      const w = 6 + random() * 22;
+      const light = random() < 0.2 ? 200 + random() * 50 : 30 + random() * 110;
+      g.fillStyle = `rgb(${light},${light + 8},${Math.min(255, light + 30)})`;
+      g.fillRect(x, y, w, rowHeight * (0.6 + random() * 0.3));
+      x += w + 3 + random() * 14;
+    }
+    y += rowHeight + 4 + random() * 10;
+  }
+  for (let i = 0; i < 400; i++) {
+    g.fillStyle = `rgba(0,0,0,${random() * 0.15})`;
+    g.fillRect(random() * size, random() * size, 2 + random() * 6, 2 + random() * 6);
+  }
+  return new THREE.CanvasTexture(canvas);
+}
+
+/** A street texture: asphalt with lane marks and a grid, for the video to show motion. */
+function groundTexture(): THREE.Texture {
+  const size = 512;
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = size;
+  const g = canvas.getContext("2d") as CanvasRenderingContext2D;
+  g.fillStyle = "#3a3d42";
+  g.fillRect(0, 0, size, size);
+  for (let i = 0; i < 2000; i++) {
+    g.fillStyle = `rgba(255,255,255,${random() * 0.08})`;
+    g.fillRect(random() * size, random() * size, 3, 3);
+  }
+  g.fillStyle = "#d9d2a0";
+  for (let y = 0; y < size; y += 64) g.fillRect(size / 2 - 4, y, 8, 32);
+  g.strokeStyle = "#888";
+  g.lineWidth = 4;
+  g.strokeRect(0, 0, size, size);
+  const texture = new THREE.CanvasTexture(canvas);
+  texture.wrapS = texture.wrapT = THREE.RepeatWrapping;
+  texture.repeat.set(2000 / (BLOCK + STREET), 2000 / (BLOCK + STREET));
+  texture.offset.set(0.5 - STREET / 2 / (BLOCK + STREET), 0);
+  return texture;
+}
+
+const camera = new THREE.PerspectiveCamera(70, sceneCanvas.width / sceneCanvas.height, 0.1, 400);
+
+// Driving: W speeds up, S brakes, A and D turn; the mouse turns under pointer lock.
+const held = new Set<string>();
+const state = { x: (BLOCK + STREET) / 2, z: 40, yaw: 0, speed: 0, steer: 0 };
+addEventListener("keydown", (e) => held.add(e.key.toLowerCase()));
+addEventListener("keyup", (e) => held.delete(e.key.toLowerCase()));
+view.addEventListener("click", () => void view.requestPointerLock?.());
+addEventListener("mousemove", (e) => {
+  if (document.pointerLockElement === view) state.yaw -= e.movementX * 0.003;
+});
+
+function drive(dt: number): void {
+  const accel = held.has("w") ? 8 : held.has("s") ? -14 : -2;
+  state.speed = Math.min(14, Math.max(0, state.speed + accel * dt));
+  const turn = (held.has("a") ? 1 : 0) - (held.has("d") ? 1 : 0);
+  state.steer = turn * 0.45 * dt;
+  state.yaw += state.steer;
+  state.x -= Math.sin(state.yaw) * state.speed * dt;
+  state.z -= Math.cos(state.yaw) * state.speed * dt;
+}
+
+function pose(): CameraPose {
+  return {
+    pos: [state.x, 1.6, state.z],
+    yaw: state.yaw,
+    speed: state.speed,
+    throttle: held.has("w") ? 1 : 0,
+    brake: held.has("s") ? 1 : 0,
+    steer: state.steer,
+  };
+}
+
+/** One entry per picture put on the view: when, the page time of the state it shows, keys held. */
+interface Rendered {
+  drawnT: number;
+  sourceT: number;
+  held: string[];
+}
+const rendered: Rendered[] = [];
+/**
+ * The delay line: the car's states by page time. Each frame shows the scene as it was `lagMs`
+ * ago (the city is still; only the camera moves), so the picture lags the inputs as a model's
+ * stream would, without copying pixels back from WebGL.
+ */
+const history: { t: number; x: number; z: number; yaw: number; held: string[] }[] = [];
+let last = performance.now();
+function frame(): void {
+  const now = performance.now();
+  drive(Math.min(0.1, (now - last) / 1000));
+  last = now;
+  history.push({ t: now, x: state.x, z: state.z, yaw: state.yaw, held: [...held].sort() });
+  while (history.length > 1 && history[1].t <= now - lagMs) history.shift();
+  const shown = history[0];
+  camera.position.set(shown.x, 1.6, shown.z);
+  camera.rotation.set(0, shown.yaw, 0, "YXZ");
+  renderer.render(scene, camera);
+  viewContext.drawImage(sceneCanvas, 0, 0, view.width, view.height);
+  rendered.push({ drawnT: performance.now(), sourceT: shown.t, held: shown.held });
+  requestAnimationFrame(frame);
+}
+requestAnimationFrame(frame);
+
+// The session: the view's stream recorded, uploaded when it stops.
+const status = document.getElementById("status") as HTMLSpanElement;
+const startButton = document.getElementById("start") as HTMLButtonElement;
+const stopButton = document.getElementById("stop") as HTMLButtonElement;
+const say = (text: string, error = false) => {
+  status.textContent = text;
+  status.className = error ? "error" : "";
+};
+
+interface Demo {
+  lagMs: number;
+  rendered: Rendered[];
+  session: CaptureSession | null;
+  result: UploadResult | null;
+  error: { code: string; message: string } | null;
+  done: Promise<void> | null;
+  start(): Promise<void>;
+  stopAndUpload(): Promise<void>;
+}
+
+const demo: Demo = {
+  lagMs,
+  rendered,
+  session: null,
+  result: null,
+  error: null,
+  done: null,
+  async start() {
+    const session = new CaptureSession({
+      stream: view.captureStream(30),
+      signer: await testSigner(),
+      cameraPose: pose,
+      prompt: "demo street, three.js",
+      scenario: { id: "demo", name: "Capture demo", type: "free" },
+      target: window,
+      maxDurationMs: seconds * 1000,
+    });
+    demo.session = session;
+    await session.start();
+    startButton.disabled = true;
+    stopButton.disabled = false;
+    say(`recording ${session.sessionId} (lag ${lagMs} ms)`);
+    // At the time limit the session stops itself; the upload follows.
+    demo.done = session.finished.then(() => demo.stopAndUpload());
+  },
+  async stopAndUpload() {
+    const session = demo.session;
+    if (!session || (session.state !== "recording" && session.state !== "stopped")) return;
+    stopButton.disabled = true;
+    try {
+      demo.result = await session.upload({
+        api,
+        onProgress: (p) => say(`uploading ${p.part} (${p.partsDone}/5, ${(p.bytesDone / 1e6).toFixed(1)} of ${(p.bytesTotal / 1e6).toFixed(1)} MB)`),
+      });
+      say(`uploaded ${session.sessionId}: ${(demo.result.bytes / 1e6).toFixed(1)} MB`);
+    } catch (err) {
+      const code = err instanceof UploadError ? err.code : "error";
+      demo.error = { code, message: err instanceof Error ? err.message : String(err) };
+      say(`upload failed (${code}): ${demo.error.message}`, true);
+    }
+  },
+};
+startButton.addEventListener("click", () => void demo.start());
+stopButton.addEventListener("click", () => void demo.stopAndUpload());
+(window as unknown as { demo: Demo }).demo = demo;
