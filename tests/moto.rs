@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::workspace_root;
+use crate::{free_port, workspace_root};
 
 /// A moto server, stopped when dropped.
 #[derive(Debug)]
@@ -98,11 +98,4 @@ impl Drop for Moto {
             .arg(&self.dir)
             .status();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("free port")
 }

@@ -55,6 +55,14 @@ pub fn real_sessions(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// A port of 127.0.0.1 free a moment ago, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("free port")
+}
+
 /// Prints a measured figure where it is always seen: the process's stderr, past libtest's capture,
 /// so that `./test.sh` and CI show it on every run.
 pub fn report_figure(line: &str) {

@@ -23,6 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use sd_tests::free_port;
 use serde_json::Value;
 
 /// The demo's delay between rendering a frame and showing it (the stand-in for the model).
@@ -62,13 +63,6 @@ fn client_ready(test: &str) -> Option<PathBuf> {
         return None;
     }
     Some(client)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("free port")
 }
 
 /// Waits until `url` answers 200.
