@@ -225,6 +225,7 @@ requestAnimationFrame(frame);
 const status = document.getElementById("status") as HTMLSpanElement;
 const startButton = document.getElementById("start") as HTMLButtonElement;
 const stopButton = document.getElementById("stop") as HTMLButtonElement;
+startButton.textContent = `Start (${seconds} s)`;
 const say = (text: string, error = false) => {
   status.textContent = text;
   status.className = error ? "error" : "";
