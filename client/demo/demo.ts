@@ -5,8 +5,9 @@
  * (`?wrongKey` signs with another key: the API must refuse).
  *
  * Query: `api` (default: this host, port 8080), `lag` (ms, default 0), `seconds` (default 60),
- * `scale` (the scene's resolution against the view's, default 0.5), `wrongKey`. `window.demo` exposes the session, the page's own log of what it rendered, and the
- * upload's outcome, for the end-to-end test.
+ * `scale` (the scene's resolution against the view's, default 0.5), `width` (the view's), `stamp`
+ * (each picture's index drawn into it, for tests), `wrongKey`. `window.demo` exposes the session,
+ * the page's own log of what it rendered, and the upload's outcome, for the end-to-end test.
  */
 
 import * as ed from "@noble/ed25519";
@@ -72,6 +73,8 @@ scene.add(ground);
 const BLOCKS_X = 12;
 const BLOCKS_Z = 24;
 const FACADES = 6;
+/** Each building's ground rectangle, [min x, max x, min z, max z]: the car cannot drive into one. */
+const footprints: [number, number, number, number][] = [];
 const perFacade = Math.ceil(((2 * BLOCKS_X + 1) * (BLOCKS_Z + 5) * 4) / FACADES);
 const facades = Array.from({ length: FACADES }, () => {
   const mesh = new THREE.InstancedMesh(
@@ -86,6 +89,10 @@ const facades = Array.from({ length: FACADES }, () => {
 {
   const place = new THREE.Object3D();
   for (let bx = -BLOCKS_X; bx <= BLOCKS_X; bx++) {
+    // The two columns of blocks beside the start are left open: a boulevard 120 m wide, so that a
+    // scripted drive whose turns do not cancel exactly (keys act per animation frame) stays clear
+    // of the walls.
+    if (bx === 0 || bx === 1) continue;
     for (let bz = -BLOCKS_Z; bz <= 4; bz++) {
       const cx = bx * (BLOCK + STREET);
       const cz = bz * (BLOCK + STREET);
@@ -98,6 +105,7 @@ const facades = Array.from({ length: FACADES }, () => {
         place.updateMatrix();
         const mesh = facades[Math.floor(random() * FACADES) % FACADES];
         if (mesh.count >= perFacade) continue;
+        footprints.push([place.position.x - w / 2, place.position.x + w / 2, place.position.z - d / 2, place.position.z + d / 2]);
         mesh.setMatrixAt(mesh.count, place.matrix);
         mesh.setColorAt(mesh.count, new THREE.Color().setHSL(random(), 0.25 + random() * 0.3, 0.4 + random() * 0.3));
         mesh.count += 1;
@@ -134,22 +142,30 @@ function facadeTexture(): THREE.Texture {
   return new THREE.CanvasTexture(canvas);
 }
 
-/** A street texture: asphalt with lane marks and a grid, for the video to show motion. */
+/**
+ * A street texture: asphalt patched in many greys, with lane marks and kerbs, so that driving
+ * forward moves a textured road through the lower half of the picture (the motion ALIGN measures).
+ */
 function groundTexture(): THREE.Texture {
   const size = 512;
   const canvas = document.createElement("canvas");
   canvas.width = canvas.height = size;
   const g = canvas.getContext("2d") as CanvasRenderingContext2D;
-  g.fillStyle = "#3a3d42";
+  g.fillStyle = "#45484e";
   g.fillRect(0, 0, size, size);
-  for (let i = 0; i < 2000; i++) {
-    g.fillStyle = `rgba(255,255,255,${random() * 0.08})`;
-    g.fillRect(random() * size, random() * size, 3, 3);
+  for (let i = 0; i < 700; i++) {
+    const grey = 30 + random() * 90;
+    g.fillStyle = `rgb(${grey},${grey + 2},${grey + 6})`;
+    g.fillRect(random() * size, random() * size, 6 + random() * 40, 4 + random() * 30);
   }
-  g.fillStyle = "#d9d2a0";
-  for (let y = 0; y < size; y += 64) g.fillRect(size / 2 - 4, y, 8, 32);
-  g.strokeStyle = "#888";
-  g.lineWidth = 4;
+  for (let i = 0; i < 3000; i++) {
+    g.fillStyle = `rgba(255,255,255,${random() * 0.25})`;
+    g.fillRect(random() * size, random() * size, 2 + random() * 3, 2 + random() * 3);
+  }
+  g.fillStyle = "#e8dfa8";
+  for (let y = 0; y < size; y += 64) g.fillRect(size / 2 - 5, y, 10, 32);
+  g.strokeStyle = "#b8b8b0";
+  g.lineWidth = 10;
   g.strokeRect(0, 0, size, size);
   const texture = new THREE.CanvasTexture(canvas);
   texture.wrapS = texture.wrapT = THREE.RepeatWrapping;
@@ -158,13 +174,58 @@ function groundTexture(): THREE.Texture {
   return texture;
 }
 
+/** A sky of clouds on a cylinder around the camera (it moves with the car: only turning moves it). */
+function skyTexture(): THREE.Texture {
+  const canvas = document.createElement("canvas");
+  canvas.width = 1024;
+  canvas.height = 256;
+  const g = canvas.getContext("2d") as CanvasRenderingContext2D;
+  const sky = g.createLinearGradient(0, 0, 0, canvas.height);
+  sky.addColorStop(0, "#5d8fc9");
+  sky.addColorStop(1, "#b9d3ee");
+  g.fillStyle = sky;
+  g.fillRect(0, 0, canvas.width, canvas.height);
+  for (let i = 0; i < 90; i++) {
+    const x = random() * canvas.width;
+    const y = 20 + random() * (canvas.height - 60);
+    for (let k = 0; k < 6; k++) {
+      g.fillStyle = `rgba(255,255,255,${0.35 + random() * 0.5})`;
+      g.beginPath();
+      g.ellipse(x + (random() - 0.5) * 60, y + (random() - 0.5) * 14, 10 + random() * 30, 5 + random() * 12, 0, 0, 2 * Math.PI);
+      g.fill();
+    }
+  }
+  const texture = new THREE.CanvasTexture(canvas);
+  texture.wrapS = THREE.RepeatWrapping;
+  return texture;
+}
+const sky = new THREE.Mesh(
+  new THREE.CylinderGeometry(300, 300, 400, 48, 1, true),
+  new THREE.MeshBasicMaterial({ map: skyTexture(), side: THREE.BackSide, fog: false }),
+);
+sky.position.y = 60;
+scene.add(sky);
+
 const camera = new THREE.PerspectiveCamera(70, sceneCanvas.width / sceneCanvas.height, 0.1, 400);
 
-// Driving: W speeds up, S brakes, A and D turn; the mouse turns under pointer lock.
+// Driving: W speeds up, S brakes, A and D turn (at TURN_RATE rad/s, a game's brisk turn); the
+// mouse turns under pointer lock.
+const TURN_RATE = 1.2;
+/** The keys held now. */
 const held = new Set<string>();
 const state = { x: (BLOCK + STREET) / 2, z: 40, yaw: 0, speed: 0, steer: 0 };
-addEventListener("keydown", (e) => held.add(e.key.toLowerCase()));
-addEventListener("keyup", (e) => held.delete(e.key.toLowerCase()));
+/** Every change of a held key with its page time: which keys were held at any past moment. */
+const keyChanges: { t: number; key: string; down: boolean }[] = [];
+const onKey = (e: KeyboardEvent) => {
+  const key = e.key.toLowerCase();
+  const down = e.type === "keydown";
+  if (held.has(key) === down) return;
+  keyChanges.push({ t: performance.now(), key, down });
+  if (down) held.add(key);
+  else held.delete(key);
+};
+addEventListener("keydown", onKey);
+addEventListener("keyup", onKey);
 view.addEventListener("click", () => void view.requestPointerLock?.());
 addEventListener("mousemove", (e) => {
   if (document.pointerLockElement === view) state.yaw -= e.movementX * 0.003;
@@ -174,10 +235,18 @@ function drive(dt: number): void {
   const accel = held.has("w") ? 8 : held.has("s") ? -14 : -2;
   state.speed = Math.min(14, Math.max(0, state.speed + accel * dt));
   const turn = (held.has("a") ? 1 : 0) - (held.has("d") ? 1 : 0);
-  state.steer = turn * 0.45 * dt;
+  // Logged as the prototype logs it: this frame's yaw step.
+  state.steer = turn * TURN_RATE * dt;
   state.yaw += state.steer;
-  state.x -= Math.sin(state.yaw) * state.speed * dt;
-  state.z -= Math.cos(state.yaw) * state.speed * dt;
+  const x = state.x - Math.sin(state.yaw) * state.speed * dt;
+  const z = state.z - Math.cos(state.yaw) * state.speed * dt;
+  // A wall stops the car (a metre short of it), as a game's would.
+  const hits = footprints.some(([x0, x1, z0, z1]) => x > x0 - 1 && x < x1 + 1 && z > z0 - 1 && z < z1 + 1);
+  if (hits) state.speed = 0;
+  else {
+    state.x = x;
+    state.z = z;
+  }
 }
 
 function pose(): CameraPose {
@@ -198,25 +267,76 @@ interface Rendered {
   held: string[];
 }
 const rendered: Rendered[] = [];
+
 /**
- * The delay line: the car's states by page time. Each frame shows the scene as it was `lagMs`
- * ago (the city is still; only the camera moves), so the picture lags the inputs as a model's
- * stream would, without copying pixels back from WebGL.
+ * `?stamp`: each picture carries its index in `rendered` as a row of black and white blocks in
+ * the bottom left corner, so that a test can tell which picture each recorded frame holds (and so
+ * when it was drawn and what it showed). The layout is shared with the end-to-end test
+ * (`server/tests/capture_e2e.rs`): STAMP_BITS blocks of STAMP_BLOCK px from the left edge, on a
+ * bottom row of that height; bit 0 (leftmost) is an even-parity bit over the index's bits, then
+ * the index, most significant bit first, white for 1.
  */
-const history: { t: number; x: number; z: number; yaw: number; held: string[] }[] = [];
+const stamp = params.has("stamp");
+const STAMP_BITS = 16;
+const STAMP_BLOCK = 12;
+function drawStamp(index: number): void {
+  const bits = Array.from({ length: STAMP_BITS - 1 }, (_, i) => (index >> (STAMP_BITS - 2 - i)) & 1);
+  const parity = bits.reduce((a, b) => a ^ b, 0);
+  const y = view.height - STAMP_BLOCK;
+  [parity, ...bits].forEach((bit, i) => {
+    viewContext.fillStyle = bit ? "#fff" : "#000";
+    viewContext.fillRect(i * STAMP_BLOCK, y, STAMP_BLOCK, STAMP_BLOCK);
+  });
+}
+/**
+ * The delay line: the car's state at every animation frame, by page time. Each picture shows the
+ * scene as it was exactly `lagMs` ago, the pose interpolated between the two frames around that
+ * moment (the city is still; only the camera moves), so the picture lags the inputs by a constant
+ * delay as a model's stream would, without copying pixels back from WebGL. The page logs that
+ * moment and the keys held at the animation frame nearest to it (from the key events' own times):
+ * what the frame's label must say.
+ */
+const history: { t: number; x: number; z: number; yaw: number }[] = [];
+/**
+ * The pose at page time `t` (the oldest kept, before the history reaches back that far), and the
+ * animation frame nearest to it: the game's state exists only at frames, and the keys it held at
+ * that one are the keys the picture shows.
+ */
+function poseAt(t: number): { t: number; frameT: number; x: number; z: number; yaw: number } {
+  while (history.length > 1 && history[1].t <= t) history.shift();
+  const [a, b] = history;
+  if (b === undefined || t <= a.t) return { ...a, frameT: a.t };
+  const f = (t - a.t) / (b.t - a.t);
+  const frameT = f < 0.5 ? a.t : b.t;
+  return { t, frameT, x: a.x + f * (b.x - a.x), z: a.z + f * (b.z - a.z), yaw: a.yaw + f * (b.yaw - a.yaw) };
+}
+const heldThen = new Set<string>();
+/** The keys held at page time `t` (called with `t` never going back). */
+function heldAt(t: number): string[] {
+  while (keyChanges.length > 0 && keyChanges[0].t <= t) {
+    const change = keyChanges.shift() as { key: string; down: boolean };
+    if (change.down) heldThen.add(change.key);
+    else heldThen.delete(change.key);
+  }
+  return [...heldThen].sort();
+}
 let last = performance.now();
 function frame(): void {
+  // As the prototype's game: the car moves once per animation frame, a whole step with the keys
+  // held then (ALIGN models exactly this: a key acts half a frame early on average).
   const now = performance.now();
   drive(Math.min(0.1, (now - last) / 1000));
   last = now;
-  history.push({ t: now, x: state.x, z: state.z, yaw: state.yaw, held: [...held].sort() });
-  while (history.length > 1 && history[1].t <= now - lagMs) history.shift();
-  const shown = history[0];
+  history.push({ t: now, x: state.x, z: state.z, yaw: state.yaw });
+  const shown = poseAt(now - lagMs);
   camera.position.set(shown.x, 1.6, shown.z);
   camera.rotation.set(0, shown.yaw, 0, "YXZ");
+  sky.position.x = shown.x;
+  sky.position.z = shown.z;
   renderer.render(scene, camera);
   viewContext.drawImage(sceneCanvas, 0, 0, view.width, view.height);
-  rendered.push({ drawnT: performance.now(), sourceT: shown.t, held: shown.held });
+  if (stamp) drawStamp(rendered.length);
+  rendered.push({ drawnT: performance.now(), sourceT: shown.t, held: heldAt(shown.frameT) });
   requestAnimationFrame(frame);
 }
 requestAnimationFrame(frame);

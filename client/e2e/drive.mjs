@@ -6,7 +6,13 @@
 //
 //   node e2e/drive.mjs --url 'http://127.0.0.1:8090/demo/?lag=300&seconds=30&api=http://127.0.0.1:8080'
 //
-// Flags: --url URL (required), --chromium PATH (default /usr/bin/chromium), --screenshot FILE.
+// Flags: --url URL (required), --chromium PATH (default /usr/bin/chromium), --screenshot FILE,
+// --bundle DIR (also writes the session's five parts into DIR/<wallet>/, as the raw bucket has them, so
+// that `scale-diffusion process DIR` runs on it with no stack: give the page an `api` that does
+// not answer and the upload's failure is reported but not fatal).
+
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 
 import { chromium } from "playwright-core";
 
@@ -19,31 +25,59 @@ if (!args.url) {
 }
 const seconds = Number(new URL(args.url).searchParams.get("seconds") ?? "60");
 
-/** The drive: [at s, action]; keys held until released. */
-const SCRIPT = [
-  [0.5, ["down", "w"]],
-  [4.0, ["down", "a"]],
-  [6.0, ["up", "a"]],
-  [8.0, ["down", "d"]],
-  [9.5, ["up", "d"]],
-  [11.0, ["up", "w"]],
-  [11.5, ["down", "s"]],
-  [12.0, ["up", "s"]],
-  [13.0, ["down", "a"]],
-  [15.0, ["up", "a"]],
-  [15.5, ["down", "w"]],
-  [17.0, ["mouse", 120]],
-  [18.0, ["mouse", -80]],
-  [19.0, ["down", "d"]],
-  [20.5, ["up", "d"]],
-  [22.0, ["up", "w"]],
-  [23.0, ["down", "d"]],
-  [24.5, ["up", "d"]],
-  [25.0, ["down", "w"]],
-  [27.0, ["down", "a"]],
-  [28.0, ["up", "a"]],
-  [29.0, ["up", "w"]],
+/**
+ * The drive: [at s, action]; keys held until released. Turns are S-curves (one way for `t`, the
+ * other for `2t`, back for `t`: the car ends in its lane, heading as before), of uneven lengths,
+ * while driving, coasting and standing still, by keys and by the mouse, so that the motion ALIGN
+ * matches has no period to be fooled by.
+ */
+const sCurve = (at, key, t) => {
+  const other = key === "a" ? "d" : "a";
+  return [
+    [at, ["down", key]],
+    [at + t, ["up", key]],
+    [at + t, ["down", other]],
+    [at + 3 * t, ["up", other]],
+    [at + 3 * t, ["down", key]],
+    [at + 4 * t, ["up", key]],
+  ];
+};
+const mouseCurve = (at, px) => [
+  [at, ["mouse", px]],
+  [at + 0.45, ["mouse", -2 * px]],
+  [at + 0.9, ["mouse", px]],
 ];
+const SCRIPT = [
+  [0.3, ["down", "w"]],
+  ...sCurve(2.5, "a", 0.4),
+  [5.0, ["up", "w"]],
+  [5.5, ["down", "s"]],
+  [6.5, ["up", "s"]],
+  // Standing still: turn left, look right with the mouse, turn back right.
+  [7.0, ["down", "a"]],
+  [8.0, ["up", "a"]],
+  [8.8, ["mouse", 120]],
+  [9.6, ["down", "d"]],
+  [10.3, ["up", "d"]],
+  [11.0, ["down", "w"]],
+  ...sCurve(13.5, "d", 0.35),
+  [16.0, ["up", "w"]],
+  [16.4, ["down", "s"]],
+  [17.4, ["up", "s"]],
+  [18.0, ["down", "d"]],
+  [18.9, ["up", "d"]],
+  [19.4, ["mouse", -120]],
+  [20.2, ["down", "a"]],
+  [20.8, ["up", "a"]],
+  [21.3, ["down", "w"]],
+  ...sCurve(23.5, "a", 0.3),
+  ...mouseCurve(25.6, 80),
+  [27.5, ["up", "w"]],
+  [28.0, ["down", "s"]],
+  [28.8, ["up", "s"]],
+  [29.0, ["down", "a"]],
+  [29.4, ["up", "a"]],
+].sort((a, b) => a[0] - b[0]);
 
 const browser = await chromium.launch({
   executablePath: args.chromium ?? "/usr/bin/chromium",
@@ -76,6 +110,10 @@ try {
   await page.goto(args.url);
   await page.waitForFunction(() => window.demo !== undefined, null, { timeout: 20_000 });
   await page.click("#view");
+  // The pointer stays where the click left it: the middle of the view.
+  const box = await page.locator("#view").boundingBox();
+  let mouseX = box.x + box.width / 2;
+  const mouseY = box.y + box.height / 2;
   await page.evaluate(() => window.demo.start());
   const started = Date.now();
   const report = setInterval(async () => {
@@ -88,12 +126,13 @@ try {
     if (action === "down") await page.keyboard.down(value);
     else if (action === "up") await page.keyboard.up(value);
     else {
-      // Under pointer lock the movement is what is logged; without it, nothing is.
-      const box = await page.locator("#view").boundingBox();
-      const x = box.x + box.width / 2;
-      const y = box.y + box.height / 2;
-      await page.mouse.move(x, y);
-      for (let i = 1; i <= 10; i++) await page.mouse.move(x + (value * i) / 10, y, { steps: 1 });
+      // Under pointer lock the movement is what is logged; without it, nothing is. A hand's
+      // sweep: `value` px to the right over 300 ms, from wherever the pointer is.
+      for (let i = 1; i <= 12; i++) {
+        mouseX += value / 12;
+        await page.mouse.move(mouseX, mouseY, { steps: 1 });
+        await new Promise((r) => setTimeout(r, 25));
+      }
     }
   }
   await page.waitForFunction(() => window.demo.result !== null || window.demo.error !== null, null, {
@@ -122,8 +161,33 @@ try {
     };
   });
   outcome.console = logs.slice(-50);
+  if (args.bundle) await saveBundle(page, args.bundle, outcome);
   process.stdout.write(JSON.stringify(outcome));
   await browser.close();
 } catch (err) {
   await fail(`the drive failed: ${err?.stack ?? err}`);
+}
+
+/** Writes the session's parts into `dir/<wallet>/` (the raw bucket's layout) as `<ms>_<sessionId>[_part].<ext>`, the raw bucket's names. */
+async function saveBundle(page, dir, outcome) {
+  const parts = await page.evaluate(async () => {
+    const parts = await window.demo.session.finished;
+    const out = {};
+    for (const [name, blob] of Object.entries(parts)) {
+      const bytes = new Uint8Array(await blob.arrayBuffer());
+      let text = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      out[name] = btoa(text);
+    }
+    return out;
+  });
+  const folder = join(dir, outcome.wallet);
+  await mkdir(folder, { recursive: true });
+  const stamp = Date.now();
+  const names = { video: ".webm", inputs: "_inputs.json", camera: "_camera.json", latency: "_latency.json", meta: "_meta.json" };
+  for (const [part, suffix] of Object.entries(names)) {
+    if (parts[part] === undefined) throw new Error(`the session has no ${part} part`);
+    await writeFile(join(folder, `${stamp}_${outcome.sessionId}${suffix}`), Buffer.from(parts[part], "base64"));
+  }
+  await writeFile(join(dir, "drive.json"), JSON.stringify(outcome));
 }

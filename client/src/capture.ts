@@ -4,8 +4,8 @@
  * samples from an optional `RTCPeerConnection`; then the five parts, and their upload.
  *
  * What ALIGN needs and the prototype never wrote: `recordingStartT` (`performance.now()` taken
- * just before `MediaRecorder.start()`: the first recorded frame is the one drawn then, while the
- * `start` event fires 70-100 ms later, SPEC section 8) and `timeOrigin`.
+ * just before `MediaRecorder.start()`: the first recorded frame is the first picture drawn after
+ * it, within a frame, while the `start` event fires 180-340 ms later) and `timeOrigin`.
  */
 
 import { buildMeta, newSessionId, SessionLog, type CameraPose, type Scenario } from "./logs.js";
@@ -26,7 +26,7 @@ export interface CaptureOptions {
   maxDurationMs?: number;
   /** How often RTT is sampled (default 2 s). */
   rttEveryMs?: number;
-  /** A camera sample every n-th animation frame (default 3). */
+  /** A camera sample every n-th animation frame (default 10, as the prototype: ALIGN counts on it). */
   cameraEvery?: number;
   /** Default `video/webm;codecs=vp8`. */
   mimeType?: string;
@@ -56,7 +56,7 @@ export class CaptureSession {
   private cleanups: (() => void)[] = [];
 
   constructor(readonly options: CaptureOptions) {
-    this.log = new SessionLog(options.cameraEvery ?? 3);
+    this.log = new SessionLog(options.cameraEvery ?? 10);
     this.sessionId = newSessionId(Date.now());
   }
 

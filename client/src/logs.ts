@@ -115,7 +115,7 @@ export class SessionLog {
   readonly held = new Set<string>();
   private frames = 0;
 
-  constructor(readonly cameraEvery = 3) {}
+  constructor(readonly cameraEvery = 10) {}
 
   key(t: number, type: "keydown" | "keyup", key: string, repeat: boolean): void {
     if (repeat) return;

@@ -8,12 +8,13 @@
 //! runs first) besides moto; without Chromium or the client it prints `SKIPPED`, and with
 //! `SD_REQUIRE_BROWSER=1` (CI) that is a failure.
 //!
-//! Asserted: the upload, the session accepted with its clock anchored on `recordingStartT`,
-//! segments published, a trace, the wrong key refused with nothing uploaded. Measured and
-//! printed but not yet asserted (issue 16 stays open for them): ALIGN's lag against the lag the
-//! page showed, the keys labelled per frame against what the page rendered, and valid segments
-//! with a pending payout. On this demo the motion fit is not confident yet (the lag is assumed,
-//! and `alignment_confidence` fails every segment).
+//! The demo stamps each picture's index into it (`?stamp`), so the test knows which picture each
+//! recorded frame holds: when the page drew it, the moment it shows and the keys held then.
+//! Asserted: the upload; the session accepted with its clock anchored on `recordingStartT`; the
+//! lag measured by ALIGN (not assumed) within two frames of the lag the recorded frames carry;
+//! the keys labelled on at least 98% of published frames equal to what the page rendered in them;
+//! valid segments with one segment's pay each pending; a trace; the wrong key refused with
+//! nothing uploaded. Printed: what MediaRecorder produced and how ALIGN did.
 
 mod common;
 
@@ -93,9 +94,66 @@ fn drive(client: &Path, url: &str, dir: &Path, name: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("the drive's JSON")
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+fn median(values: &[f64]) -> f64 {
+    quantile(values, 0.5)
+}
+
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut values = values.to_vec();
     values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    let at = ((values.len() as f64 - 1.0) * q).round().max(0.0) as usize;
+    values.get(at).copied().unwrap_or(f64::NAN)
+}
+
+/// The demo's stamp (`?stamp`, `drawStamp` in client/demo/demo.ts): STAMP_BITS blocks of
+/// STAMP_BLOCK px along the bottom row from the left edge, white for 1; bit 0 is an even parity
+/// over the others, which hold the picture's index in the page's log, most significant first.
+const STAMP_BITS: usize = 16;
+const STAMP_BLOCK: usize = 12;
+
+/// The index stamped into a recorded frame's luma, or `None` when a block is neither black nor
+/// white or the parity fails (a frame the encoder smeared).
+fn read_stamp(luma: &[u8], stride: usize, height: usize) -> Option<usize> {
+    let mut bits = [false; STAMP_BITS];
+    for (b, bit) in bits.iter_mut().enumerate() {
+        // The middle 6x6 pixels of the block.
+        let (mut sum, mut n) = (0u32, 0u32);
+        for y in height.checked_sub(9)?..height - 3 {
+            for x in b * STAMP_BLOCK + 3..b * STAMP_BLOCK + 9 {
+                sum += u32::from(*luma.get(y * stride + x)?);
+                n += 1;
+            }
+        }
+        let mean = sum / n;
+        if (60..196).contains(&mean) {
+            return None;
+        }
+        *bit = mean >= 128;
+    }
+    let ones = bits[1..].iter().filter(|&&b| b).count();
+    (bits[0] == (ones % 2 == 1))
+        .then(|| bits[1..].iter().fold(0, |acc, &b| acc * 2 + usize::from(b)))
+}
+
+/// What the page drew: when, the page time of the state it showed, and the keys held then.
+struct Drawn {
+    drawn_t: f64,
+    source_t: f64,
+    held: Vec<String>,
+}
+
+/// W, A, S and D among `keys`, sorted.
+fn wasd(keys: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str())
+        .filter(|k| ["w", "a", "s", "d"].contains(k))
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    keys
 }
 
 #[test]
@@ -166,7 +224,7 @@ fn a_browser_session_goes_through_the_whole_system() {
     // 640 px wide: Chromium encodes VP8 in software next to a WebGL scene rendered on the CPU,
     // and at 1280 px a 2-core machine records about 3 frames a second.
     let url = format!(
-        "{origin}/demo/?lag={DEMO_LAG_MS}&seconds={DRIVE_SECONDS}&width={DEMO_WIDTH}&scale=1&api={api}"
+        "{origin}/demo/?lag={DEMO_LAG_MS}&seconds={DRIVE_SECONDS}&width={DEMO_WIDTH}&scale=0.5&stamp&api={api}"
     );
     let started = Instant::now();
     let outcome = drive(&client, &url, &dir, "drive");
@@ -212,9 +270,13 @@ fn a_browser_session_goes_through_the_whole_system() {
         .expect("ledger")
         .payouts(Some(&wallet))
         .expect("payouts");
-    let pending: i64 = payouts.iter().map(|p| p.amount_lamports.0).sum();
+    let pending: i64 = payouts
+        .iter()
+        .filter(|p| p.state == sd_core::PayoutState::Pending)
+        .map(|p| p.amount_lamports.0)
+        .sum();
 
-    // The clock: anchored by recordingStartT; the lag against what the page showed.
+    // The clock: anchored by recordingStartT.
     let session_json: Value = serde_json::from_slice(
         &emulator
             .get("sd-clean", &format!("{wallet}/{session}/session.json"))
@@ -225,24 +287,94 @@ fn a_browser_session_goes_through_the_whole_system() {
     let run = &clock["runs"][0];
     assert_eq!(run["source"], "recording_start_t", "{clock:#}");
     let measured_lag = run["lag"]["lag_ms"].as_f64().expect("a lag");
-    let rendered = outcome["rendered"].as_array().expect("the page's log");
-    let shown_lag = median(
-        rendered
-            .iter()
-            .map(|r| {
-                r["drawnT"].as_f64().unwrap_or(f64::NAN) - r["sourceT"].as_f64().unwrap_or(f64::NAN)
-            })
-            .collect(),
-    );
     let recording_start = outcome["recordingStartT"]
         .as_f64()
         .expect("recordingStartT");
     let start_event_delay = outcome["startEventT"].as_f64().expect("startEventT") - recording_start;
 
+    // Which picture each recorded frame holds, read from its stamp: the truth that the lag and
+    // the labels are checked against.
+    let rendered: Vec<Drawn> = outcome["rendered"]
+        .as_array()
+        .expect("the page's log")
+        .iter()
+        .map(|r| Drawn {
+            drawn_t: r["drawnT"].as_f64().unwrap_or(f64::NAN),
+            source_t: r["sourceT"].as_f64().unwrap_or(f64::NAN),
+            held: wasd(&r["held"]),
+        })
+        .collect();
+    // The bundle as uploaded, and the session's record, kept for a look after a failure
+    // (`scale-diffusion inspect target/server-tests/capture_e2e/bundle`).
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).expect("bundle folder");
+    for (part, key) in outcome["result"]["keys"]
+        .as_object()
+        .expect("the parts' keys")
+    {
+        let key = key.as_str().expect("a key");
+        let name = key.rsplit('/').next().unwrap_or(part);
+        let bytes = emulator.get("sd-raw", key).expect("an uploaded part");
+        std::fs::write(bundle.join(name), bytes).expect("keep the part");
+    }
+    std::fs::write(dir.join("session.json"), session_json.to_string()).expect("keep session.json");
+    let video_key = outcome["result"]["keys"]["video"]
+        .as_str()
+        .expect("the video's key");
+    let video = bundle.join(video_key.rsplit('/').next().unwrap_or("video.webm"));
+    let mut stamped: Vec<(f64, Option<usize>)> = Vec::new();
+    sd_core::decode_video(&video, &sd_core::Limits::default(), |frame| {
+        let (luma, stride) = frame.luma();
+        if let Some(pts) = frame.pts_ms {
+            let index = read_stamp(luma, stride, frame.height() as usize)
+                .filter(|&index| index < rendered.len());
+            stamped.push((pts, index));
+        }
+    })
+    .expect("decode the recorded video");
+    let read: Vec<(f64, usize)> = stamped
+        .iter()
+        .filter_map(|&(pts, index)| Some((pts, index?)))
+        .collect();
+    assert!(
+        read.len() * 10 >= stamped.len() * 9,
+        "the stamps of only {} of {} recorded frames could be read",
+        read.len(),
+        stamped.len()
+    );
+    let steps: Vec<f64> = stamped.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let frame_ms = median(&steps);
+    // The capture path: how long after the page drew a picture the recorder's clock puts it.
+    let capture_delay: Vec<f64> = read
+        .iter()
+        .map(|&(pts, index)| recording_start + pts - rendered[index].drawn_t)
+        .collect();
+    // The lag each recorded frame really carries: its time on the recorder's clock against the
+    // page time of the state it shows (the demo's delay line, plus the capture path).
+    let true_lag: Vec<f64> = read
+        .iter()
+        .map(|&(pts, index)| recording_start + pts - rendered[index].source_t)
+        .collect();
+    let shown_lag = median(&true_lag);
+    let delay_line: Vec<f64> = rendered
+        .iter()
+        .map(|r| r.drawn_t - r.source_t - DEMO_LAG_MS)
+        .collect();
+    let indices: Vec<usize> = read.iter().map(|&(_, index)| index).collect();
+    let repeated = indices.windows(2).filter(|w| w[0] == w[1]).count();
+    let never_recorded: usize = indices
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]).saturating_sub(1))
+        .sum();
+    let stalls = steps.iter().filter(|&&s| s > 3.0 * frame_ms).count();
+
     // Keys per published frame against what the page rendered in it.
-    let mut frames = 0;
-    let mut agree = 0;
-    let mut pts = Vec::new();
+    let picture_at: std::collections::HashMap<i64, usize> = read
+        .iter()
+        .map(|&(pts, index)| ((pts * 100.0).round() as i64, index))
+        .collect();
+    let (mut frames, mut agree, mut unread) = (0, 0, 0);
+    let mut disagreements = Vec::new();
     for (prefix, segment) in &published {
         let aligned: Value = serde_json::from_slice(
             &emulator
@@ -257,49 +389,79 @@ fn a_browser_session_goes_through_the_whole_system() {
             let Some(pts_ms) = frame["pts_ms"].as_f64() else {
                 continue;
             };
-            pts.push(pts_ms);
-            // The picture the recorder took at that moment: the last one drawn before it.
-            let taken = recording_start + pts_ms;
-            let Some(shown) = rendered
-                .iter()
-                .take_while(|r| r["drawnT"].as_f64().is_some_and(|t| t <= taken))
-                .last()
-            else {
+            let Some(&index) = picture_at.get(&((pts_ms * 100.0).round() as i64)) else {
+                unread += 1;
                 continue;
             };
-            let wasd = |keys: &Value| -> Vec<String> {
-                let mut keys: Vec<String> = keys
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|k| k.as_str())
-                    .filter(|k| ["w", "a", "s", "d"].contains(k))
-                    .map(str::to_owned)
-                    .collect();
-                keys.sort();
-                keys
-            };
             frames += 1;
-            if wasd(&frame["keys_held"]) == wasd(&shown["held"]) {
+            let labelled = wasd(&frame["keys_held"]);
+            if labelled == rendered[index].held {
                 agree += 1;
+            } else if disagreements.len() < 12 {
+                disagreements.push(format!(
+                    "pts {pts_ms:.0}: labelled {labelled:?}, shown {:?}",
+                    rendered[index].held
+                ));
             }
         }
     }
-    let steps: Vec<f64> = pts.windows(2).map(|w| w[1] - w[0]).collect();
-    let frame_ms = median(steps);
     let agreement = agree as f64 / frames.max(1) as f64;
     report_figure(&format!(
         "capture e2e: {session} ({DRIVE_SECONDS} s in Chromium, {DEMO_WIDTH} px, lag {DEMO_LAG_MS:.0} ms) \
-         through the API, S3, SQS and a worker in {:.0} s: {frames} frames published in {} segments \
-         ({valid} valid, {pending} lamports pending), recorded frame step {frame_ms:.0} ms; lag shown \
-         on the page {shown_lag:.0} ms, ALIGN's {measured_lag:.0} ms ({}, motion fit confidence {:.3}); \
-         the recorder's start event {start_event_delay:.0} ms after start(); keys agree on {:.1}% of frames",
+         through the API, S3, SQS and a worker in {:.0} s: {} frames recorded, {frames} published in {} \
+         segments ({valid} valid, {pending} lamports pending)",
         elapsed.as_secs_f64(),
+        stamped.len(),
         published.len(),
+    ));
+    report_figure(&format!(
+        "capture e2e: MediaRecorder: frame step median {frame_ms:.1} ms (p10 {:.1}, p90 {:.1}, max \
+         {:.0}), {stalls} steps over 3 frames; {} pictures drawn, {never_recorded} of them between \
+         recorded frames never recorded, {repeated} frames repeating the one before; a picture's \
+         time on the recorder's clock minus when it was drawn: median {:.1} ms ({:.1} to {:.1}); \
+         the start event {start_event_delay:.0} ms after start()",
+        quantile(&steps, 0.1),
+        quantile(&steps, 0.9),
+        steps.iter().copied().fold(0.0, f64::max),
+        rendered.len(),
+        median(&capture_delay),
+        quantile(&capture_delay, 0.05),
+        quantile(&capture_delay, 0.95),
+    ));
+    report_figure(&format!(
+        "capture e2e: lag configured {DEMO_LAG_MS:.0} ms, the page's delay line adds {:.0} ms \
+         (median), recorded frames carry {shown_lag:.0} ms (p10 {:.0}, p90 {:.0}); ALIGN's \
+         {measured_lag:.0} ms ({}, motion fit confidence {:.3}): off by {:.0} ms, {:.2} frames; keys \
+         agree on {:.1}% of {frames} published frames ({unread} without a readable stamp)",
+        median(&delay_line),
+        quantile(&true_lag, 0.1),
+        quantile(&true_lag, 0.9),
         run["lag"]["source"],
         run["motion"]["confidence"].as_f64().unwrap_or(f64::NAN),
+        measured_lag - shown_lag,
+        (measured_lag - shown_lag) / frame_ms,
         agreement * 100.0
     ));
+    for line in &disagreements {
+        report_figure(&format!("capture e2e: keys differ at {line}"));
+    }
+    assert_eq!(run["lag"]["source"], "measured", "{clock:#}");
+    assert!(
+        (measured_lag - shown_lag).abs() <= 2.0 * frame_ms,
+        "ALIGN's lag {measured_lag:.0} ms is more than two frames ({frame_ms:.0} ms each) from the \
+         {shown_lag:.0} ms the recorded frames carry"
+    );
+    assert!(
+        agreement >= 0.98,
+        "keys agree on only {:.1}% of frames",
+        agreement * 100.0
+    );
+    assert!(valid > 0, "no valid segment: {published:?}");
+    assert_eq!(
+        pending,
+        valid as i64 * sd_core::PayoutConfig::default().lamports_per_segment as i64,
+        "the pending payout of {wallet} is not one segment's pay per valid segment"
+    );
 
     // A trace of the session arrived.
     let spans = collector.wait_for(Duration::from_secs(30), |spans| {
