@@ -1,13 +1,14 @@
 /**
- * The capture demo: a street of blocks in three.js, driven with WASD (and the mouse under pointer
- * lock). The view shows the street as it was `?lag=` ms earlier, standing in for the model's
- * stream, and that view is what is recorded (`captureStream`). A test keypair signs the upload
- * (`?wrongKey` signs with another key: the API must refuse).
+ * The capture demo: a boulevard between city blocks in three.js, driven with WASD (and the mouse
+ * under pointer lock). The view shows the street as it was `?lag=` ms earlier, standing in for the
+ * model's stream, and that view is what is recorded (`captureStream`). A test keypair signs the
+ * upload (`?wrongKey` signs with another key: the API must refuse).
  *
  * Query: `api` (default: this host, port 8080), `lag` (ms, default 0), `seconds` (default 60),
- * `scale` (the scene's resolution against the view's, default 0.5), `width` (the view's), `stamp`
- * (each picture's index drawn into it, for tests), `wrongKey`. `window.demo` exposes the session,
- * the page's own log of what it rendered, and the upload's outcome, for the end-to-end test.
+ * `width` (the view's, default 1280), `scale` (the scene's resolution against the view's, default
+ * 0.5), `stamp` (each picture's index drawn into it, for tests), `peer` (RTT sampled from a
+ * loopback WebRTC connection), `wrongKey`. `window.demo` exposes the session, the page's own log
+ * of what it rendered, and the upload's outcome, for the end-to-end test.
  */
 
 import * as ed from "@noble/ed25519";
@@ -260,7 +261,10 @@ function pose(): CameraPose {
   };
 }
 
-/** One entry per picture put on the view: when, the page time of the state it shows, keys held. */
+/**
+ * One entry per picture put on the view while a session records: when, the page time of the
+ * state it shows, the keys held then.
+ */
 interface Rendered {
   drawnT: number;
   sourceT: number;
@@ -280,6 +284,8 @@ const stamp = params.has("stamp");
 const STAMP_BITS = 16;
 const STAMP_BLOCK = 12;
 function drawStamp(index: number): void {
+  // Past the largest index the blocks hold, no stamp (a test reads the frame as unstamped).
+  if (index >= 2 ** (STAMP_BITS - 1)) return;
   const bits = Array.from({ length: STAMP_BITS - 1 }, (_, i) => (index >> (STAMP_BITS - 2 - i)) & 1);
   const parity = bits.reduce((a, b) => a ^ b, 0);
   const y = view.height - STAMP_BLOCK;
@@ -335,8 +341,10 @@ function frame(): void {
   sky.position.z = shown.z;
   renderer.render(scene, camera);
   viewContext.drawImage(sceneCanvas, 0, 0, view.width, view.height);
-  if (stamp) drawStamp(rendered.length);
-  rendered.push({ drawnT: performance.now(), sourceT: shown.t, held: heldAt(shown.frameT) });
+  // Logged (and numbered) only while a session records.
+  const recording = demo.session?.state === "recording";
+  if (stamp) drawStamp(recording ? rendered.length : 0);
+  if (recording) rendered.push({ drawnT: performance.now(), sourceT: shown.t, held: heldAt(shown.frameT) });
   requestAnimationFrame(frame);
 }
 requestAnimationFrame(frame);
@@ -357,9 +365,47 @@ interface Demo {
   session: CaptureSession | null;
   result: UploadResult | null;
   error: { code: string; message: string } | null;
+  /** Why `?peer` gave no connection to sample RTT from. */
+  peerError: string | null;
   done: Promise<void> | null;
   start(): Promise<void>;
   stopAndUpload(): Promise<void>;
+}
+
+/**
+ * `?peer`: a WebRTC connection from this page to itself, standing in for the connection to the
+ * model's server, so that the session samples RTT from `getStats()` as it would in production (a
+ * loopback's RTT is well under a millisecond). The other end is kept alive with the page.
+ */
+const peers: RTCPeerConnection[] = [];
+async function loopbackPeer(): Promise<RTCPeerConnection> {
+  const local = new RTCPeerConnection();
+  const remote = new RTCPeerConnection();
+  peers.push(local, remote);
+  const warn = (err: unknown) => console.warn(`loopback ICE candidate refused: ${String(err)}`);
+  local.onicecandidate = (e) => void (e.candidate && remote.addIceCandidate(e.candidate).catch(warn));
+  remote.onicecandidate = (e) => void (e.candidate && local.addIceCandidate(e.candidate).catch(warn));
+  let timer = 0;
+  const open = new Promise<void>((resolve, reject) => {
+    const channel = local.createDataChannel("rtt");
+    channel.onopen = () => resolve();
+    timer = window.setTimeout(() => reject(new Error("the loopback connection did not open in 5 s")), 5000);
+  });
+  try {
+    await local.setLocalDescription(await local.createOffer());
+    await remote.setRemoteDescription(local.localDescription as RTCSessionDescription);
+    await remote.setLocalDescription(await remote.createAnswer());
+    await local.setRemoteDescription(remote.localDescription as RTCSessionDescription);
+    await open;
+    return local;
+  } catch (err) {
+    local.close();
+    remote.close();
+    peers.splice(0);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const demo: Demo = {
@@ -368,10 +414,24 @@ const demo: Demo = {
   session: null,
   result: null,
   error: null,
+  peerError: null,
   done: null,
   async start() {
+    if (demo.session !== null || startButton.disabled) return;
+    startButton.disabled = true;
+    let peer: RTCPeerConnection | undefined;
+    if (params.has("peer")) {
+      try {
+        peer = await loopbackPeer();
+      } catch (err) {
+        // Recorded without RTT then, and said so.
+        demo.peerError = err instanceof Error ? err.message : String(err);
+        console.warn(`no RTT samples: ${demo.peerError}`);
+      }
+    }
     const session = new CaptureSession({
       stream: view.captureStream(30),
+      peer,
       signer: await testSigner(),
       cameraPose: pose,
       prompt: "demo street, three.js",
@@ -381,7 +441,6 @@ const demo: Demo = {
     });
     demo.session = session;
     await session.start();
-    startButton.disabled = true;
     stopButton.disabled = false;
     say(`recording ${session.sessionId} (lag ${lagMs} ms)`);
     // At the time limit the session stops itself; the upload follows.

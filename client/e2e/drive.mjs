@@ -4,12 +4,13 @@
 // what it rendered, the recorder's timing and the upload's outcome. Used by the end-to-end test
 // (server/tests/capture_e2e.rs); by hand:
 //
-//   node e2e/drive.mjs --url 'http://127.0.0.1:8090/demo/?lag=300&seconds=30&api=http://127.0.0.1:8080'
+//   node e2e/drive.mjs --url 'http://127.0.0.1:8090/demo/?lag=300&seconds=30&api=http://127.0.0.1:8080' \
+//     [--bundle DIR] [--screenshot FILE]
 //
 // Flags: --url URL (required), --chromium PATH (default /usr/bin/chromium), --screenshot FILE,
-// --bundle DIR (also writes the session's five parts into DIR/<wallet>/, as the raw bucket has them, so
-// that `scale-diffusion process DIR` runs on it with no stack: give the page an `api` that does
-// not answer and the upload's failure is reported but not fatal).
+// --bundle DIR (also writes the session's five parts into DIR/<wallet>/, as the raw bucket has
+// them, so that `scale-diffusion process DIR` runs on it with no stack: give the page an `api`
+// that does not answer and the upload's failure is reported but not fatal).
 
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -153,6 +154,8 @@ try {
       endTime: s.endTime,
       timeOrigin: performance.timeOrigin,
       inputs: s.log.inputs.length,
+      rttSamples: s.log.rttSamples.length,
+      peerError: demo.peerError,
       cameraSamples: s.log.camera.length,
       pointerLocked: document.pointerLockElement !== null,
       rendered: demo.rendered,

@@ -26,8 +26,6 @@ export interface CaptureOptions {
   maxDurationMs?: number;
   /** How often RTT is sampled (default 2 s). */
   rttEveryMs?: number;
-  /** A camera sample every n-th animation frame (default 10, as the prototype: ALIGN counts on it). */
-  cameraEvery?: number;
   /** Default `video/webm;codecs=vp8`. */
   mimeType?: string;
   videoBitsPerSecond?: number;
@@ -56,7 +54,7 @@ export class CaptureSession {
   private cleanups: (() => void)[] = [];
 
   constructor(readonly options: CaptureOptions) {
-    this.log = new SessionLog(options.cameraEvery ?? 10);
+    this.log = new SessionLog();
     this.sessionId = newSessionId(Date.now());
   }
 

@@ -105,7 +105,8 @@ export function commandOf(held: ReadonlySet<string>): number {
 /**
  * Collects the logs of one session. Keys are logged without auto-repeat, a keyup without its
  * keydown is logged too (the page may have lost focus), mouse deltas only under pointer lock;
- * a camera sample every `cameraEvery`-th frame.
+ * a camera sample every `cameraEvery`-th animation frame: 10 in a session, as the prototype, since
+ * ALIGN places the animation frames between two samples by that count (tests log more often).
  */
 export class SessionLog {
   readonly inputs: InputEvent[] = [];

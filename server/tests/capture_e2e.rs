@@ -223,9 +223,12 @@ fn a_browser_session_goes_through_the_whole_system() {
     // 30 s of driving, recorded and uploaded by the page.
     // 640 px wide: Chromium encodes VP8 in software next to a WebGL scene rendered on the CPU,
     // and at 1280 px a 2-core machine records about 3 frames a second.
-    let url = format!(
-        "{origin}/demo/?lag={DEMO_LAG_MS}&seconds={DRIVE_SECONDS}&width={DEMO_WIDTH}&scale=0.5&stamp&api={api}"
-    );
+    let page = |seconds: u32| {
+        format!(
+            "{origin}/demo/?lag={DEMO_LAG_MS}&seconds={seconds}&width={DEMO_WIDTH}&scale=0.5&stamp&peer&api={api}"
+        )
+    };
+    let url = page(DRIVE_SECONDS);
     let started = Instant::now();
     let outcome = drive(&client, &url, &dir, "drive");
     std::fs::write(dir.join("drive.json"), outcome.to_string()).expect("keep the outcome");
@@ -233,6 +236,13 @@ fn a_browser_session_goes_through_the_whole_system() {
         outcome["error"].is_null(),
         "the upload failed: {}",
         outcome["error"]
+    );
+    // RTT sampled from the page's (loopback) WebRTC connection, every 2 s.
+    let rtt_samples = outcome["rttSamples"].as_u64().unwrap_or(0);
+    assert!(
+        rtt_samples >= u64::from(DRIVE_SECONDS) / 4,
+        "{rtt_samples} RTT samples in {DRIVE_SECONDS} s ({})",
+        outcome["peerError"]
     );
     let session = outcome["sessionId"]
         .as_str()
@@ -322,19 +332,19 @@ fn a_browser_session_goes_through_the_whole_system() {
         .as_str()
         .expect("the video's key");
     let video = bundle.join(video_key.rsplit('/').next().unwrap_or("video.webm"));
+    // Per decoded frame (in decode order, as aligned.json numbers them): its PTS and the index of
+    // the picture it holds.
     let mut stamped: Vec<(f64, Option<usize>)> = Vec::new();
     sd_core::decode_video(&video, &sd_core::Limits::default(), |frame| {
         let (luma, stride) = frame.luma();
-        if let Some(pts) = frame.pts_ms {
-            let index = read_stamp(luma, stride, frame.height() as usize)
-                .filter(|&index| index < rendered.len());
-            stamped.push((pts, index));
-        }
+        let index = read_stamp(luma, stride, frame.height() as usize)
+            .filter(|&index| index < rendered.len());
+        stamped.push((frame.pts_ms.unwrap_or(f64::NAN), index));
     })
     .expect("decode the recorded video");
     let read: Vec<(f64, usize)> = stamped
         .iter()
-        .filter_map(|&(pts, index)| Some((pts, index?)))
+        .filter_map(|&(pts, index)| Some((pts, index?)).filter(|(pts, _)| pts.is_finite()))
         .collect();
     assert!(
         read.len() * 10 >= stamped.len() * 9,
@@ -342,7 +352,11 @@ fn a_browser_session_goes_through_the_whole_system() {
         read.len(),
         stamped.len()
     );
-    let steps: Vec<f64> = stamped.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    let steps: Vec<f64> = stamped
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|step| step.is_finite())
+        .collect();
     let frame_ms = median(&steps);
     // The capture path: how long after the page drew a picture the recorder's clock puts it.
     let capture_delay: Vec<f64> = read
@@ -369,11 +383,7 @@ fn a_browser_session_goes_through_the_whole_system() {
     let stalls = steps.iter().filter(|&&s| s > 3.0 * frame_ms).count();
 
     // Keys per published frame against what the page rendered in it.
-    let picture_at: std::collections::HashMap<i64, usize> = read
-        .iter()
-        .map(|&(pts, index)| ((pts * 100.0).round() as i64, index))
-        .collect();
-    let (mut frames, mut agree, mut unread) = (0, 0, 0);
+    let (mut frames, mut agree, mut unread, mut unlabelled) = (0, 0, 0, 0);
     let mut disagreements = Vec::new();
     for (prefix, segment) in &published {
         let aligned: Value = serde_json::from_slice(
@@ -386,14 +396,20 @@ fn a_browser_session_goes_through_the_whole_system() {
         )
         .expect("aligned.json");
         for frame in aligned["frames"].as_array().expect("frames") {
-            let Some(pts_ms) = frame["pts_ms"].as_f64() else {
-                continue;
-            };
-            let Some(&index) = picture_at.get(&((pts_ms * 100.0).round() as i64)) else {
+            let pts_ms = frame["pts_ms"].as_f64().unwrap_or(f64::NAN);
+            let decoded = frame["frame"]
+                .as_u64()
+                .and_then(|f| stamped.get(f as usize));
+            let Some(&(_, Some(index))) = decoded else {
                 unread += 1;
                 continue;
             };
             frames += 1;
+            // A frame ALIGN could not time carries no keys: not a label that agrees.
+            if frame["keys_held"].is_null() {
+                unlabelled += 1;
+                continue;
+            }
             let labelled = wasd(&frame["keys_held"]);
             if labelled == rendered[index].held {
                 agree += 1;
@@ -407,9 +423,9 @@ fn a_browser_session_goes_through_the_whole_system() {
     }
     let agreement = agree as f64 / frames.max(1) as f64;
     report_figure(&format!(
-        "capture e2e: {session} ({DRIVE_SECONDS} s in Chromium, {DEMO_WIDTH} px, lag {DEMO_LAG_MS:.0} ms) \
-         through the API, S3, SQS and a worker in {:.0} s: {} frames recorded, {frames} published in {} \
-         segments ({valid} valid, {pending} lamports pending)",
+        "capture e2e: {session} ({DRIVE_SECONDS} s in Chromium, {DEMO_WIDTH} px, lag {DEMO_LAG_MS:.0} ms, \
+         {rtt_samples} RTT samples) through the API, S3, SQS and a worker in {:.0} s: {} frames \
+         recorded, {frames} published in {} segments ({valid} valid, {pending} lamports pending)",
         elapsed.as_secs_f64(),
         stamped.len(),
         published.len(),
@@ -432,7 +448,8 @@ fn a_browser_session_goes_through_the_whole_system() {
         "capture e2e: lag configured {DEMO_LAG_MS:.0} ms, the page's delay line adds {:.0} ms \
          (median), recorded frames carry {shown_lag:.0} ms (p10 {:.0}, p90 {:.0}); ALIGN's \
          {measured_lag:.0} ms ({}, motion fit confidence {:.3}): off by {:.0} ms, {:.2} frames; keys \
-         agree on {:.1}% of {frames} published frames ({unread} without a readable stamp)",
+         agree on {:.1}% of {frames} published frames ({unlabelled} of them without keys, {unread} \
+         more without a readable stamp)",
         median(&delay_line),
         quantile(&true_lag, 0.1),
         quantile(&true_lag, 0.9),
@@ -445,6 +462,20 @@ fn a_browser_session_goes_through_the_whole_system() {
     for line in &disagreements {
         report_figure(&format!("capture e2e: keys differ at {line}"));
     }
+    assert!(
+        outcome["pointerLocked"].as_bool() == Some(true),
+        "the view never had pointer lock: the mouse sweeps did nothing"
+    );
+    assert!(
+        unread * 10 <= frames,
+        "{unread} published frames without a readable stamp"
+    );
+    // Two frames are the tolerance; a machine recording under 10 frames a second would make that
+    // a loose bound.
+    assert!(
+        frame_ms <= 100.0,
+        "the recorder's median frame step is {frame_ms:.0} ms"
+    );
     assert_eq!(run["lag"]["source"], "measured", "{clock:#}");
     assert!(
         (measured_lag - shown_lag).abs() <= 2.0 * frame_ms,
@@ -477,12 +508,7 @@ fn a_browser_session_goes_through_the_whole_system() {
     );
 
     // The wrong key: refused by the API, nothing uploaded.
-    let outcome = drive(
-        &client,
-        &format!("{url}&seconds=3&wrongKey"),
-        &dir,
-        "wrong-key",
-    );
+    let outcome = drive(&client, &format!("{}&wrongKey", page(3)), &dir, "wrong-key");
     assert_eq!(
         outcome["error"]["code"], "bad_signature",
         "{}",
