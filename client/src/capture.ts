@@ -179,13 +179,18 @@ export class CaptureSession {
     };
   }
 
+  /** One RTT sample: the candidate pair the transport uses (else the first nominated one). */
   private async sampleRtt(peer: RTCPeerConnection): Promise<void> {
     const stats = await peer.getStats().catch(() => null);
-    stats?.forEach((report) => {
-      const pair = report as RTCIceCandidatePairStats;
-      if (pair.type === "candidate-pair" && pair.nominated && typeof pair.currentRoundTripTime === "number") {
-        this.log.rtt(performance.now(), pair.currentRoundTripTime * 1000);
-      }
-    });
+    if (!stats) return;
+    const reports = [...stats.values()] as { type: string; id: string }[];
+    const transport = reports.find((r) => r.type === "transport") as { selectedCandidatePairId?: string } | undefined;
+    const pairs = reports.filter((r) => r.type === "candidate-pair") as RTCIceCandidatePairStats[];
+    const pair =
+      pairs.find((p) => p.id === transport?.selectedCandidatePairId) ??
+      pairs.find((p) => p.nominated && p.state === "succeeded");
+    if (pair && typeof pair.currentRoundTripTime === "number") {
+      this.log.rtt(performance.now(), pair.currentRoundTripTime * 1000);
+    }
   }
 }
