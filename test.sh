@@ -3,8 +3,9 @@
 # Tests that need ../shared/real-sessions print SKIPPED when it is absent; set
 # SD_REQUIRE_REAL_SESSIONS=1 to make absence a failure (CI does). It also installs Debian's Chromium
 # for the test that renders the session report and the capture client's end-to-end test
-# (SD_REQUIRE_BROWSER=1 makes its absence a failure), moto for the server's tests, and the capture
-# module's npm packages (client/, built and unit-tested here before the Rust tests).
+# (SD_REQUIRE_BROWSER=1 makes its absence a failure), PostgreSQL for the ledger's tests on both
+# stores (SD_REQUIRE_POSTGRES=1 likewise), moto for the server's tests, and the capture module's
+# npm packages (client/, built and unit-tested here before the Rust tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 

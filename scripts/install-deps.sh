@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on Debian (FFmpeg's development packages, clang for
 # bindgen, the ffmpeg CLI for comparisons, cmake and nasm to build libjpeg-turbo 3 for the
-# turbojpeg crate, SQLite for the ledger, Mesa and Xvfb for the review app), only when missing. Safe to run again and again.
+# turbojpeg crate, SQLite and PostgreSQL for the ledger, Mesa and Xvfb for the review app), only
+# when missing. Safe to run again and again.
 set -euo pipefail
 
 packages=(
@@ -11,6 +12,9 @@ packages=(
   ffmpeg
   cmake nasm
   libsqlite3-dev
+  # PostgreSQL, the ledger's store for several hosts: its tests start a throwaway cluster on
+  # 127.0.0.1 (scripts/postgres.sh) and talk to it with psql (its dependencies bring both).
+  postgresql
   # The review app: wgpu renders through Mesa (llvmpipe without a GPU, as in the snapshot
   # tests), winit opens an X11 window; Xvfb and xwd for the screenshot script.
   libegl1 libegl-mesa0 libgl1-mesa-dri mesa-vulkan-drivers libxkbcommon-x11-0 libxcursor1 libxi6

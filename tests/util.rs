@@ -7,6 +7,7 @@
 
 pub mod moto;
 pub mod otlp;
+pub mod postgres;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

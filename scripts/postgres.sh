@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# PostgreSQL for the ledger's tests: a throwaway cluster that listens on 127.0.0.1 only (Debian's
+# `postgresql` package, which scripts/install-deps.sh installs). PostgreSQL refuses to run as root:
+# as root, the cluster belongs to the `postgres` user and runs as it.
+#
+#   scripts/postgres.sh check            exit 0 when initdb and pg_ctl are found
+#   scripts/postgres.sh start PORT DIR   a new cluster in DIR/data on 127.0.0.1:PORT (trust auth,
+#                                        user postgres, its socket and log in DIR); waits until up
+#   scripts/postgres.sh stop DIR         stops it (fast shutdown); resume with `restart DIR`
+#   scripts/postgres.sh restart DIR      starts a stopped cluster again on its port
+#
+# fsync is off: a test cluster lives for one test run, and what the tests check is the ledger's
+# transactions, not the disk's durability (the benchmark says when it runs with fsync).
+set -euo pipefail
+
+find_bin() {
+  local dir
+  for dir in /usr/lib/postgresql/*/bin; do
+    if [ -x "$dir/$1" ]; then
+      echo "$dir/$1"
+      return
+    fi
+  done
+  command -v "$1" || true
+}
+
+initdb=$(find_bin initdb)
+pg_ctl=$(find_bin pg_ctl)
+
+# Runs a command as the cluster's owner.
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+case "${1:-}" in
+  check)
+    [ -n "$initdb" ] && [ -n "$pg_ctl" ]
+    ;;
+  start)
+    port=${2:?port}
+    dir=${3:?dir}
+    [ -n "$initdb" ] || { echo "initdb not found: install postgresql (scripts/install-deps.sh)" >&2; exit 1; }
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if [ "$(id -u)" -eq 0 ]; then
+      chown postgres "$dir"
+    fi
+    as_owner "$initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; exit 1; }
+    echo "$port" >"$dir/port"
+    as_owner "$pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null \
+      || { cat "$dir/postgres.log" >&2; exit 1; }
+    ;;
+  stop)
+    dir=${2:?dir}
+    as_owner "$pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
+  restart)
+    dir=${2:?dir}
+    port=$(cat "$dir/port")
+    as_owner "$pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null \
+      || { cat "$dir/postgres.log" >&2; exit 1; }
+    ;;
+  *)
+    echo "usage: scripts/postgres.sh check | start PORT DIR | stop DIR | restart DIR" >&2
+    exit 2
+    ;;
+esac

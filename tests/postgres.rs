@@ -1,0 +1,128 @@
+//! PostgreSQL for the ledger's tests: a throwaway cluster on a free port of 127.0.0.1
+//! (`scripts/postgres.sh`), one database per test, and `psql` to talk to it.
+//!
+//! When PostgreSQL is not installed (`scripts/install-deps.sh` installs it) a test prints
+//! `SKIPPED` and returns; with `SD_REQUIRE_POSTGRES=1` (CI sets it) that is a failure instead.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::{free_port, workspace_root};
+
+/// A running cluster, stopped when dropped.
+#[derive(Debug)]
+pub struct Postgres {
+    pub port: u16,
+    /// Its data, socket and log.
+    pub dir: PathBuf,
+}
+
+/// The outcome of one `psql` call.
+#[derive(Debug)]
+pub struct Psql {
+    pub ok: bool,
+    /// Rows, one per line, columns separated by `|` (`psql -At`).
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Postgres {
+    /// Starts a cluster with its files in `dir/postgres`, or answers `None` after saying plainly
+    /// that `test` is skipped.
+    pub fn start(test: &str, dir: &Path) -> Option<Self> {
+        if !script(&["check"]).status.success() {
+            let message = "PostgreSQL is not installed: run `scripts/install-deps.sh`";
+            if std::env::var_os("SD_REQUIRE_POSTGRES").is_some_and(|v| v == "1") {
+                panic!("{test}: {message}, and SD_REQUIRE_POSTGRES=1");
+            }
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {message}");
+            return None;
+        }
+        let dir = dir.join("postgres");
+        // A cluster left by an earlier run of the same test: stopped and replaced.
+        if dir.join("data").exists() {
+            let _ = script(&["stop", &dir.display().to_string()]);
+            std::fs::remove_dir_all(&dir).expect("remove the old cluster");
+        }
+        let port = free_port();
+        let started = script(&["start", &port.to_string(), &dir.display().to_string()]);
+        assert!(
+            started.status.success(),
+            "PostgreSQL did not start: {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        Some(Self { port, dir })
+    }
+
+    /// The URL of `database` on this cluster.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates a database (a fresh one per test keeps tests apart).
+    pub fn create_database(&self, database: &str) {
+        let created = self.psql("postgres", &format!("CREATE DATABASE \"{database}\""));
+        assert!(created.ok, "CREATE DATABASE {database}: {}", created.stderr);
+    }
+
+    /// Runs `sql` (one or more statements, stopping at the first error) in `database`.
+    pub fn psql(&self, database: &str, sql: &str) -> Psql {
+        let output = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ])
+            .args(["-c", sql])
+            .output()
+            .expect("run psql");
+        Psql {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Stops the cluster (fast shutdown: connections are cut), for a test of an outage.
+    pub fn stop(&self) {
+        let stopped = script(&["stop", &self.dir.display().to_string()]);
+        assert!(stopped.status.success(), "PostgreSQL did not stop");
+    }
+
+    /// Starts a stopped cluster again on its port.
+    pub fn restart(&self) {
+        let started = script(&["restart", &self.dir.display().to_string()]);
+        assert!(
+            started.status.success(),
+            "PostgreSQL did not restart: {}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = script(&["stop", &self.dir.display().to_string()]);
+    }
+}
+
+fn script(args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg(workspace_root().join("scripts").join("postgres.sh"))
+        .args(args)
+        .output()
+        .expect("run scripts/postgres.sh")
+}
