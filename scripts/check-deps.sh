@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Layering check (docs/ARCHITECTURE.md): the core never pulls in a UI, a web framework, an async
 # runtime, an HTTP client, a cloud SDK or an exporter; the offline CLI none of these but the one
-# blocking HTTP client (ureq) that `sd-telemetry` exports traces with, off unless configured.
+# blocking HTTP client (ureq) that `sd-telemetry` exports traces with, off unless configured, and
+# the runtime the PostgreSQL client runs on.
 # Fails listing the offending crates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,14 @@ check() {
 }
 check sd-core "$web|ureq|rustls|opentelemetry.*|tracing-opentelemetry"
 # The offline binary never builds the server's web and AWS stacks (they live in
-# scale-diffusion-server and sd-bucket).
-check scale-diffusion "$web"
-echo "layering: sd-core is free of UI, web, async, network and cloud crates; the scale-diffusion CLI of all but the trace exporter's ureq"
+# scale-diffusion-server and sd-bucket). It does build tokio, only as the PostgreSQL client's
+# (sd-ledger's `postgres`, for a ledger shared by several hosts): every Rust PostgreSQL client runs
+# on tokio.
+check scale-diffusion "${web/tokio|/}"
+tokio_users=$(cargo tree --locked -p scale-diffusion -e normal -i tokio --depth 1 --prefix none --format '{p}' \
+  | awk 'NR > 1 {print $1}' | sort -u | grep -v -E '^(tokio-postgres|tokio-util|postgres|postgres-protocol)$' || true)
+if [ -n "$tokio_users" ]; then
+  echo "layering: in scale-diffusion, tokio is the PostgreSQL client's only; also used by: $tokio_users" >&2
+  exit 1
+fi
+echo "layering: sd-core is free of UI, web, async, network and cloud crates; the scale-diffusion CLI of all but the trace exporter's ureq and the PostgreSQL client's tokio"

@@ -13,6 +13,15 @@ pub enum LedgerError {
     #[error("ledger database: {0}")]
     Sqlite(#[from] rusqlite::Error),
 
+    /// PostgreSQL refused or failed (including a trigger's exception, and a transaction that
+    /// still could not be serialized after its retries).
+    #[error("ledger database (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+
+    /// A column read as a type it does not hold (a query and its reader disagree: a bug).
+    #[error("ledger database: column {index}: {why}")]
+    Column { index: usize, why: String },
+
     /// The schema could not be brought to the latest version (e.g. the file is newer than this
     /// program).
     #[error("ledger schema migration: {0}")]

@@ -40,8 +40,9 @@
 // (except `intake` -> `record`: a worker records a session and moves its intake row at once;
 // `session_ledger` only calls `Ledger` methods).
 //
-//   error < store < verdict_rows < settings < pending < verdicts < payouts < rate < totals
+//   error < db < store < verdict_rows < settings < pending < verdicts < payouts < rate < totals
 //   < record < intake < session_ledger < nonces < review
+mod db;
 mod error;
 mod intake;
 mod nonces;
