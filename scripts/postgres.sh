@@ -3,9 +3,11 @@
 # `postgresql` package, which scripts/install-deps.sh installs). PostgreSQL refuses to run as root:
 # as root, the cluster belongs to the `postgres` user and runs as it.
 #
-#   scripts/postgres.sh check            exit 0 when initdb and pg_ctl are found
-#   scripts/postgres.sh start PORT DIR   a new cluster in DIR/data on 127.0.0.1:PORT (trust auth,
-#                                        user postgres, its socket and log in DIR); waits until up
+#   scripts/postgres.sh check            exit 0 when initdb, pg_ctl and psql are found
+#   scripts/postgres.sh start PORT DIR   a cluster in DIR/data (made if missing) on 127.0.0.1:PORT
+#                                        (trust auth, user postgres, its socket and log in DIR);
+#                                        waits until up. As root, DIR must be reachable by the
+#                                        postgres user (a folder right under /tmp is).
 #   scripts/postgres.sh stop DIR         stops it (fast shutdown); resume with `restart DIR`
 #   scripts/postgres.sh restart DIR      starts a stopped cluster again on its port
 #
@@ -38,7 +40,7 @@ as_owner() {
 
 case "${1:-}" in
   check)
-    [ -n "$initdb" ] && [ -n "$pg_ctl" ]
+    [ -n "$initdb" ] && [ -n "$pg_ctl" ] && command -v psql >/dev/null
     ;;
   start)
     port=${2:?port}
@@ -48,12 +50,16 @@ case "${1:-}" in
     dir=$(cd "$dir" && pwd)
     if [ "$(id -u)" -eq 0 ]; then
       chown postgres "$dir"
+      runuser -u postgres -- test -w "$dir" \
+        || { echo "$dir: the postgres user cannot reach it (a parent folder is closed to it)" >&2; exit 1; }
     fi
-    as_owner "$initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 \
-      || { cat "$dir/initdb.log" >&2; exit 1; }
+    if [ ! -d "$dir/data" ]; then
+      as_owner "$initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 \
+        || { cat "$dir/initdb.log" >&2; exit 1; }
+    fi
     echo "$port" >"$dir/port"
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=off -c max_connections=200" start >/dev/null \
       || { cat "$dir/postgres.log" >&2; exit 1; }
     ;;
   stop)
@@ -64,7 +70,7 @@ case "${1:-}" in
     dir=${2:?dir}
     port=$(cat "$dir/port")
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=off -c max_connections=200" start >/dev/null \
       || { cat "$dir/postgres.log" >&2; exit 1; }
     ;;
   *)

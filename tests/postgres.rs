@@ -5,17 +5,19 @@
 //! `SKIPPED` and returns; with `SD_REQUIRE_POSTGRES=1` (CI sets it) that is a failure instead.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use crate::{free_port, workspace_root};
 
-/// A running cluster, stopped when dropped.
+/// A running cluster in a folder of its own, stopped and removed when dropped (in that order:
+/// the folder outlives the server).
 #[derive(Debug)]
 pub struct Postgres {
     pub port: u16,
     /// Its data, socket and log.
     pub dir: PathBuf,
+    _folder: tempfile::TempDir,
 }
 
 /// The outcome of one `psql` call.
@@ -28,9 +30,10 @@ pub struct Psql {
 }
 
 impl Postgres {
-    /// Starts a cluster with its files in `dir/postgres`, or answers `None` after saying plainly
-    /// that `test` is skipped.
-    pub fn start(test: &str, dir: &Path) -> Option<Self> {
+    /// Starts a cluster in a new folder right under the system's temporary folder (as root, the
+    /// `postgres` user must reach it), or answers `None` after saying plainly that `test` is
+    /// skipped.
+    pub fn start(test: &str) -> Option<Self> {
         if !script(&["check"]).status.success() {
             let message = "PostgreSQL is not installed: run `scripts/install-deps.sh`";
             if std::env::var_os("SD_REQUIRE_POSTGRES").is_some_and(|v| v == "1") {
@@ -39,20 +42,27 @@ impl Postgres {
             let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {message}");
             return None;
         }
-        let dir = dir.join("postgres");
-        // A cluster left by an earlier run of the same test: stopped and replaced.
-        if dir.join("data").exists() {
-            let _ = script(&["stop", &dir.display().to_string()]);
-            std::fs::remove_dir_all(&dir).expect("remove the old cluster");
+        let folder = tempfile::Builder::new()
+            .prefix("sd-postgres-")
+            .tempdir()
+            .expect("a folder for the cluster");
+        let dir = folder.path().to_path_buf();
+        // The port is free when picked, and may be taken before the server binds it: another
+        // port, up to three times.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let started = script(&["start", &port.to_string(), &dir.display().to_string()]);
+            if started.status.success() {
+                return Some(Self {
+                    port,
+                    dir,
+                    _folder: folder,
+                });
+            }
+            failures.push(String::from_utf8_lossy(&started.stderr).into_owned());
         }
-        let port = free_port();
-        let started = script(&["start", &port.to_string(), &dir.display().to_string()]);
-        assert!(
-            started.status.success(),
-            "PostgreSQL did not start: {}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        Some(Self { port, dir })
+        panic!("PostgreSQL did not start: {}", failures.join("\n"));
     }
 
     /// The URL of `database` on this cluster.
@@ -115,7 +125,19 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = script(&["stop", &self.dir.display().to_string()]);
+        // A cluster a test already stopped answers an error here, which is fine; one still
+        // running that will not stop is said (it would outlive its folder for a while).
+        if self.dir.join("data/postmaster.pid").exists()
+            && !script(&["stop", &self.dir.display().to_string()])
+                .status
+                .success()
+        {
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL in {} did not stop",
+                self.dir.display()
+            );
+        }
     }
 }
 

@@ -91,19 +91,19 @@ impl ToSql for Value {
     /// Written as the type PostgreSQL inferred for the placeholder: an integer into a narrower
     /// column type only when it fits.
     fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
-        match self {
-            Value::Null => Ok(IsNull::Yes),
-            Value::Int(v) => match *ty {
-                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
-                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
-                Type::FLOAT8 => (*v as f64).to_sql(ty, out),
-                _ => v.to_sql(ty, out),
-            },
-            Value::Real(v) => match *ty {
-                Type::FLOAT4 => (*v as f32).to_sql(ty, out),
-                _ => v.to_sql(ty, out),
-            },
-            Value::Text(v) => v.as_str().to_sql(ty, out),
+        match (self, ty) {
+            (Value::Null, _) => Ok(IsNull::Yes),
+            (Value::Int(v), &Type::INT2) => i16::try_from(*v)?.to_sql(ty, out),
+            (Value::Int(v), &Type::INT4) => i32::try_from(*v)?.to_sql(ty, out),
+            (Value::Int(v), &Type::INT8) => v.to_sql(ty, out),
+            (Value::Real(v), &Type::FLOAT8) => v.to_sql(ty, out),
+            (
+                Value::Text(v),
+                &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME | &Type::UNKNOWN,
+            ) => v.as_str().to_sql(ty, out),
+            // Anything else would be written in the wrong binary format (a float's bits into an
+            // integer column): refused, as the query and its parameters disagree.
+            (value, ty) => Err(format!("{value:?} cannot be bound to a {ty} parameter").into()),
         }
     }
 
@@ -113,7 +113,6 @@ impl ToSql for Value {
             Type::INT2
                 | Type::INT4
                 | Type::INT8
-                | Type::FLOAT4
                 | Type::FLOAT8
                 | Type::TEXT
                 | Type::VARCHAR
@@ -219,7 +218,9 @@ fn wrong_type(index: usize, expected: &str, found: &Value) -> LedgerError {
 }
 
 /// SQLite's numbered placeholders (`?1`) as PostgreSQL's (`$1`); a `?` inside a quoted string or
-/// identifier is left alone, and so is a `?` not followed by a digit (not used by the ledger).
+/// identifier or a `--` or `/* */` comment is left alone, and so is a `?` not followed by a digit
+/// (not used by the ledger). The ledger's SQL uses no `E''` strings and no `$$` quoting, which
+/// this does not follow.
 pub(crate) fn postgres_placeholders(sql: &str) -> Cow<'_, str> {
     if !sql.contains('?') {
         return Cow::Borrowed(sql);
@@ -228,6 +229,23 @@ pub(crate) fn postgres_placeholders(sql: &str) -> Cow<'_, str> {
     let mut quote: Option<char> = None;
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
+        // Comments are copied as they are (an apostrophe in one opens no string).
+        if quote.is_none() && (c == '-' || c == '/') {
+            let opens = if c == '-' { '-' } else { '*' };
+            if chars.peek() == Some(&opens) {
+                out.push(c);
+                let closing: &[char] = if c == '-' { &['\n'] } else { &['*', '/'] };
+                let mut tail: Vec<char> = Vec::new();
+                for next in chars.by_ref() {
+                    out.push(next);
+                    tail.push(next);
+                    if tail.len() > 1 && tail.ends_with(closing) {
+                        break;
+                    }
+                }
+                continue;
+            }
+        }
         match (quote, c) {
             (None, '\'' | '"') => quote = Some(c),
             (Some(q), _) if c == q => quote = None,
@@ -260,7 +278,26 @@ impl std::fmt::Debug for Conn {
 /// One transaction on either store.
 pub(crate) enum Tx<'c> {
     Sqlite(rusqlite::Transaction<'c>),
-    Postgres(postgres::Transaction<'c>),
+    /// With the first statement that failed in it: PostgreSQL then rolls the whole transaction
+    /// back (SQLite only that statement), so its commit must not be reported as one.
+    Postgres(postgres::Transaction<'c>, Option<Aborted>),
+}
+
+/// The first failure of a PostgreSQL transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct Aborted {
+    serialization: bool,
+    first_error: String,
+}
+
+/// Notes the first failure of a PostgreSQL transaction, and passes the error on.
+fn noted(failure: &mut Option<Aborted>, err: postgres::Error) -> LedgerError {
+    let err = LedgerError::from(err);
+    failure.get_or_insert_with(|| Aborted {
+        serialization: err.is_serialization_failure(),
+        first_error: err.to_string(),
+    });
+    err
 }
 
 impl Tx<'_> {
@@ -271,10 +308,11 @@ impl Tx<'_> {
                 let changed = tx.execute(sql, rusqlite::params_from_iter(params))?;
                 Ok(changed as u64)
             }
-            Tx::Postgres(tx) => {
+            Tx::Postgres(tx, failure) => {
                 let params: Vec<&(dyn ToSql + Sync)> =
                     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                Ok(tx.execute(postgres_placeholders(sql).as_ref(), &params)?)
+                tx.execute(postgres_placeholders(sql).as_ref(), &params)
+                    .map_err(|err| noted(failure, err))
             }
         }
     }
@@ -302,10 +340,12 @@ impl Tx<'_> {
                 })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<Row>>>()?)
             }
-            Tx::Postgres(tx) => {
+            Tx::Postgres(tx, failure) => {
                 let params: Vec<&(dyn ToSql + Sync)> =
                     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                let rows = tx.query(postgres_placeholders(sql).as_ref(), &params)?;
+                let rows = tx
+                    .query(postgres_placeholders(sql).as_ref(), &params)
+                    .map_err(|err| noted(failure, err))?;
                 rows.iter()
                     .map(|row| {
                         (0..row.len())
@@ -330,7 +370,11 @@ impl Tx<'_> {
     fn commit(self) -> Result<(), LedgerError> {
         match self {
             Tx::Sqlite(tx) => Ok(tx.commit()?),
-            Tx::Postgres(tx) => Ok(tx.commit()?),
+            Tx::Postgres(_, Some(aborted)) => Err(LedgerError::TransactionAborted {
+                serialization: aborted.serialization,
+                first_error: aborted.first_error,
+            }),
+            Tx::Postgres(tx, None) => Ok(tx.commit()?),
         }
     }
 }
@@ -361,18 +405,29 @@ impl Conn {
                             .build_transaction()
                             .isolation_level(postgres::IsolationLevel::Serializable)
                             .start()?;
-                        let mut tx = Tx::Postgres(tx);
-                        let value = body(&mut tx)?;
+                        let mut tx = Tx::Postgres(tx, None);
+                        let result = body(&mut tx);
+                        // A statement that failed rolled everything back, whatever the body
+                        // made of its error: that failure is the outcome (and a serialization
+                        // failure runs the body again).
+                        if let Tx::Postgres(_, Some(aborted)) = &tx {
+                            return Err(LedgerError::TransactionAborted {
+                                serialization: aborted.serialization,
+                                first_error: aborted.first_error.clone(),
+                            });
+                        }
+                        let value = result?;
                         tx.commit()?;
                         Ok(value)
                     })();
                     match outcome {
                         Err(err) if err.is_serialization_failure() && attempt < WRITE_ATTEMPTS => {
                             tracing::debug!(attempt, "ledger write not serializable, run again");
-                            // Writers that collided wait different times (a random spread).
-                            let spread =
-                                Duration::from_micros(RandomState::new().hash_one(attempt) % 1000);
-                            std::thread::sleep(backoff + spread);
+                            // Writers that collided wait different times: half the backoff, then
+                            // a random part of the other half.
+                            let half = (backoff / 2).as_micros() as u64;
+                            let spread = RandomState::new().hash_one(attempt) % (half + 1);
+                            std::thread::sleep(Duration::from_micros(half + spread));
                             backoff = (backoff * 2).min(Duration::from_millis(200));
                             attempt += 1;
                         }
@@ -393,6 +448,7 @@ impl LedgerError {
                 *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
                     || *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
             }),
+            LedgerError::TransactionAborted { serialization, .. } => *serialization,
             _ => false,
         }
     }
@@ -435,7 +491,7 @@ mod tests {
             .and_then(|conn| conn.execute_batch(schema))
             .expect("the schema on SQLite");
         let mut stores = vec![Store::Sqlite(file)];
-        let postgres = Postgres::start(test, dir.path());
+        let postgres = Postgres::start(&format!("{test} on PostgreSQL (SQLite ran)"));
         if let Some(postgres) = &postgres {
             postgres.create_database("db");
             let applied = postgres.psql("db", schema);
@@ -484,6 +540,28 @@ mod tests {
                 .expect("count")
                 .expect("a row");
             assert_eq!(count.int(0).ok(), Some(1), "{conn:?}");
+            if let Conn::Postgres(_) = conn {
+                // A float bound to an integer column is refused, not written as its bits.
+                let mismatched = conn
+                    .write(|tx| tx.execute("INSERT INTO t (id) VALUES (?1)", &[Value::Real(0.5)]));
+                assert!(mismatched.is_err());
+                // A body that swallows a failed statement still fails: PostgreSQL rolled the
+                // whole transaction back, the statement before it included.
+                let swallowed = conn.write(|tx| {
+                    tx.execute("INSERT INTO t (id) VALUES (?1)", &[Value::Int(7)])?;
+                    let _ = tx.execute("INSERT INTO t (id) VALUES (?1)", &[Value::Int(0)]);
+                    Ok(())
+                });
+                assert!(
+                    matches!(swallowed, Err(LedgerError::TransactionAborted { .. })),
+                    "{swallowed:?}"
+                );
+                let count = conn
+                    .write(|tx| tx.query_opt("SELECT count(*) FROM t", &[]))
+                    .expect("count")
+                    .expect("a row");
+                assert_eq!(count.int(0).ok(), Some(1));
+            }
         }
     }
 
@@ -541,6 +619,11 @@ mod tests {
             postgres_placeholders("SELECT 1"),
             Cow::Borrowed(_)
         ));
+        // Comments are left alone, apostrophes in them included.
+        assert_eq!(
+            postgres_placeholders("SELECT ?1 -- the wallet's ?2\n, ?2 /* it's ?3 */ , ?3"),
+            "SELECT $1 -- the wallet's ?2\n, $2 /* it's ?3 */ , $3"
+        );
         // A quote doubled inside a string ends and reopens it: still inside.
         assert_eq!(
             postgres_placeholders("SELECT 'it''s ?1', ?1"),

@@ -18,6 +18,14 @@ pub enum LedgerError {
     #[error("ledger database (PostgreSQL): {0}")]
     Postgres(#[from] postgres::Error),
 
+    /// A statement failed inside a PostgreSQL transaction, which rolled all of it back: nothing
+    /// of it was written, whatever came after.
+    #[error("ledger database (PostgreSQL): the transaction was rolled back: {first_error}")]
+    TransactionAborted {
+        serialization: bool,
+        first_error: String,
+    },
+
     /// A column read as a type it does not hold (a query and its reader disagree: a bug).
     #[error("ledger database: column {index}: {why}")]
     Column { index: usize, why: String },
