@@ -115,14 +115,23 @@ const facades = Array.from({ length: FACADES }, () => {
   }
 }
 
+/** A canvas to paint a texture on, and its 2D context, filled with `fill` when given. */
+function paintCanvas(width: number, height: number, fill?: string): [HTMLCanvasElement, CanvasRenderingContext2D] {
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const g = canvas.getContext("2d") as CanvasRenderingContext2D;
+  if (fill !== undefined) {
+    g.fillStyle = fill;
+    g.fillRect(0, 0, width, height);
+  }
+  return [canvas, g];
+}
+
 /** A facade: windows of uneven size and spacing, some lit, with grime, tinted per building. */
 function facadeTexture(): THREE.Texture {
   const size = 256;
-  const canvas = document.createElement("canvas");
-  canvas.width = canvas.height = size;
-  const g = canvas.getContext("2d") as CanvasRenderingContext2D;
-  g.fillStyle = "#e4e4e4";
-  g.fillRect(0, 0, size, size);
+  const [canvas, g] = paintCanvas(size, size, "#e4e4e4");
   let y = 4 + random() * 10;
   while (y < size - 12) {
     const rowHeight = 10 + random() * 18;
@@ -149,11 +158,7 @@ function facadeTexture(): THREE.Texture {
  */
 function groundTexture(): THREE.Texture {
   const size = 512;
-  const canvas = document.createElement("canvas");
-  canvas.width = canvas.height = size;
-  const g = canvas.getContext("2d") as CanvasRenderingContext2D;
-  g.fillStyle = "#45484e";
-  g.fillRect(0, 0, size, size);
+  const [canvas, g] = paintCanvas(size, size, "#45484e");
   for (let i = 0; i < 700; i++) {
     const grey = 30 + random() * 90;
     g.fillStyle = `rgb(${grey},${grey + 2},${grey + 6})`;
@@ -177,10 +182,7 @@ function groundTexture(): THREE.Texture {
 
 /** A sky of clouds on a cylinder around the camera (it moves with the car: only turning moves it). */
 function skyTexture(): THREE.Texture {
-  const canvas = document.createElement("canvas");
-  canvas.width = 1024;
-  canvas.height = 256;
-  const g = canvas.getContext("2d") as CanvasRenderingContext2D;
+  const [canvas, g] = paintCanvas(1024, 256);
   const sky = g.createLinearGradient(0, 0, 0, canvas.height);
   sky.addColorStop(0, "#5d8fc9");
   sky.addColorStop(1, "#b9d3ee");
