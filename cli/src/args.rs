@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use sd_ledger::LedgerLocation;
 
 /// Scale Diffusion's data platform: turns session bundles into frame-aligned training data.
 #[derive(Debug, Parser)]
@@ -96,9 +97,10 @@ pub struct InspectArgs {
 /// Where the ledger is (shared by every ledger command).
 #[derive(Debug, Args)]
 pub struct LedgerArgs {
-    /// The payout ledger (SQLite).
-    #[arg(long, value_name = "FILE", default_value = "out/ledger.sqlite")]
-    pub ledger: PathBuf,
+    /// The payout ledger: a SQLite file, or a PostgreSQL database as a postgres:// URL (shared
+    /// by workers on several hosts).
+    #[arg(long, value_name = "FILE|URL", default_value = "out/ledger.sqlite")]
+    pub ledger: LedgerLocation,
 }
 
 /// The published layout (shared by `process` and `review`).

@@ -43,20 +43,24 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
     let discovery = sd_core::discover(&args.raw)?;
     // The layout first: a refused layout must not leave a new, empty ledger behind.
     let mut layout = args.layout.open()?;
-    let ledger_path = &args.ledger.ledger;
-    if let Some(parent) = ledger_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    let location = &args.ledger.ledger;
+    if let Some(parent) = location
+        .path()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let mut ledger = Ledger::open(ledger_path)
-        .with_context(|| format!("cannot open the ledger {}", ledger_path.display()))?;
+    let mut ledger =
+        Ledger::open_at(location).with_context(|| format!("cannot open the ledger {location}"))?;
     if let Some(ledger_rate) = ledger.rate()? {
         anyhow::ensure!(
             ledger_rate == rate,
             "the ledger {} pays {} lamports per segment but the config says {}: nothing was \
              processed. Use the ledger's rate (payout.lamports_per_segment = {}), or change it \
              with `scale-diffusion payouts set-rate LAMPORTS` (re-prices pending payouts only)",
-            ledger_path.display(),
+            location,
             ledger_rate.0,
             rate.0,
             ledger_rate.0
@@ -120,7 +124,7 @@ pub fn run(args: &ProcessArgs) -> anyhow::Result<ExitCode> {
             ignored: &discovery.ignored,
             clean: args.layout.out.to_string_lossy(),
             review: args.layout.review.to_string_lossy(),
-            ledger: ledger_path.to_string_lossy(),
+            ledger: location.to_string().into(),
             elapsed_s: started.elapsed().as_secs_f64(),
             peak_rss_kb: sd_telemetry::peak_rss_kb(),
         };
@@ -301,11 +305,7 @@ fn render_summary(
     if summary.wallets.is_empty() {
         let _ = writeln!(out, "payouts: no wallet has a valid segment");
     } else {
-        let _ = writeln!(
-            out,
-            "payouts (ledger {}):",
-            display_path(&args.ledger.ledger)
-        );
+        let _ = writeln!(out, "payouts (ledger {}):", args.ledger.ledger);
         crate::payouts::render_wallet_totals(&mut out, &summary.wallets);
     }
     let _ = writeln!(

@@ -2,12 +2,11 @@
 //! (who, when, why, from/to) and carried out on disk (promoted to the clean layout, or taken out
 //! of it into the review area).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sd_core::{SegmentRef, Verdict};
-use sd_ledger::Ledger;
+use sd_ledger::{Ledger, LedgerError, LedgerLocation};
 
 use crate::args::{OverrideArgs, ReviewCommand};
 
@@ -18,13 +17,11 @@ pub fn run(command: &ReviewCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens a ledger that must already exist (a typo in `--ledger` must not create an empty one).
-pub fn open_existing(path: &Path) -> anyhow::Result<Ledger> {
-    anyhow::ensure!(
-        path.is_file(),
-        "no ledger at {} (run `scale-diffusion process` first, or pass --ledger)",
-        path.display()
-    );
-    Ledger::open(path).with_context(|| format!("cannot open the ledger {}", path.display()))
+pub fn open_existing(location: &LedgerLocation) -> anyhow::Result<Ledger> {
+    match Ledger::open_existing(location) {
+        Err(err @ LedgerError::NotFound { .. }) => Err(err.into()),
+        opened => opened.with_context(|| format!("cannot open the ledger {location}")),
+    }
 }
 
 fn override_segment(args: &OverrideArgs) -> anyhow::Result<ExitCode> {

@@ -304,7 +304,7 @@ fn layout(root: &Path, frames: usize, pictures: &[PathBuf]) -> anyhow::Result<So
         .join("session.json");
     std::fs::create_dir_all(session_file.parent().unwrap_or(root))?;
     write_json(&session_file, &json!({ "frame_metrics": metrics }))?;
-    drop(sd_ledger::Ledger::open(&sources.ledger)?);
+    drop(sd_ledger::Ledger::open_at(&sources.ledger)?);
     Ok(sources)
 }
 

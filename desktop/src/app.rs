@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use egui::{Color32, Key, Modifiers, RichText, Sense, Stroke, TextureHandle, TextureOptions};
 use sd_core::{Location, OutputLayout, SegmentKey, SessionStatus, Verdict};
-use sd_ledger::{Ledger, Payout};
+use sd_ledger::{Ledger, LedgerError, LedgerLocation, Payout};
 
 use crate::catalog::{Catalog, Filter, ReviewState as _};
 use crate::frames::FrameLoader;
@@ -20,7 +20,7 @@ use crate::segment::{Lanes, SegmentData};
 pub struct Sources {
     pub clean: PathBuf,
     pub review: PathBuf,
-    pub ledger: PathBuf,
+    pub ledger: LedgerLocation,
 }
 
 impl Sources {
@@ -30,7 +30,7 @@ impl Sources {
         Self {
             clean: out.join("clean"),
             review: out.join("review"),
-            ledger: out.join("ledger.sqlite"),
+            ledger: LedgerLocation::Sqlite(out.join("ledger.sqlite")),
         }
     }
 
@@ -301,7 +301,7 @@ impl ReviewApp {
     /// prefixes, mirrored under `bucket.mirror` as they are opened) with the workers' ledger.
     /// Verdicts go through the same call as `scale-diffusion-server review`.
     pub fn open_bucket(
-        ledger: PathBuf,
+        ledger: LedgerLocation,
         bucket: BucketSource,
         reviewer: String,
         ctx: &egui::Context,
@@ -360,18 +360,18 @@ impl ReviewApp {
                 Err(err) => app.error(err),
             }
         }
-        if !app.sources.ledger.is_file() {
-            app.error(format!(
-                "no ledger at {} (run ./run.sh or `scale-diffusion process` first, or pass --ledger)",
-                app.sources.ledger.display()
-            ));
-            return app;
-        }
-        match Ledger::open(&app.sources.ledger) {
+        match Ledger::open_existing(&app.sources.ledger) {
             Ok(ledger) => app.ledger = Some(ledger),
+            Err(LedgerError::NotFound { path }) => {
+                app.error(format!(
+                    "no ledger at {} (run ./run.sh or `scale-diffusion process` first, or pass --ledger)",
+                    path.display()
+                ));
+                return app;
+            }
             Err(err) => app.error(format!(
                 "cannot open the ledger {}: {err}",
-                app.sources.ledger.display()
+                app.sources.ledger
             )),
         }
         match OutputLayout::open(&app.sources.clean, &app.sources.review, &app.sources.work()) {
@@ -455,11 +455,17 @@ impl ReviewApp {
         }
     }
 
-    /// Where the reviewer's place is kept: beside the ledger, one file per ledger.
+    /// Where the reviewer's place is kept: beside a ledger file, one per ledger; for a
+    /// PostgreSQL ledger, in the work folder beside the clean layout.
     fn place_file(&self) -> PathBuf {
-        let mut name = self.sources.ledger.as_os_str().to_owned();
-        name.push(".review-place.json");
-        PathBuf::from(name)
+        match self.sources.ledger.path() {
+            Some(path) => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".review-place.json");
+                PathBuf::from(name)
+            }
+            None => self.sources.work().join("review-place.json"),
+        }
     }
 
     /// Back to the segment and filters the reviewer left, if that segment is still there.
@@ -935,7 +941,7 @@ impl ReviewApp {
                         "offline inspection of {} (nothing is recorded)",
                         inspection.bundle.display()
                     )),
-                    None => ui.label(format!("ledger: {}", self.sources.ledger.display())),
+                    None => ui.label(format!("ledger: {}", self.sources.ledger)),
                 };
                 if let Some(link) = &self.bucket {
                     ui.separator();

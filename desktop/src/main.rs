@@ -22,9 +22,10 @@ struct Args {
     /// The review area (default: out/review).
     #[arg(long, conflicts_with = "from_bucket")]
     review: Option<PathBuf>,
-    /// The payout ledger (default: out/ledger.sqlite; with --from-bucket, the workers' ledger).
-    #[arg(long, env = "SD_LEDGER")]
-    ledger: Option<PathBuf>,
+    /// The payout ledger: a file (default: out/ledger.sqlite; with --from-bucket, the workers'
+    /// ledger), or a postgres:// URL.
+    #[arg(long, env = "SD_LEDGER", value_name = "FILE|URL")]
+    ledger: Option<sd_ledger::LedgerLocation>,
     /// Review what the server's workers published: the clean bucket's clean and `review/`
     /// prefixes, configured as the server is (--clean-bucket, --queue, and the AWS SDK's
     /// environment: AWS_ENDPOINT_URL, AWS_REGION, credentials). A session is mirrored locally when

@@ -46,7 +46,7 @@ pub enum Job {
         reason: String,
         by: String,
         rate: Lamports,
-        ledger: PathBuf,
+        ledger: sd_ledger::LedgerLocation,
     },
 }
 
@@ -163,11 +163,11 @@ async fn review(
     reason: &str,
     by: &str,
     rate: Lamports,
-    ledger: &std::path::Path,
+    ledger: &sd_ledger::LedgerLocation,
 ) -> Result<String, String> {
     // Its own connection: the UI keeps reading through the app's.
-    let mut ledger = Ledger::open(ledger)
-        .map_err(|err| format!("cannot open the ledger {}: {err}", ledger.display()))?;
+    let mut ledger = Ledger::open_existing(ledger)
+        .map_err(|err| format!("cannot open the ledger {ledger}: {err}"))?;
     let target = ReviewTarget {
         clean_bucket: &source.clean_bucket,
         queue: &source.queue,

@@ -130,7 +130,12 @@ fn a_reviewer_opens_and_overrides_segments_of_a_bucket() {
         .with_size([1400.0, 900.0])
         .wgpu()
         .build_eframe(move |cc| {
-            ReviewApp::open_bucket(ledger_for_app, source, "qa".to_owned(), &cc.egui_ctx)
+            ReviewApp::open_bucket(
+                sd_ledger::LedgerLocation::Sqlite(ledger_for_app),
+                source,
+                "qa".to_owned(),
+                &cc.egui_ctx,
+            )
         });
     harness.run_steps(2);
 

@@ -26,7 +26,7 @@ fn processed(dir: &Path) -> Sources {
     let mut layout =
         sd_core::OutputLayout::open(&sources.clean, &sources.review, &dir.join("out/.sd-work"))
             .expect("layout");
-    let mut ledger = sd_ledger::Ledger::open(&sources.ledger).expect("ledger");
+    let mut ledger = sd_ledger::Ledger::open_at(&sources.ledger).expect("ledger");
     let config = sd_core::PipelineConfig::default();
     let run = sd_core::RunInfo {
         run_id: "fixture".into(),
@@ -151,7 +151,7 @@ fn a_reviewer_scrubs_overrides_and_approves() {
     assert!(!message.error, "{message:?}");
     assert!(segment_folder(&sources, Location::Clean, &key).is_dir());
     assert!(!segment_folder(&sources, Location::Review, &key).exists());
-    let ledger = sd_ledger::Ledger::open(&sources.ledger).expect("ledger");
+    let ledger = sd_ledger::Ledger::open_at(&sources.ledger).expect("ledger");
     let history = ledger.override_history(&key).expect("history");
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].by, "qa");
@@ -166,7 +166,7 @@ fn a_reviewer_scrubs_overrides_and_approves() {
     harness.snapshot("payouts");
     harness.get_by_label("Approve").click();
     harness.run_steps(8);
-    let ledger = sd_ledger::Ledger::open(&sources.ledger).expect("ledger");
+    let ledger = sd_ledger::Ledger::open_at(&sources.ledger).expect("ledger");
     let payouts = ledger.payouts(Some(WALLET)).expect("payouts");
     assert!(
         payouts
@@ -273,7 +273,7 @@ fn flagged_frames_speeds_and_the_review_rule_for_approval() {
         message.error && message.text.contains("nobody has reviewed"),
         "{message:?}"
     );
-    let ledger = sd_ledger::Ledger::open(&sources.ledger).expect("ledger");
+    let ledger = sd_ledger::Ledger::open_at(&sources.ledger).expect("ledger");
     let payouts = ledger.payouts(Some(WALLET)).expect("payouts");
     assert!(
         payouts.iter().all(|p| p.state.as_str() == "pending"),

@@ -1,29 +1,30 @@
-//! The two stores behind one small SQL interface, for the PostgreSQL ledger (issue 17, in
-//! progress: the `Ledger` methods still call rusqlite directly; they move onto this one by one).
+//! The two stores behind one small SQL interface: every `Ledger` method is written once, on it.
 //!
 //! - [`Value`]: what SQL binds and returns on both stores (integers are `i64`, reals `f64`, text,
-//!   NULL), converted to and from each driver's types.
+//!   NULL), converted to and from each driver's types; [`params!`] builds a list of them.
 //! - [`Tx`]: one transaction on either store; SQL is written once with SQLite's numbered
 //!   placeholders (`?1`, `?2`), which [`postgres_placeholders`] turns into PostgreSQL's (`$1`).
+//!   Statements are prepared once per connection and reused.
 //! - [`Conn::write`]: the body of a write transaction, run as SQLite's `IMMEDIATE` transaction
 //!   (one writer at a time) or as PostgreSQL's `SERIALIZABLE` one, run again when PostgreSQL
 //!   cannot serialize it with a concurrent one (SQLSTATE 40001, or a deadlock, 40P01): the
 //!   same guarantee, that every write transaction sees and leaves a state some serial order of
-//!   them would, from writers on any number of hosts.
+//!   them would, from writers on any number of hosts. [`Conn::read`] runs a read-only body on one
+//!   snapshot.
+//! - A lost PostgreSQL connection (the server restarted, a failover, a network cut) is opened
+//!   again, for up to [`PgConn::reconnect_for`], and a body that had not reached its commit runs
+//!   again; a write whose commit was sent when the connection broke is not: whether it was saved
+//!   is unknown ([`LedgerError::CommitUnknown`]), and the caller's retry (a redelivered event, a
+//!   person) decides.
 //!
-//! The body of a write may run more than once: it must do nothing but SQL through its `Tx`.
-
-// Only this module's tests use it until the `Ledger` methods move onto it; `expect` says so loudly
-// once they do.
-#![cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the Ledger methods move onto it next (issue 17)")
-)]
+//! The body of a transaction may run more than once: it must do nothing but SQL through its `Tx`
+//! (and logging).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::hash::{BuildHasher, RandomState};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::types::{FromSql, IsNull, ToSql, Type};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -35,6 +36,9 @@ use crate::error::LedgerError;
 const WRITE_ATTEMPTS: u32 = 12;
 const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 
+/// How long a call keeps trying to reach PostgreSQL again after losing it, by default.
+pub(crate) const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
 /// A value bound to SQL or read from it, the same on both stores.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
@@ -42,11 +46,46 @@ pub(crate) enum Value {
     Int(i64),
     Real(f64),
     Text(String),
+    /// An unsigned number above `i64::MAX`: refused when bound (SQL integers are `i64`).
+    OutOfRange(u64),
 }
+
+/// A list of [`Value`]s for a statement's `?1`, `?2`, ...
+macro_rules! params {
+    ($($value:expr),* $(,)?) => {
+        &[$($crate::db::Value::from($value)),*] as &[$crate::db::Value]
+    };
+}
+pub(crate) use params;
 
 impl From<i64> for Value {
     fn from(value: i64) -> Self {
         Value::Int(value)
+    }
+}
+
+impl From<u64> for Value {
+    fn from(value: u64) -> Self {
+        i64::try_from(value).map_or(Value::OutOfRange(value), Value::Int)
+    }
+}
+
+impl From<usize> for Value {
+    fn from(value: usize) -> Self {
+        Value::from(value as u64)
+    }
+}
+
+impl From<u32> for Value {
+    fn from(value: u32) -> Self {
+        Value::Int(value.into())
+    }
+}
+
+impl From<bool> for Value {
+    /// A flag, stored as 0 or 1 on both stores.
+    fn from(value: bool) -> Self {
+        Value::Int(value.into())
     }
 }
 
@@ -59,6 +98,12 @@ impl From<f64> for Value {
 impl From<&str> for Value {
     fn from(value: &str) -> Self {
         Value::Text(value.to_owned())
+    }
+}
+
+impl From<&String> for Value {
+    fn from(value: &String) -> Self {
+        Value::Text(value.clone())
     }
 }
 
@@ -81,6 +126,9 @@ impl rusqlite::ToSql for Value {
             Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
             Value::Real(v) => ToSqlOutput::Borrowed(ValueRef::Real(*v)),
             Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Value::OutOfRange(v) => {
+                return Err(rusqlite::Error::IntegralValueOutOfRange(0, *v as i64))
+            }
         })
     }
 }
@@ -101,6 +149,11 @@ impl ToSql for Value {
                 Value::Text(v),
                 &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME | &Type::UNKNOWN,
             ) => v.as_str().to_sql(ty, out),
+            (Value::OutOfRange(v), _) => Err(format!(
+                "{v} is out of range for a SQL integer (at most {})",
+                i64::MAX
+            )
+            .into()),
             // Anything else would be written in the wrong binary format (a float's bits into an
             // integer column): refused, as the query and its parameters disagree.
             (value, ty) => Err(format!("{value:?} cannot be bound to a {ty} parameter").into()),
@@ -186,6 +239,30 @@ impl Row {
             .ok_or_else(|| wrong_type(index, "an integer", &Value::Null))
     }
 
+    /// A count or a number of frames: an integer that is not negative.
+    pub(crate) fn count<T: TryFrom<i64>>(&self, index: usize) -> Result<T, LedgerError> {
+        let value = self.int(index)?;
+        T::try_from(value).map_err(|_| LedgerError::Column {
+            index,
+            why: format!(
+                "{value} is out of range for a {}",
+                std::any::type_name::<T>()
+            ),
+        })
+    }
+
+    /// A flag stored as 0 or 1.
+    pub(crate) fn flag(&self, index: usize) -> Result<bool, LedgerError> {
+        match self.int(index)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(LedgerError::Column {
+                index,
+                why: format!("expected a flag (0 or 1), found {other}"),
+            }),
+        }
+    }
+
     pub(crate) fn opt_real(&self, index: usize) -> Result<Option<f64>, LedgerError> {
         match self.column(index)? {
             Value::Null => Ok(None),
@@ -194,6 +271,11 @@ impl Row {
             Value::Int(v) => Ok(Some(*v as f64)),
             other => Err(wrong_type(index, "a real", other)),
         }
+    }
+
+    pub(crate) fn real(&self, index: usize) -> Result<f64, LedgerError> {
+        self.opt_real(index)?
+            .ok_or_else(|| wrong_type(index, "a real", &Value::Null))
     }
 
     pub(crate) fn opt_text(&self, index: usize) -> Result<Option<&str>, LedgerError> {
@@ -208,6 +290,14 @@ impl Row {
         self.opt_text(index)?
             .ok_or_else(|| wrong_type(index, "text", &Value::Null))
     }
+
+    pub(crate) fn opt_string(&self, index: usize) -> Result<Option<String>, LedgerError> {
+        Ok(self.opt_text(index)?.map(str::to_owned))
+    }
+
+    pub(crate) fn string(&self, index: usize) -> Result<String, LedgerError> {
+        Ok(self.text(index)?.to_owned())
+    }
 }
 
 fn wrong_type(index: usize, expected: &str, found: &Value) -> LedgerError {
@@ -216,7 +306,6 @@ fn wrong_type(index: usize, expected: &str, found: &Value) -> LedgerError {
         why: format!("expected {expected}, found {found:?}"),
     }
 }
-
 /// SQLite's numbered placeholders (`?1`) as PostgreSQL's (`$1`); a `?` inside a quoted string or
 /// identifier or a `--` or `/* */` comment is left alone, and so is a `?` not followed by a digit
 /// (not used by the ledger). The ledger's SQL uses no `E''` strings and no `$$` quoting, which
@@ -263,7 +352,7 @@ pub(crate) fn postgres_placeholders(sql: &str) -> Cow<'_, str> {
 /// A connection to either store.
 pub(crate) enum Conn {
     Sqlite(rusqlite::Connection),
-    Postgres(Box<postgres::Client>),
+    Postgres(Box<PgConn>),
 }
 
 impl std::fmt::Debug for Conn {
@@ -275,18 +364,236 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// A PostgreSQL connection that opens itself again when lost, with the statements it prepared.
+pub(crate) struct PgConn {
+    config: postgres::Config,
+    /// `None` after the connection was lost, until the next call opens it again.
+    client: Option<postgres::Client>,
+    statements: HashMap<String, postgres::Statement>,
+    /// How long one call keeps trying to reach the server again after losing it.
+    pub(crate) reconnect_for: Duration,
+}
+
+impl PgConn {
+    /// Connects (once: the caller decides whether a refused first connection is retried).
+    pub(crate) fn connect(config: postgres::Config) -> Result<PgConn, LedgerError> {
+        let client = config.connect(postgres::NoTls)?;
+        Ok(PgConn {
+            config,
+            client: Some(client),
+            statements: HashMap::new(),
+            reconnect_for: RECONNECT_FOR,
+        })
+    }
+
+    /// The open connection, opening it again when it was lost (once; the caller retries).
+    pub(crate) fn client(&mut self) -> Result<&mut postgres::Client, LedgerError> {
+        if self
+            .client
+            .as_ref()
+            .is_some_and(postgres::Client::is_closed)
+        {
+            self.lost();
+        }
+        if self.client.is_none() {
+            let client = self.config.connect(postgres::NoTls)?;
+            tracing::info!("ledger: connected to PostgreSQL again");
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| LedgerError::Corrupt("no PostgreSQL connection".to_owned()))
+    }
+
+    /// Forgets a lost connection and what was prepared on it.
+    fn lost(&mut self) {
+        self.client = None;
+        self.statements.clear();
+    }
+
+    /// Runs `body` in one transaction (`write`: serializable, else read-only on a snapshot) and
+    /// commits it, running it again after a serialization failure or a lost connection.
+    fn run<T>(
+        &mut self,
+        write: bool,
+        body: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        let mut lost_since: Option<Instant> = None;
+        loop {
+            let outcome = self.attempt(write, body);
+            if matches!(outcome, Err(Attempt::Lost(_))) {
+                self.lost();
+            }
+            let retry = match &outcome {
+                Err(Attempt::Lost(err)) => {
+                    let since = *lost_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.reconnect_for {
+                        tracing::warn!(
+                            "ledger: PostgreSQL unreachable for {:?}: {err}",
+                            self.reconnect_for
+                        );
+                        false
+                    } else {
+                        tracing::warn!("ledger: lost PostgreSQL ({err}); trying again");
+                        let wait = Duration::from_millis(100 * u64::from(attempt.min(10)));
+                        std::thread::sleep(wait.min(Duration::from_secs(1)));
+                        true
+                    }
+                }
+                Err(Attempt::Serialization(_)) if attempt < WRITE_ATTEMPTS => {
+                    tracing::debug!(attempt, "ledger transaction not serializable, run again");
+                    // Writers that collided wait different times: half the backoff, then a random
+                    // part of the other half.
+                    let half = (backoff / 2).as_micros() as u64;
+                    let spread = RandomState::new().hash_one(attempt) % (half + 1);
+                    std::thread::sleep(Duration::from_micros(half + spread));
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                    true
+                }
+                _ => false,
+            };
+            if !retry {
+                return outcome.map_err(Attempt::into_error);
+            }
+            attempt += 1;
+        }
+    }
+
+    fn attempt<T>(
+        &mut self,
+        write: bool,
+        body: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, Attempt> {
+        self.client().map_err(Attempt::classify)?;
+        let PgConn {
+            client, statements, ..
+        } = self;
+        let client = client
+            .as_mut()
+            .ok_or_else(|| Attempt::Lost("no PostgreSQL connection".to_owned()))?;
+        let started = if write {
+            client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::Serializable)
+                .start()
+        } else {
+            client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+        };
+        let tx = started.map_err(|err| Attempt::classify(err.into()))?;
+        let mut tx = Tx::Postgres {
+            tx,
+            statements,
+            failure: None,
+        };
+        let result = body(&mut tx);
+        let Tx::Postgres { tx, failure, .. } = tx else {
+            return Err(Attempt::Failed(LedgerError::Corrupt(
+                "a PostgreSQL transaction became another".to_owned(),
+            )));
+        };
+        // A transaction that does not commit is rolled back when dropped.
+        match (result, failure) {
+            // A statement that failed rolled everything back, whatever the body made of its
+            // error: a lost connection or a serialization failure runs the body again.
+            (
+                _,
+                Some(Aborted {
+                    kind: Kind::Lost,
+                    first_error,
+                }),
+            ) => Err(Attempt::Lost(first_error)),
+            (
+                _,
+                Some(Aborted {
+                    kind: Kind::Serialization,
+                    first_error,
+                }),
+            ) => Err(Attempt::Serialization(first_error)),
+            // The body's own error, whether or not it came from the statement that failed.
+            (Err(err), _) => Err(Attempt::Failed(err)),
+            (Ok(_), Some(Aborted { first_error, .. })) => {
+                Err(Attempt::Failed(LedgerError::TransactionAborted {
+                    first_error,
+                }))
+            }
+            (Ok(value), None) => match tx.commit() {
+                Ok(()) => Ok(value),
+                Err(err) => {
+                    let err = LedgerError::from(err);
+                    match Attempt::classify(err) {
+                        // The commit was sent: a read runs again, a write may have been saved.
+                        Attempt::Lost(first_error) if write => {
+                            Err(Attempt::Failed(LedgerError::CommitUnknown { first_error }))
+                        }
+                        other => Err(other),
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// How one run of a PostgreSQL transaction ended, when it did not commit.
+enum Attempt {
+    /// The connection was lost before the commit: nothing was written; run again.
+    Lost(String),
+    /// PostgreSQL could not serialize it with concurrent ones: run again.
+    Serialization(String),
+    Failed(LedgerError),
+}
+
+impl Attempt {
+    fn classify(err: LedgerError) -> Attempt {
+        match err.failure_kind() {
+            Kind::Lost => Attempt::Lost(err.to_string()),
+            Kind::Serialization => Attempt::Serialization(err.to_string()),
+            Kind::Other => Attempt::Failed(err),
+        }
+    }
+
+    fn into_error(self) -> LedgerError {
+        match self {
+            Attempt::Lost(first_error) => LedgerError::Unreachable { first_error },
+            Attempt::Serialization(first_error) => LedgerError::NotSerializable {
+                attempts: WRITE_ATTEMPTS,
+                first_error,
+            },
+            Attempt::Failed(err) => err,
+        }
+    }
+}
+
+/// What kind of failure a PostgreSQL error is, for deciding whether to run a transaction again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Lost,
+    Serialization,
+    Other,
+}
+
 /// One transaction on either store.
 pub(crate) enum Tx<'c> {
     Sqlite(rusqlite::Transaction<'c>),
-    /// With the first statement that failed in it: PostgreSQL then rolls the whole transaction
-    /// back (SQLite only that statement), so its commit must not be reported as one.
-    Postgres(postgres::Transaction<'c>, Option<Aborted>),
+    /// With the statements prepared on the connection, and the first statement that failed in
+    /// it: PostgreSQL then rolls the whole transaction back (SQLite only that statement), so its
+    /// commit must not be reported as one.
+    Postgres {
+        tx: postgres::Transaction<'c>,
+        statements: &'c mut HashMap<String, postgres::Statement>,
+        failure: Option<Aborted>,
+    },
 }
 
 /// The first failure of a PostgreSQL transaction.
 #[derive(Debug, Clone)]
 pub(crate) struct Aborted {
-    serialization: bool,
+    kind: Kind,
     first_error: String,
 }
 
@@ -294,7 +601,7 @@ pub(crate) struct Aborted {
 fn noted(failure: &mut Option<Aborted>, err: postgres::Error) -> LedgerError {
     let err = LedgerError::from(err);
     failure.get_or_insert_with(|| Aborted {
-        serialization: err.is_serialization_failure(),
+        kind: err.failure_kind(),
         first_error: err.to_string(),
     });
     err
@@ -305,13 +612,20 @@ impl Tx<'_> {
     pub(crate) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, LedgerError> {
         match self {
             Tx::Sqlite(tx) => {
-                let changed = tx.execute(sql, rusqlite::params_from_iter(params))?;
+                let changed = tx
+                    .prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(params))?;
                 Ok(changed as u64)
             }
-            Tx::Postgres(tx, failure) => {
+            Tx::Postgres {
+                tx,
+                statements,
+                failure,
+            } => {
+                let statement = prepared(tx, statements, sql).map_err(|err| noted(failure, err))?;
                 let params: Vec<&(dyn ToSql + Sync)> =
                     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                tx.execute(postgres_placeholders(sql).as_ref(), &params)
+                tx.execute(&statement, &params)
                     .map_err(|err| noted(failure, err))
             }
         }
@@ -321,7 +635,7 @@ impl Tx<'_> {
     pub(crate) fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, LedgerError> {
         match self {
             Tx::Sqlite(tx) => {
-                let mut statement = tx.prepare(sql)?;
+                let mut statement = tx.prepare_cached(sql)?;
                 let columns = statement.column_count();
                 let rows = statement.query_map(rusqlite::params_from_iter(params), |row| {
                     (0..columns)
@@ -340,11 +654,16 @@ impl Tx<'_> {
                 })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<Row>>>()?)
             }
-            Tx::Postgres(tx, failure) => {
+            Tx::Postgres {
+                tx,
+                statements,
+                failure,
+            } => {
+                let statement = prepared(tx, statements, sql).map_err(|err| noted(failure, err))?;
                 let params: Vec<&(dyn ToSql + Sync)> =
                     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
                 let rows = tx
-                    .query(postgres_placeholders(sql).as_ref(), &params)
+                    .query(&statement, &params)
                     .map_err(|err| noted(failure, err))?;
                 rows.iter()
                     .map(|row| {
@@ -367,22 +686,31 @@ impl Tx<'_> {
         Ok(self.query(sql, params)?.into_iter().next())
     }
 
-    fn commit(self) -> Result<(), LedgerError> {
-        match self {
-            Tx::Sqlite(tx) => Ok(tx.commit()?),
-            Tx::Postgres(_, Some(aborted)) => Err(LedgerError::TransactionAborted {
-                serialization: aborted.serialization,
-                first_error: aborted.first_error,
-            }),
-            Tx::Postgres(tx, None) => Ok(tx.commit()?),
-        }
+    /// The first row of a query that always returns one (an aggregate, `RETURNING`).
+    pub(crate) fn query_one(&mut self, sql: &str, params: &[Value]) -> Result<Row, LedgerError> {
+        self.query_opt(sql, params)?
+            .ok_or_else(|| LedgerError::Corrupt(format!("no row from {sql}")))
     }
+}
+
+/// The connection's prepared statement for `sql`, prepared now when it is new.
+fn prepared(
+    tx: &mut postgres::Transaction<'_>,
+    statements: &mut HashMap<String, postgres::Statement>,
+    sql: &str,
+) -> Result<postgres::Statement, postgres::Error> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = tx.prepare(postgres_placeholders(sql).as_ref())?;
+    statements.insert(sql.to_owned(), statement.clone());
+    Ok(statement)
 }
 
 impl Conn {
     /// Runs `body` in one write transaction and commits it. On PostgreSQL a transaction that
-    /// cannot be serialized with concurrent ones is rolled back and run again (up to
-    /// `WRITE_ATTEMPTS` times, backing off): `body` must do nothing but SQL through its `Tx`.
+    /// cannot be serialized with concurrent ones, or that lost its connection before its commit,
+    /// is rolled back and run again: `body` must do nothing but SQL through its `Tx`.
     pub(crate) fn write<T>(
         &mut self,
         mut body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
@@ -393,63 +721,61 @@ impl Conn {
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let mut tx = Tx::Sqlite(tx);
                 let value = body(&mut tx)?;
-                tx.commit()?;
+                if let Tx::Sqlite(tx) = tx {
+                    tx.commit()?;
+                }
                 Ok(value)
             }
-            Conn::Postgres(client) => {
-                let mut backoff = FIRST_BACKOFF;
-                let mut attempt = 1;
-                loop {
-                    let outcome = (|| -> Result<T, LedgerError> {
-                        let tx = client
-                            .build_transaction()
-                            .isolation_level(postgres::IsolationLevel::Serializable)
-                            .start()?;
-                        let mut tx = Tx::Postgres(tx, None);
-                        let result = body(&mut tx);
-                        // A statement that failed rolled everything back, whatever the body
-                        // made of its error: that failure is the outcome (and a serialization
-                        // failure runs the body again).
-                        if let Tx::Postgres(_, Some(aborted)) = &tx {
-                            return Err(LedgerError::TransactionAborted {
-                                serialization: aborted.serialization,
-                                first_error: aborted.first_error.clone(),
-                            });
-                        }
-                        let value = result?;
-                        tx.commit()?;
-                        Ok(value)
-                    })();
-                    match outcome {
-                        Err(err) if err.is_serialization_failure() && attempt < WRITE_ATTEMPTS => {
-                            tracing::debug!(attempt, "ledger write not serializable, run again");
-                            // Writers that collided wait different times: half the backoff, then
-                            // a random part of the other half.
-                            let half = (backoff / 2).as_micros() as u64;
-                            let spread = RandomState::new().hash_one(attempt) % (half + 1);
-                            std::thread::sleep(Duration::from_micros(half + spread));
-                            backoff = (backoff * 2).min(Duration::from_millis(200));
-                            attempt += 1;
-                        }
-                        outcome => return outcome,
-                    }
-                }
+            Conn::Postgres(pg) => pg.run(true, &mut body),
+        }
+    }
+
+    /// Runs `body` on one snapshot of the store, writing nothing.
+    pub(crate) fn read<T>(
+        &mut self,
+        mut body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        match self {
+            // Deferred: a reader never takes the write lock (WAL: it never waits for the writer).
+            Conn::Sqlite(conn) => {
+                let mut tx = Tx::Sqlite(conn.transaction()?);
+                body(&mut tx)
             }
+            Conn::Postgres(pg) => pg.run(false, &mut body),
         }
     }
 }
 
 impl LedgerError {
-    /// PostgreSQL could not serialize a transaction with concurrent ones (or broke a deadlock by
-    /// aborting it): running it again is the answer.
-    pub(crate) fn is_serialization_failure(&self) -> bool {
-        match self {
-            LedgerError::Postgres(err) => err.code().is_some_and(|code| {
-                *code == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-                    || *code == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-            }),
-            LedgerError::TransactionAborted { serialization, .. } => *serialization,
-            _ => false,
+    /// Whether the error is a lost PostgreSQL connection, a serialization failure (or a deadlock
+    /// PostgreSQL broke by aborting this transaction), or anything else.
+    fn failure_kind(&self) -> Kind {
+        use postgres::error::SqlState;
+        let LedgerError::Postgres(err) = self else {
+            return Kind::Other;
+        };
+        match err.code() {
+            Some(code)
+                if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+            {
+                Kind::Serialization
+            }
+            // The server is shutting down or starting, or the connection failed.
+            Some(code)
+                if *code == SqlState::ADMIN_SHUTDOWN
+                    || *code == SqlState::CRASH_SHUTDOWN
+                    || *code == SqlState::CANNOT_CONNECT_NOW
+                    || code.code().starts_with("08") =>
+            {
+                Kind::Lost
+            }
+            Some(_) => Kind::Other,
+            // No SQLSTATE: the connection itself (closed, refused, reset, timed out).
+            None if err.is_closed() || err.source().is_some_and(|s| s.is::<std::io::Error>()) => {
+                Kind::Lost
+            }
+            None => Kind::Other,
         }
     }
 }
@@ -476,7 +802,7 @@ mod tests {
                     Conn::Sqlite(conn)
                 }
                 Store::Postgres(url) => Conn::Postgres(Box::new(
-                    postgres::Client::connect(url, postgres::NoTls).expect("connect to PostgreSQL"),
+                    PgConn::connect(url.parse().expect("a URL")).expect("connect to PostgreSQL"),
                 )),
             }
         }

@@ -18,13 +18,52 @@ pub enum LedgerError {
     #[error("ledger database (PostgreSQL): {0}")]
     Postgres(#[from] postgres::Error),
 
+    /// `open_existing` of a SQLite file that is not there.
+    #[error("no ledger at {} (run `scale-diffusion process` first, or pass --ledger)", path.display())]
+    NotFound { path: PathBuf },
+
+    /// The PostgreSQL ledger could not be reached (or its URL not read) when opening it.
+    #[error("cannot connect to the ledger at {url}: {source}")]
+    PostgresConnect {
+        url: String,
+        #[source]
+        source: postgres::Error,
+    },
+
+    /// The PostgreSQL ledger's schema is newer than this program: another host runs a newer
+    /// version. Nothing was changed.
+    #[error(
+        "the ledger's schema is version {found}, newer than this program knows ({known}): \
+         upgrade this program; nothing was changed"
+    )]
+    NewerSchema { found: i64, known: i64 },
+
     /// A statement failed inside a PostgreSQL transaction, which rolled all of it back: nothing
     /// of it was written, whatever came after.
     #[error("ledger database (PostgreSQL): the transaction was rolled back: {first_error}")]
-    TransactionAborted {
-        serialization: bool,
-        first_error: String,
-    },
+    TransactionAborted { first_error: String },
+
+    /// The connection to PostgreSQL broke while a write's commit was on its way: whether it was
+    /// saved is unknown. Nothing is retried by the ledger; the caller looks (or runs the call
+    /// again where that is safe: recording a session replaces it).
+    #[error(
+        "ledger database (PostgreSQL): the connection was lost while committing ({first_error}); \
+         the write may or may not have been saved: check before doing it again"
+    )]
+    CommitUnknown { first_error: String },
+
+    /// PostgreSQL stayed unreachable for as long as a call waits for it (a minute by default).
+    /// Nothing was written.
+    #[error("ledger database (PostgreSQL) unreachable: {first_error}; nothing was written")]
+    Unreachable { first_error: String },
+
+    /// A write transaction that still could not be serialized with concurrent ones after
+    /// `attempts` runs. Nothing was written.
+    #[error(
+        "ledger database (PostgreSQL): the write conflicted with concurrent ones {attempts} times \
+         in a row ({first_error}); nothing was written: try again"
+    )]
+    NotSerializable { attempts: u32, first_error: String },
 
     /// A column read as a type it does not hold (a query and its reader disagree: a bug).
     #[error("ledger database: column {index}: {why}")]

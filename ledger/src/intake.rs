@@ -14,11 +14,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 
 use sd_core::{Lamports, SessionRecord, SessionStatus};
 
+use crate::db::{params, Row, Tx};
 use crate::error::LedgerError;
 use crate::record::{check_record_call, log_recorded, record_in, RecordedSession};
 use crate::store::Ledger;
@@ -132,60 +132,55 @@ fn parse_state(text: &str) -> Result<IntakeState, LedgerError> {
 }
 
 /// Reads a row selected with [`INTAKE_COLUMNS`].
-fn intake_row(row: &Row<'_>) -> Result<IntakeRow, LedgerError> {
+fn intake_row(row: &Row) -> Result<IntakeRow, LedgerError> {
     Ok(IntakeRow {
-        wallet: row.get(0)?,
-        session_id: row.get(1)?,
-        first_seen_ms: row.get(2)?,
-        state: parse_state(&row.get::<_, String>(3)?)?,
-        parts_fingerprint: row.get(4)?,
-        lease_holder: row.get(5)?,
-        lease_token: row.get(6)?,
-        lease_expires_ms: row.get(7)?,
-        failures: row.get(8)?,
-        last_error: row.get(9)?,
-        updated_ms: row.get(10)?,
+        wallet: row.string(0)?,
+        session_id: row.string(1)?,
+        first_seen_ms: row.int(2)?,
+        state: parse_state(row.text(3)?)?,
+        parts_fingerprint: row.opt_string(4)?,
+        lease_holder: row.opt_string(5)?,
+        lease_token: row.count(6)?,
+        lease_expires_ms: row.opt_int(7)?,
+        failures: row.count(8)?,
+        last_error: row.opt_string(9)?,
+        updated_ms: row.int(10)?,
     })
 }
 
 fn find_intake(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     wallet: &str,
     session_id: &str,
 ) -> Result<Option<IntakeRow>, LedgerError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {INTAKE_COLUMNS} FROM intake WHERE wallet = ?1 AND session_id = ?2"
-    ))?;
-    let mut rows = stmt.query(params![wallet, session_id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(intake_row(row)?)),
-        None => Ok(None),
-    }
+    tx.query_opt(
+        &format!("SELECT {INTAKE_COLUMNS} FROM intake WHERE wallet = ?1 AND session_id = ?2"),
+        params![wallet, session_id],
+    )?
+    .as_ref()
+    .map(intake_row)
+    .transpose()
 }
 
 /// Inserts the session's row as `waiting`, first seen `now_ms`, unless it exists.
 fn insert_seen(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     wallet: &str,
     session_id: &str,
     now_ms: i64,
 ) -> Result<(), LedgerError> {
-    conn.prepare_cached(
+    tx.execute(
         "INSERT INTO intake (wallet, session_id, first_seen_ms, state, updated_ms) \
          VALUES (?1, ?2, ?3, 'waiting', ?3) ON CONFLICT (wallet, session_id) DO NOTHING",
-    )?
-    .execute(params![wallet, session_id, now_ms])?;
+        params![wallet, session_id, now_ms],
+    )?;
     Ok(())
 }
 
 /// The session's row, when `lease` is still the lease on it (same token and holder, not ended);
 /// `LeaseLost` otherwise. `now_ms`: also refuse a lease that expired at `now_ms`.
-fn held_row(
-    conn: &Connection,
-    lease: &Lease,
-    now_ms: Option<i64>,
-) -> Result<IntakeRow, LedgerError> {
-    let row = find_intake(conn, &lease.wallet, &lease.session_id)?;
+fn held_row(tx: &mut Tx<'_>, lease: &Lease, now_ms: Option<i64>) -> Result<IntakeRow, LedgerError> {
+    let row = find_intake(tx, &lease.wallet, &lease.session_id)?;
     match row {
         Some(row)
             if row.lease_token == lease.token
@@ -238,12 +233,11 @@ impl Ledger {
         now_ms: i64,
     ) -> Result<IntakeRow, LedgerError> {
         check_session(wallet, session_id)?;
-        let tx = self.write()?;
-        insert_seen(&tx, wallet, session_id, now_ms)?;
-        let row = find_intake(&tx, wallet, session_id)?
-            .ok_or_else(|| LedgerError::Corrupt(format!("intake of {wallet}/{session_id}")))?;
-        tx.commit()?;
-        Ok(row)
+        self.write(|tx| {
+            insert_seen(tx, wallet, session_id, now_ms)?;
+            find_intake(tx, wallet, session_id)?
+                .ok_or_else(|| LedgerError::Corrupt(format!("intake of {wallet}/{session_id}")))
+        })
     }
 
     /// Takes the session's lease for `holder` until `now_ms + ttl_ms`, in one transaction: when
@@ -269,13 +263,28 @@ impl Ledger {
             });
         }
         let expires_ms = expiry(now_ms, ttl_ms)?;
-        let tx = self.write()?;
-        insert_seen(&tx, wallet, session_id, now_ms)?;
-        let before = find_intake(&tx, wallet, session_id)?
-            .ok_or_else(|| LedgerError::Corrupt(format!("intake of {wallet}/{session_id}")))?;
-        if let (Some(other), Some(until)) = (&before.lease_holder, before.lease_expires_ms) {
-            if other != holder && until > now_ms {
-                tx.commit()?;
+        let acquired = self.write(|tx| {
+            insert_seen(tx, wallet, session_id, now_ms)?;
+            let before = find_intake(tx, wallet, session_id)?
+                .ok_or_else(|| LedgerError::Corrupt(format!("intake of {wallet}/{session_id}")))?;
+            if let (Some(other), Some(until)) = (&before.lease_holder, before.lease_expires_ms) {
+                if other != holder && until > now_ms {
+                    return Ok(Err((other.clone(), until)));
+                }
+            }
+            let token: u64 = tx
+                .query_one(
+                    "UPDATE intake SET state = 'processing', lease_holder = ?3, \
+                         lease_token = lease_token + 1, lease_expires_ms = ?4, updated_ms = ?5 \
+                     WHERE wallet = ?1 AND session_id = ?2 RETURNING lease_token",
+                    params![wallet, session_id, holder, expires_ms, now_ms],
+                )?
+                .count(0)?;
+            Ok(Ok((token, before)))
+        })?;
+        let (token, before) = match acquired {
+            Ok(acquired) => acquired,
+            Err((other, until)) => {
                 tracing::debug!(
                     wallet,
                     session_id,
@@ -286,18 +295,7 @@ impl Ledger {
                 );
                 return Ok(None);
             }
-        }
-        let token: u64 = tx
-            .prepare_cached(
-                "UPDATE intake SET state = 'processing', lease_holder = ?3, \
-                     lease_token = lease_token + 1, lease_expires_ms = ?4, updated_ms = ?5 \
-                 WHERE wallet = ?1 AND session_id = ?2 RETURNING lease_token",
-            )?
-            .query_row(
-                params![wallet, session_id, holder, expires_ms, now_ms],
-                |row| row.get(0),
-            )?;
-        tx.commit()?;
+        };
         tracing::debug!(
             wallet,
             session_id,
@@ -328,22 +326,21 @@ impl Ledger {
         ttl_ms: i64,
     ) -> Result<bool, LedgerError> {
         let expires_ms = expiry(now_ms, ttl_ms)?;
-        let tx = self.write()?;
-        let renewed = tx
-            .prepare_cached(
+        let renewed = self.write(|tx| {
+            tx.execute(
                 "UPDATE intake SET lease_expires_ms = ?5, updated_ms = ?6 \
                  WHERE wallet = ?1 AND session_id = ?2 AND lease_token = ?3 \
                    AND lease_holder = ?4 AND lease_expires_ms > ?6",
-            )?
-            .execute(params![
-                lease.wallet,
-                lease.session_id,
-                lease.token,
-                lease.holder,
-                expires_ms,
-                now_ms
-            ])?;
-        tx.commit()?;
+                params![
+                    &lease.wallet,
+                    &lease.session_id,
+                    lease.token,
+                    &lease.holder,
+                    expires_ms,
+                    now_ms
+                ],
+            )
+        })?;
         if renewed == 0 {
             tracing::warn!(
                 wallet = %lease.wallet,
@@ -384,27 +381,31 @@ impl Ledger {
                 ))
             }
         }
-        let tx = self.write()?;
-        let row = match held_row(&tx, lease, None) {
-            Ok(row) => row,
-            Err(LedgerError::LeaseLost { .. }) => return Ok(false),
-            Err(err) => return Err(err),
-        };
-        if state_after != IntakeState::Waiting && row.parts_fingerprint.is_none() {
-            return Err(invalid("no processing of it ever completed"));
+        let released = self.write(|tx| {
+            let row = match held_row(tx, lease, None) {
+                Ok(row) => row,
+                Err(LedgerError::LeaseLost { .. }) => return Ok(false),
+                Err(err) => return Err(err),
+            };
+            if state_after != IntakeState::Waiting && row.parts_fingerprint.is_none() {
+                return Err(invalid("no processing of it ever completed"));
+            }
+            tx.execute(
+                "UPDATE intake SET state = ?3, lease_holder = NULL, lease_expires_ms = NULL, \
+                     updated_ms = ?4 \
+                 WHERE wallet = ?1 AND session_id = ?2",
+                params![
+                    &lease.wallet,
+                    &lease.session_id,
+                    state_after.as_str(),
+                    now_ms
+                ],
+            )?;
+            Ok(true)
+        })?;
+        if !released {
+            return Ok(false);
         }
-        tx.prepare_cached(
-            "UPDATE intake SET state = ?3, lease_holder = NULL, lease_expires_ms = NULL, \
-                 updated_ms = ?4 \
-             WHERE wallet = ?1 AND session_id = ?2",
-        )?
-        .execute(params![
-            lease.wallet,
-            lease.session_id,
-            state_after.as_str(),
-            now_ms
-        ])?;
-        tx.commit()?;
         tracing::info!(
             wallet = %lease.wallet,
             session_id = %lease.session_id,
@@ -455,22 +456,24 @@ impl Ledger {
             SessionStatus::Accepted => IntakeState::Done,
             SessionStatus::Rejected => IntakeState::Rejected,
         };
-        let tx = self.write()?;
-        held_row(&tx, lease, Some(now_ms))?;
-        let recorded = record_in(&tx, record, rate, processed_at, run_id)?;
-        tx.prepare_cached(
-            "UPDATE intake SET state = ?3, parts_fingerprint = ?4, failures = 0, \
-                 last_error = NULL, lease_holder = NULL, lease_expires_ms = NULL, updated_ms = ?5 \
-             WHERE wallet = ?1 AND session_id = ?2",
-        )?
-        .execute(params![
-            lease.wallet,
-            lease.session_id,
-            state.as_str(),
-            fingerprint,
-            now_ms
-        ])?;
-        tx.commit()?;
+        let recorded = self.write(|tx| {
+            held_row(tx, lease, Some(now_ms))?;
+            let recorded = record_in(tx, record, rate, processed_at, run_id)?;
+            tx.execute(
+                "UPDATE intake SET state = ?3, parts_fingerprint = ?4, failures = 0, \
+                     last_error = NULL, lease_holder = NULL, lease_expires_ms = NULL, \
+                     updated_ms = ?5 \
+                 WHERE wallet = ?1 AND session_id = ?2",
+                params![
+                    &lease.wallet,
+                    &lease.session_id,
+                    state.as_str(),
+                    fingerprint,
+                    now_ms
+                ],
+            )?;
+            Ok(recorded)
+        })?;
         log_recorded(&recorded, run_id);
         tracing::info!(
             wallet = %lease.wallet,
@@ -500,19 +503,16 @@ impl Ledger {
             });
         }
         let kept: String = error.chars().take(MAX_ERROR_CHARS).collect();
-        let tx = self.write()?;
-        held_row(&tx, lease, None)?;
-        let failures: u32 = tx
-            .prepare_cached(
+        let failures: u32 = self.write(|tx| {
+            held_row(tx, lease, None)?;
+            tx.query_one(
                 "UPDATE intake SET state = 'failed', failures = failures + 1, last_error = ?3, \
                      lease_holder = NULL, lease_expires_ms = NULL, updated_ms = ?4 \
                  WHERE wallet = ?1 AND session_id = ?2 RETURNING failures",
+                params![&lease.wallet, &lease.session_id, &kept, now_ms],
             )?
-            .query_row(
-                params![lease.wallet, lease.session_id, kept, now_ms],
-                |row| row.get(0),
-            )?;
-        tx.commit()?;
+            .count(0)
+        })?;
         tracing::warn!(
             wallet = %lease.wallet,
             session_id = %lease.session_id,
@@ -526,7 +526,7 @@ impl Ledger {
 
     /// The session's intake row, if a worker ever saw it.
     pub fn intake(&self, wallet: &str, session_id: &str) -> Result<Option<IntakeRow>, LedgerError> {
-        find_intake(&self.conn, wallet, session_id)
+        self.read(|tx| find_intake(tx, wallet, session_id))
     }
 
     /// How many sessions are in each state; every state is present (0 when none), for `status`.
@@ -535,13 +535,11 @@ impl Ledger {
             .into_iter()
             .map(|state| (state.as_str().to_owned(), 0))
             .collect();
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT state, count(*) FROM intake GROUP BY state")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let state = parse_state(&row.get::<_, String>(0)?)?;
-            counts.insert(state.as_str().to_owned(), row.get(1)?);
+        let rows =
+            self.read(|tx| tx.query("SELECT state, count(*) FROM intake GROUP BY state", &[]))?;
+        for row in &rows {
+            let state = parse_state(row.text(0)?)?;
+            counts.insert(state.as_str().to_owned(), row.count(1)?);
         }
         Ok(counts)
     }
@@ -551,13 +549,12 @@ impl Ledger {
     /// each, lists its parts again, and processes it or rejects it with the missing parts named.
     /// `failed` sessions are not in it: their events are redelivered or in the dead-letter queue.
     pub fn waiting_older_than(&self, cutoff_ms: i64) -> Result<Vec<(String, String)>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.session_pairs(
             "SELECT wallet, session_id FROM intake \
              WHERE state = 'waiting' AND first_seen_ms <= ?1 \
              ORDER BY first_seen_ms, wallet, session_id",
-        )?;
-        let rows = stmt.query_map(params![cutoff_ms], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            cutoff_ms,
+        )
     }
 
     /// The sessions left `processing` under a lease that expired at or before `now_ms`, oldest
@@ -565,13 +562,22 @@ impl Ledger {
     /// succeeds on an expired lease), so recovery never depends on the event still being in the
     /// queue.
     pub fn expired_leases(&self, now_ms: i64) -> Result<Vec<(String, String)>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.session_pairs(
             "SELECT wallet, session_id FROM intake \
              WHERE state = 'processing' AND lease_expires_ms <= ?1 \
              ORDER BY lease_expires_ms, wallet, session_id",
-        )?;
-        let rows = stmt.query_map(params![now_ms], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            now_ms,
+        )
+    }
+
+    /// (wallet, session id) of every row of an intake query with one time parameter.
+    fn session_pairs(&self, sql: &str, ms: i64) -> Result<Vec<(String, String)>, LedgerError> {
+        self.read(|tx| {
+            tx.query(sql, params![ms])?
+                .iter()
+                .map(|row| Ok((row.string(0)?, row.string(1)?)))
+                .collect()
+        })
     }
 
     /// Forgets what the last completed processing was made from, so that the next look at the
@@ -584,11 +590,13 @@ impl Ledger {
         session_id: &str,
         now_ms: i64,
     ) -> Result<bool, LedgerError> {
-        let changed = self.conn.execute(
-            "UPDATE intake SET parts_fingerprint = NULL, updated_ms = ?3 \
-             WHERE wallet = ?1 AND session_id = ?2",
-            params![wallet, session_id, now_ms],
-        )?;
+        let changed = self.write(|tx| {
+            tx.execute(
+                "UPDATE intake SET parts_fingerprint = NULL, updated_ms = ?3 \
+                 WHERE wallet = ?1 AND session_id = ?2",
+                params![wallet, session_id, now_ms],
+            )
+        })?;
         Ok(changed > 0)
     }
 
@@ -603,11 +611,13 @@ impl Ledger {
         now_ms: i64,
     ) -> Result<(), LedgerError> {
         let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
-        self.conn.execute(
-            "UPDATE intake SET failures = failures + 1, last_error = ?3, updated_ms = ?4 \
-             WHERE wallet = ?1 AND session_id = ?2",
-            params![wallet, session_id, error, now_ms],
-        )?;
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE intake SET failures = failures + 1, last_error = ?3, updated_ms = ?4 \
+                 WHERE wallet = ?1 AND session_id = ?2",
+                params![wallet, session_id, &error, now_ms],
+            )
+        })?;
         Ok(())
     }
 
@@ -615,15 +625,17 @@ impl Ledger {
     /// latest error: what an operator looks at for poison sessions. That is every `failed`
     /// session, and those being retried (or given back) after failing.
     pub fn failed_sessions(&self) -> Result<Vec<IntakeRow>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {INTAKE_COLUMNS} FROM intake WHERE failures > 0 \
-             ORDER BY failures DESC, updated_ms DESC, wallet, session_id"
-        ))?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(intake_row(row)?);
-        }
-        Ok(out)
+        self.read(|tx| {
+            tx.query(
+                &format!(
+                    "SELECT {INTAKE_COLUMNS} FROM intake WHERE failures > 0 \
+                     ORDER BY failures DESC, updated_ms DESC, wallet, session_id"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(intake_row)
+            .collect()
+        })
     }
 }

@@ -1,9 +1,12 @@
-//! The payout ledger: a SQLite (WAL) store of processed sessions, their segments and every CLEAN
-//! check, reviewer overrides, and the payouts owed to contributors, shared by the CLI, the server
-//! and the desktop app. See `docs/LEDGER.md` for the tables and the money rules.
+//! The payout ledger: processed sessions, their segments and every CLEAN check, reviewer
+//! overrides, and the payouts owed to contributors, shared by the CLI, the server and the desktop
+//! app, in a SQLite (WAL) file or, for workers on several hosts, a PostgreSQL database. See
+//! `docs/LEDGER.md` for the tables and the money rules.
 //!
-//! - [`Ledger`] opens and migrates the database and is the whole API; every mutating call is one
-//!   `IMMEDIATE` transaction.
+//! - [`Ledger`] opens and migrates the store ([`LedgerLocation`]: a file or a `postgres://` URL)
+//!   and is the whole API; every mutating call is one write transaction (SQLite's `IMMEDIATE`,
+//!   PostgreSQL's `SERIALIZABLE`, run again on a conflict), written once for both stores
+//!   (`db.rs`).
 //! - [`Ledger::record_session`] replaces a session's record (an `sd_core::SessionRecord`) and
 //!   answers with each segment's effective verdict ([`RecordedSession`], [`SegmentVerdictRow`]).
 //! - [`Ledger::override_segment`] appends a reviewer's verdict (an `sd_core::OverrideNote`,
@@ -63,7 +66,7 @@ pub use intake::{IntakeRow, IntakeState, Lease};
 pub use pending::{ItemKind, Payout, PayoutItem};
 pub use record::{RecordedSession, SessionRow};
 pub use review::{AppliedOverride, ReviewError};
-pub use store::{Ledger, SCHEMA_VERSION};
+pub use store::{Ledger, LedgerLocation, POSTGRES_SCHEMA_VERSION, SCHEMA_VERSION};
 pub use totals::WalletTotals;
 pub use verdict_rows::SegmentVerdictRow;
 pub use verdicts::OverrideOutcome;

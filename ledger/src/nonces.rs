@@ -2,8 +2,7 @@
 //! request carrying it would be refused as stale anyway, so that a restart does not reopen
 //! replays.
 
-use rusqlite::params;
-
+use crate::db::params;
 use crate::error::LedgerError;
 use crate::store::Ledger;
 
@@ -24,16 +23,17 @@ impl Ledger {
         if nonce.is_empty() {
             return Err(LedgerError::EmptyText { what: "a nonce" });
         }
-        let tx = self.write()?;
-        tx.prepare_cached("DELETE FROM upload_nonces WHERE keep_until_ms <= ?1")?
-            .execute([now_ms])?;
-        let inserted = tx
-            .prepare_cached(
+        let inserted = self.write(|tx| {
+            tx.execute(
+                "DELETE FROM upload_nonces WHERE keep_until_ms <= ?1",
+                params![now_ms],
+            )?;
+            tx.execute(
                 "INSERT INTO upload_nonces (wallet, nonce, keep_until_ms) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (wallet, nonce) DO NOTHING",
-            )?
-            .execute(params![wallet, nonce, keep_until_ms.max(now_ms + 1)])?;
-        tx.commit()?;
+                params![wallet, nonce, keep_until_ms.max(now_ms.saturating_add(1))],
+            )
+        })?;
         Ok(inserted == 1)
     }
 }

@@ -1,10 +1,9 @@
 //! The `pending -> approved -> paid` moves, and listing payouts. The money rules and the pending
 //! payout's refresh are in `pending`.
 
-use rusqlite::{params, OptionalExtension};
-
 use sd_core::{Lamports, PayoutState};
 
+use crate::db::params;
 use crate::error::LedgerError;
 use crate::pending::{
     find_payout, load_items, load_payout, payout_row, pending_id, Payout, PAYOUT_COLUMNS,
@@ -46,27 +45,28 @@ fn check_signature(payout_id: i64, signature: &str) -> Result<(), LedgerError> {
 impl Ledger {
     /// Every payout (of one wallet, or all), by id (oldest first), with items.
     pub fn payouts(&self, wallet: Option<&str>) -> Result<Vec<Payout>, LedgerError> {
-        let tx = self.read()?;
-        let mut out = Vec::new();
-        {
-            let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE ?1 IS NULL OR wallet = ?1 ORDER BY id"
-            ))?;
-            let mut rows = stmt.query(params![wallet])?;
-            while let Some(row) = rows.next()? {
-                out.push(payout_row(row)?);
+        self.read(|tx| {
+            let mut out = tx
+                .query(
+                    &format!(
+                        "SELECT {PAYOUT_COLUMNS} FROM payouts \
+                         WHERE CAST(?1 AS TEXT) IS NULL OR wallet = ?1 ORDER BY id"
+                    ),
+                    params![wallet],
+                )?
+                .iter()
+                .map(payout_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            for payout in &mut out {
+                load_items(tx, payout)?;
             }
-        }
-        for payout in &mut out {
-            load_items(&tx, payout)?;
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// One payout by id, with items.
     pub fn payout(&self, id: i64) -> Result<Payout, LedgerError> {
-        let tx = self.read()?;
-        load_payout(&tx, id)
+        self.read(|tx| load_payout(tx, id))
     }
 
     /// Signs off the wallet's pending payout: `pending -> approved`. From then on it never
@@ -88,43 +88,43 @@ impl Ledger {
                 return Err(LedgerError::EmptyText { what });
             }
         }
-        let tx = self.write()?;
-        let id = pending_id(&tx, wallet)?.ok_or_else(|| LedgerError::NothingPending {
-            wallet: wallet.to_owned(),
-        })?;
-        let pending = load_payout(&tx, id)?;
-        let sum = Lamports::checked_sum(pending.items.iter().map(|item| item.amount_lamports))
-            .map_err(|_| LedgerError::overflow(format!("the items of payout #{id}")))?;
-        if sum != pending.amount_lamports {
-            return Err(LedgerError::Corrupt(format!(
-                "payout #{id} says {} but its items sum to {sum}",
-                pending.amount_lamports
-            )));
-        }
-        if let Some(expected) = expected_lamports {
-            if expected != pending.amount_lamports {
-                return Err(LedgerError::PendingChanged {
+        let (id, approved) = self.write(|tx| {
+            let id = pending_id(tx, wallet)?.ok_or_else(|| LedgerError::NothingPending {
+                wallet: wallet.to_owned(),
+            })?;
+            let pending = load_payout(tx, id)?;
+            let sum = Lamports::checked_sum(pending.items.iter().map(|item| item.amount_lamports))
+                .map_err(|_| LedgerError::overflow(format!("the items of payout #{id}")))?;
+            if sum != pending.amount_lamports {
+                return Err(LedgerError::Corrupt(format!(
+                    "payout #{id} says {} but its items sum to {sum}",
+                    pending.amount_lamports
+                )));
+            }
+            if let Some(expected) = expected_lamports {
+                if expected != pending.amount_lamports {
+                    return Err(LedgerError::PendingChanged {
+                        payout_id: id,
+                        wallet: wallet.to_owned(),
+                        expected,
+                        actual: pending.amount_lamports,
+                    });
+                }
+            }
+            if pending.amount_lamports <= Lamports::ZERO {
+                return Err(LedgerError::NotPayable {
                     payout_id: id,
                     wallet: wallet.to_owned(),
-                    expected,
-                    actual: pending.amount_lamports,
+                    amount_lamports: pending.amount_lamports,
                 });
             }
-        }
-        if pending.amount_lamports <= Lamports::ZERO {
-            return Err(LedgerError::NotPayable {
-                payout_id: id,
-                wallet: wallet.to_owned(),
-                amount_lamports: pending.amount_lamports,
-            });
-        }
-        tx.prepare_cached(
-            "UPDATE payouts SET state = 'approved', approved_at = ?2, approved_by = ?3 \
-             WHERE id = ?1 AND state = 'pending'",
-        )?
-        .execute(params![id, now, by])?;
-        let approved = load_payout(&tx, id)?;
-        tx.commit()?;
+            tx.execute(
+                "UPDATE payouts SET state = 'approved', approved_at = ?2, approved_by = ?3 \
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id, now, by],
+            )?;
+            Ok((id, load_payout(tx, id)?))
+        })?;
         tracing::info!(
             payout_id = id,
             wallet,
@@ -152,33 +152,34 @@ impl Ledger {
                 what: "a payment's time",
             });
         }
-        let tx = self.write()?;
-        let payout = find_payout(&tx, id)?.ok_or(LedgerError::PayoutNotFound { payout_id: id })?;
-        if !payout.state.can_become(PayoutState::Paid) {
-            return Err(LedgerError::NotApproved {
-                payout_id: id,
-                wallet: payout.wallet,
-                state: payout.state,
-            });
-        }
-        let used_by: Option<i64> = tx
-            .prepare_cached("SELECT id FROM payouts WHERE signature = ?1")?
-            .query_row(params![signature], |row| row.get(0))
-            .optional()?;
-        if let Some(paid_payout_id) = used_by {
-            return Err(LedgerError::SignatureAlreadyUsed {
-                payout_id: id,
-                signature: signature.to_owned(),
-                paid_payout_id,
-            });
-        }
-        tx.prepare_cached(
-            "UPDATE payouts SET state = 'paid', paid_at = ?2, signature = ?3 \
-             WHERE id = ?1 AND state = 'approved'",
-        )?
-        .execute(params![id, now, signature])?;
-        let paid = load_payout(&tx, id)?;
-        tx.commit()?;
+        let paid = self.write(|tx| {
+            let payout =
+                find_payout(tx, id)?.ok_or(LedgerError::PayoutNotFound { payout_id: id })?;
+            if !payout.state.can_become(PayoutState::Paid) {
+                return Err(LedgerError::NotApproved {
+                    payout_id: id,
+                    wallet: payout.wallet,
+                    state: payout.state,
+                });
+            }
+            let used_by = tx.query_opt(
+                "SELECT id FROM payouts WHERE signature = ?1",
+                params![signature],
+            )?;
+            if let Some(row) = used_by {
+                return Err(LedgerError::SignatureAlreadyUsed {
+                    payout_id: id,
+                    signature: signature.to_owned(),
+                    paid_payout_id: row.int(0)?,
+                });
+            }
+            tx.execute(
+                "UPDATE payouts SET state = 'paid', paid_at = ?2, signature = ?3 \
+                 WHERE id = ?1 AND state = 'approved'",
+                params![id, now, signature],
+            )?;
+            load_payout(tx, id)
+        })?;
         tracing::info!(
             payout_id = id,
             wallet = %paid.wallet,

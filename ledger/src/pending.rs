@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use sd_core::{Lamports, PayoutState, SegmentKey, Verdict};
 
+use crate::db::{params, Row, Tx};
 use crate::error::LedgerError;
 use crate::verdict_rows::{verdict_row, SegmentVerdictRow, VERDICT_COLUMNS};
 
@@ -208,48 +208,44 @@ fn due_item(
 /// What approved and paid payouts settled for the wallet in all, and what its pending payout
 /// should hold, by (session id, segment).
 fn due_items(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     wallet: &str,
     rate: Lamports,
 ) -> Result<(Lamports, DueItems), LedgerError> {
     let mut settled: BTreeMap<(String, usize), Settled> = BTreeMap::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT i.session_id, i.segment, i.amount_lamports, i.frames, p.id \
-             FROM payout_items AS i JOIN payouts AS p ON p.id = i.payout_id \
-             WHERE p.wallet = ?1 AND p.state IN ('approved', 'paid') \
-             ORDER BY p.id, i.id",
-        )?;
-        let mut rows = stmt.query(params![wallet])?;
-        while let Some(row) = rows.next()? {
-            let session_id: String = row.get(0)?;
-            let segment: usize = row.get(1)?;
-            let amount = Lamports(row.get(2)?);
-            let what = format!(
-                "what payouts settled for {wallet}/{session_id}/{}",
-                SegmentKey::folder_name(segment)
-            );
-            let entry = settled.entry((session_id, segment)).or_default();
-            entry.amount = entry
-                .amount
-                .checked_add(amount)
-                .map_err(|_| LedgerError::overflow(what))?;
-            entry.frames = row.get(3)?;
-            entry.payout_ids.insert(row.get(4)?);
-        }
+    let rows = tx.query(
+        "SELECT i.session_id, i.segment, i.amount_lamports, i.frames, p.id \
+         FROM payout_items AS i JOIN payouts AS p ON p.id = i.payout_id \
+         WHERE p.wallet = ?1 AND p.state IN ('approved', 'paid') \
+         ORDER BY p.id, i.id",
+        params![wallet],
+    )?;
+    for row in &rows {
+        let session_id = row.string(0)?;
+        let segment: usize = row.count(1)?;
+        let amount = Lamports(row.int(2)?);
+        let what = format!(
+            "what payouts settled for {wallet}/{session_id}/{}",
+            SegmentKey::folder_name(segment)
+        );
+        let entry = settled.entry((session_id, segment)).or_default();
+        entry.amount = entry
+            .amount
+            .checked_add(amount)
+            .map_err(|_| LedgerError::overflow(what))?;
+        entry.frames = row.count(3)?;
+        entry.payout_ids.insert(row.int(4)?);
     }
     let settled_lamports = Lamports::checked_sum(settled.values().map(|s| s.amount))
         .map_err(|_| LedgerError::overflow(format!("what payouts settled for {wallet}")))?;
     let mut current = BTreeMap::new();
-    {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {VERDICT_COLUMNS} FROM segment_verdicts WHERE wallet = ?1"
-        ))?;
-        let mut rows = stmt.query(params![wallet])?;
-        while let Some(row) = rows.next()? {
-            let row = verdict_row(row)?;
-            current.insert((row.key.session_id.clone(), row.key.segment), row);
-        }
+    let rows = tx.query(
+        &format!("SELECT {VERDICT_COLUMNS} FROM segment_verdicts WHERE wallet = ?1"),
+        params![wallet],
+    )?;
+    for row in &rows {
+        let row = verdict_row(row)?;
+        current.insert((row.key.session_id.clone(), row.key.segment), row);
     }
     let keys: BTreeSet<&(String, usize)> = settled.keys().chain(current.keys()).collect();
     let mut due = BTreeMap::new();
@@ -266,11 +262,13 @@ fn due_items(
     Ok((settled_lamports, due))
 }
 
-pub(crate) fn pending_id(conn: &Connection, wallet: &str) -> Result<Option<i64>, LedgerError> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM payouts WHERE wallet = ?1 AND state = 'pending'")?
-        .query_row(params![wallet], |row| row.get(0))
-        .optional()?)
+pub(crate) fn pending_id(tx: &mut Tx<'_>, wallet: &str) -> Result<Option<i64>, LedgerError> {
+    tx.query_opt(
+        "SELECT id FROM payouts WHERE wallet = ?1 AND state = 'pending'",
+        params![wallet],
+    )?
+    .map(|row| row.int(0))
+    .transpose()
 }
 
 /// Recomputes the wallet's pending payout from the current segments and what approved and paid
@@ -278,12 +276,12 @@ pub(crate) fn pending_id(conn: &Connection, wallet: &str) -> Result<Option<i64>,
 /// keep their rows), or is deleted when nothing is due. Approved and paid payouts are only read.
 /// Runs inside the caller's transaction.
 pub(crate) fn refresh_pending(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     wallet: &str,
     rate: Lamports,
     now: &str,
 ) -> Result<Option<Payout>, LedgerError> {
-    let (settled_lamports, due) = due_items(conn, wallet, rate)?;
+    let (settled_lamports, due) = due_items(tx, wallet, rate)?;
     let amount = Lamports::checked_sum(due.values().map(|item| item.amount)).map_err(|_| {
         LedgerError::overflow(format!(
             "the pending payout of {wallet} ({} items)",
@@ -294,11 +292,13 @@ pub(crate) fn refresh_pending(
     settled_lamports
         .checked_add(amount)
         .map_err(|_| LedgerError::overflow(format!("the net payout of {wallet}")))?;
-    let existing = pending_id(conn, wallet)?;
+    let existing = pending_id(tx, wallet)?;
     if due.is_empty() {
         if let Some(id) = existing {
-            conn.prepare_cached("DELETE FROM payouts WHERE id = ?1 AND state = 'pending'")?
-                .execute(params![id])?;
+            tx.execute(
+                "DELETE FROM payouts WHERE id = ?1 AND state = 'pending'",
+                params![id],
+            )?;
             tracing::info!(
                 payout_id = id,
                 wallet,
@@ -310,17 +310,18 @@ pub(crate) fn refresh_pending(
     let id = match existing {
         Some(id) => id,
         None => {
-            let id: i64 = conn
-                .prepare_cached(
+            let id = tx
+                .query_one(
                     "INSERT INTO payouts (wallet, state, amount_lamports, created_at) \
                      VALUES (?1, 'pending', 0, ?2) RETURNING id",
+                    params![wallet, now],
                 )?
-                .query_row(params![wallet, now], |row| row.get(0))?;
+                .int(0)?;
             tracing::info!(payout_id = id, wallet, "pending payout created");
             id
         }
     };
-    let before = load_payout(conn, id)?;
+    let before = load_payout(tx, id)?;
     let mut keep = BTreeSet::new();
     let mut changed = false;
     for item in &before.items {
@@ -334,43 +335,42 @@ pub(crate) fn refresh_pending(
         if same {
             keep.insert(pair);
         } else {
-            conn.prepare_cached("DELETE FROM payout_items WHERE id = ?1")?
-                .execute(params![item.id])?;
+            tx.execute("DELETE FROM payout_items WHERE id = ?1", params![item.id])?;
             changed = true;
         }
     }
-    {
-        let mut insert = conn.prepare_cached(
+    for (pair, item) in &due {
+        if keep.contains(pair) {
+            continue;
+        }
+        tx.execute(
             "INSERT INTO payout_items \
              (payout_id, wallet, session_id, segment, frames, amount_lamports, kind, note) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for (pair, item) in &due {
-            if keep.contains(pair) {
-                continue;
-            }
-            insert.execute(params![
+            params![
                 id,
                 wallet,
-                pair.0,
+                &pair.0,
                 pair.1,
                 item.frames,
                 item.amount.0,
                 item.kind.as_str(),
-                item.note
-            ])?;
-            changed = true;
-        }
+                &item.note
+            ],
+        )?;
+        changed = true;
     }
     if before.amount_lamports != amount {
-        conn.prepare_cached("UPDATE payouts SET amount_lamports = ?2 WHERE id = ?1")?
-            .execute(params![id, amount.0])?;
+        tx.execute(
+            "UPDATE payouts SET amount_lamports = ?2 WHERE id = ?1",
+            params![id, amount.0],
+        )?;
         changed = true;
     }
     if !changed {
         return Ok(Some(before));
     }
-    let after = load_payout(conn, id)?;
+    let after = load_payout(tx, id)?;
     tracing::info!(
         payout_id = id,
         wallet,
@@ -385,59 +385,59 @@ pub(crate) const PAYOUT_COLUMNS: &str =
     "id, wallet, state, amount_lamports, created_at, approved_at, \
      approved_by, paid_at, signature";
 
-pub(crate) fn payout_row(row: &Row<'_>) -> Result<Payout, LedgerError> {
-    let state: String = row.get(2)?;
+pub(crate) fn payout_row(row: &Row) -> Result<Payout, LedgerError> {
+    let state = row.text(2)?;
     Ok(Payout {
-        id: row.get(0)?,
-        wallet: row.get(1)?,
-        state: PayoutState::parse(&state)
+        id: row.int(0)?,
+        wallet: row.string(1)?,
+        state: PayoutState::parse(state)
             .ok_or_else(|| LedgerError::Corrupt(format!("payout state {state:?}")))?,
-        amount_lamports: Lamports(row.get(3)?),
-        created_at: row.get(4)?,
-        approved_at: row.get(5)?,
-        approved_by: row.get(6)?,
-        paid_at: row.get(7)?,
-        signature: row.get(8)?,
+        amount_lamports: Lamports(row.int(3)?),
+        created_at: row.string(4)?,
+        approved_at: row.opt_string(5)?,
+        approved_by: row.opt_string(6)?,
+        paid_at: row.opt_string(7)?,
+        signature: row.opt_string(8)?,
         items: Vec::new(),
     })
 }
 
-pub(crate) fn load_items(conn: &Connection, payout: &mut Payout) -> Result<(), LedgerError> {
-    let mut stmt = conn.prepare_cached(
+pub(crate) fn load_items(tx: &mut Tx<'_>, payout: &mut Payout) -> Result<(), LedgerError> {
+    let rows = tx.query(
         "SELECT id, session_id, segment, frames, amount_lamports, kind, note \
          FROM payout_items WHERE payout_id = ?1 ORDER BY session_id, segment",
+        params![payout.id],
     )?;
-    let mut rows = stmt.query(params![payout.id])?;
-    while let Some(row) = rows.next()? {
+    for row in &rows {
         payout.items.push(PayoutItem {
-            id: row.get(0)?,
+            id: row.int(0)?,
             key: SegmentKey {
                 wallet: payout.wallet.clone(),
-                session_id: row.get(1)?,
-                segment: row.get(2)?,
+                session_id: row.string(1)?,
+                segment: row.count(2)?,
             },
-            frames: row.get(3)?,
-            amount_lamports: Lamports(row.get(4)?),
-            kind: ItemKind::parse(&row.get::<_, String>(5)?)?,
-            note: row.get(6)?,
+            frames: row.count(3)?,
+            amount_lamports: Lamports(row.int(4)?),
+            kind: ItemKind::parse(row.text(5)?)?,
+            note: row.string(6)?,
         });
     }
     Ok(())
 }
 
-pub(crate) fn find_payout(conn: &Connection, id: i64) -> Result<Option<Payout>, LedgerError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = ?1"
-    ))?;
-    let mut rows = stmt.query(params![id])?;
-    let Some(row) = rows.next()? else {
+pub(crate) fn find_payout(tx: &mut Tx<'_>, id: i64) -> Result<Option<Payout>, LedgerError> {
+    let Some(row) = tx.query_opt(
+        &format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE id = ?1"),
+        params![id],
+    )?
+    else {
         return Ok(None);
     };
-    let mut payout = payout_row(row)?;
-    load_items(conn, &mut payout)?;
+    let mut payout = payout_row(&row)?;
+    load_items(tx, &mut payout)?;
     Ok(Some(payout))
 }
 
-pub(crate) fn load_payout(conn: &Connection, id: i64) -> Result<Payout, LedgerError> {
-    find_payout(conn, id)?.ok_or(LedgerError::PayoutNotFound { payout_id: id })
+pub(crate) fn load_payout(tx: &mut Tx<'_>, id: i64) -> Result<Payout, LedgerError> {
+    find_payout(tx, id)?.ok_or(LedgerError::PayoutNotFound { payout_id: id })
 }

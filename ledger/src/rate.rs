@@ -1,10 +1,9 @@
 //! The per-segment rate the ledger pays: stored in the ledger (`settings`), set by the first call
 //! that passes one, changed only by [`Ledger::set_rate`].
 
-use rusqlite::params;
-
 use sd_core::Lamports;
 
+use crate::db::params;
 use crate::error::LedgerError;
 use crate::pending::refresh_pending;
 use crate::settings::{check_rate, stored_rate};
@@ -14,7 +13,7 @@ impl Ledger {
     /// The lamports the ledger pays per valid segment; `None` until a `record_session`,
     /// `override_segment` or `set_rate` set it.
     pub fn rate(&self) -> Result<Option<Lamports>, LedgerError> {
-        stored_rate(&self.conn)
+        self.read(stored_rate)
     }
 
     /// Changes the ledger's rate on purpose, in one transaction: from now on `record_session`
@@ -29,37 +28,39 @@ impl Ledger {
                 what: "a rate change's time",
             });
         }
-        let tx = self.write()?;
-        let before = stored_rate(&tx)?;
-        if before == Some(rate) {
-            tracing::debug!(lamports_per_segment = rate.0, "ledger rate unchanged");
-            return Ok(());
-        }
-        tx.prepare_cached(
-            "INSERT INTO settings (id, lamports_per_segment, rate_set_at) VALUES (1, ?1, ?2) \
-             ON CONFLICT (id) DO UPDATE SET \
-                 lamports_per_segment = excluded.lamports_per_segment, \
-                 rate_set_at = excluded.rate_set_at",
-        )?
-        .execute(params![rate.0, now])?;
-        let wallets: Vec<String> = tx
-            .prepare_cached(
+        let changed = self.write(|tx| {
+            let before = stored_rate(tx)?;
+            if before == Some(rate) {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO settings (id, lamports_per_segment, rate_set_at) VALUES (1, ?1, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET \
+                     lamports_per_segment = excluded.lamports_per_segment, \
+                     rate_set_at = excluded.rate_set_at",
+                params![rate.0, now],
+            )?;
+            let wallets = tx.query(
                 "SELECT wallet FROM sessions WHERE status = 'accepted' \
                  UNION SELECT wallet FROM payouts ORDER BY 1",
-            )?
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        let mut pending_payouts = 0usize;
-        for wallet in &wallets {
-            if refresh_pending(&tx, wallet, rate, now)?.is_some() {
-                pending_payouts += 1;
+                &[],
+            )?;
+            let mut pending_payouts = 0usize;
+            for row in &wallets {
+                if refresh_pending(tx, row.text(0)?, rate, now)?.is_some() {
+                    pending_payouts += 1;
+                }
             }
-        }
-        tx.commit()?;
+            Ok(Some((before, wallets.len(), pending_payouts)))
+        })?;
+        let Some((before, wallets, pending_payouts)) = changed else {
+            tracing::debug!(lamports_per_segment = rate.0, "ledger rate unchanged");
+            return Ok(());
+        };
         tracing::info!(
             from_lamports_per_segment = before.map(|r| r.0),
             lamports_per_segment = rate.0,
-            wallets = wallets.len(),
+            wallets,
             pending_payouts,
             "ledger rate changed: pending payouts re-priced, approved and paid ones untouched"
         );

@@ -2,11 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
 use sd_core::{Lamports, OverrideNote, SessionId, SessionRecord, SessionStatus, WalletAddress};
 
+use crate::db::{params, Tx};
 use crate::error::LedgerError;
 use crate::pending::{refresh_pending, Payout};
 use crate::settings::{agree_rate, check_rate};
@@ -137,51 +137,41 @@ fn serde_name(value: impl Serialize, what: &str) -> Result<String, LedgerError> 
 
 /// Writes the session row, its segments and checks (replacing any earlier ones).
 fn write_session(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     record: &SessionRecord,
     now: &str,
     run_id: &str,
 ) -> Result<u64, LedgerError> {
-    let (session_row, times_processed): (i64, u64) = conn
-        .prepare_cached(
-            "INSERT INTO sessions (wallet, session_id, source, status, reject_code, \
-             reject_message, frames, clock_confidence, session_json, processed_at, run_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-             ON CONFLICT (wallet, session_id) DO UPDATE SET \
-                 source = excluded.source, status = excluded.status, \
-                 reject_code = excluded.reject_code, reject_message = excluded.reject_message, \
-                 frames = excluded.frames, clock_confidence = excluded.clock_confidence, \
-                 session_json = excluded.session_json, processed_at = excluded.processed_at, \
-                 run_id = excluded.run_id, times_processed = sessions.times_processed + 1 \
-             RETURNING id, times_processed",
-        )?
-        .query_row(
-            params![
-                record.wallet,
-                record.session_id,
-                record.source,
-                record.status.as_str(),
-                record.reject_code,
-                record.reject_message,
-                record.frames,
-                record.clock_confidence.and_then(real),
-                record.session_json,
-                now,
-                run_id
-            ],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-    // Checks go with their segments (ON DELETE CASCADE).
-    conn.prepare_cached("DELETE FROM segments WHERE session_row = ?1")?
-        .execute(params![session_row])?;
-    let mut insert_segment = conn.prepare_cached(
-        "INSERT INTO segments (session_row, segment, first_frame, last_frame, frames, \
-         start_pts_ms, end_pts_ms, passed, failed_checks) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+    let row = tx.query_one(
+        "INSERT INTO sessions (wallet, session_id, source, status, reject_code, \
+         reject_message, frames, clock_confidence, session_json, processed_at, run_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         ON CONFLICT (wallet, session_id) DO UPDATE SET \
+             source = excluded.source, status = excluded.status, \
+             reject_code = excluded.reject_code, reject_message = excluded.reject_message, \
+             frames = excluded.frames, clock_confidence = excluded.clock_confidence, \
+             session_json = excluded.session_json, processed_at = excluded.processed_at, \
+             run_id = excluded.run_id, times_processed = sessions.times_processed + 1 \
+         RETURNING id, times_processed",
+        params![
+            &record.wallet,
+            &record.session_id,
+            &record.source,
+            record.status.as_str(),
+            record.reject_code.as_deref(),
+            record.reject_message.as_deref(),
+            record.frames,
+            record.clock_confidence.and_then(real),
+            &record.session_json,
+            now,
+            run_id
+        ],
     )?;
-    let mut insert_check = conn.prepare_cached(
-        "INSERT INTO checks (segment_row, position, check_name, metric, value, threshold, \
-         bound, passed, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    let (session_row, times_processed): (i64, u64) = (row.int(0)?, row.count(1)?);
+    // Checks go with their segments (ON DELETE CASCADE).
+    tx.execute(
+        "DELETE FROM segments WHERE session_row = ?1",
+        params![session_row],
     )?;
     for segment in &record.segments {
         let mut names = Vec::with_capacity(segment.checks.len());
@@ -195,32 +185,40 @@ fn write_session(
             .filter(|(check, _)| !check.passed)
             .map(|(_, name)| name.as_str())
             .collect();
-        let segment_row: i64 = insert_segment.query_row(
-            params![
-                session_row,
-                segment.segment,
-                segment.first_frame,
-                segment.last_frame,
-                segment.frames,
-                segment.start_pts_ms,
-                segment.end_pts_ms,
-                segment.passed,
-                failed.join(",")
-            ],
-            |row| row.get(0),
-        )?;
+        let segment_row = tx
+            .query_one(
+                "INSERT INTO segments (session_row, segment, first_frame, last_frame, frames, \
+                 start_pts_ms, end_pts_ms, passed, failed_checks) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                params![
+                    session_row,
+                    segment.segment,
+                    segment.first_frame,
+                    segment.last_frame,
+                    segment.frames,
+                    segment.start_pts_ms,
+                    segment.end_pts_ms,
+                    segment.passed,
+                    failed.join(",")
+                ],
+            )?
+            .int(0)?;
         for (position, (check, name)) in segment.checks.iter().zip(&names).enumerate() {
-            insert_check.execute(params![
-                segment_row,
-                position,
-                name,
-                check.metric,
-                real(check.value),
-                real(check.threshold),
-                serde_name(check.bound, "a check bound")?,
-                check.passed,
-                check.reason
-            ])?;
+            tx.execute(
+                "INSERT INTO checks (segment_row, position, check_name, metric, value, \
+                 threshold, bound, passed, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    segment_row,
+                    position,
+                    name,
+                    &check.metric,
+                    real(check.value),
+                    real(check.threshold),
+                    serde_name(check.bound, "a check bound")?,
+                    check.passed,
+                    &check.reason
+                ],
+            )?;
         }
     }
     Ok(times_processed)
@@ -250,7 +248,7 @@ pub(crate) fn check_record_call(
 /// in one transaction. Nothing is logged here: [`log_recorded`] does it once the caller commits,
 /// so a rolled-back call logs nothing.
 pub(crate) fn record_in(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     record: &SessionRecord,
     rate: Lamports,
     now: &str,
@@ -332,16 +330,14 @@ impl Ledger {
         run_id: &str,
     ) -> Result<RecordedSession, LedgerError> {
         check_record_call(record, rate, now, run_id)?;
-        let tx = self.write()?;
-        let recorded = record_in(&tx, record, rate, now, run_id)?;
-        tx.commit()?;
+        let recorded = self.write(|tx| record_in(tx, record, rate, now, run_id))?;
         log_recorded(&recorded, run_id);
         Ok(recorded)
     }
 
     /// Every session in the ledger, by wallet and session id.
     pub fn sessions(&self) -> Result<Vec<SessionRow>, LedgerError> {
-        self.select_sessions("", [])
+        self.select_sessions("", &[])
     }
 
     /// One session's record, if the ledger has one.
@@ -352,17 +348,17 @@ impl Ledger {
     ) -> Result<Option<SessionRow>, LedgerError> {
         let mut rows = self.select_sessions(
             "WHERE s.wallet = ?1 AND s.session_id = ?2",
-            [wallet, session_id],
+            params![wallet, session_id],
         )?;
         Ok(rows.pop())
     }
 
-    fn select_sessions<P: rusqlite::Params>(
+    fn select_sessions(
         &self,
         filter: &str,
-        params: P,
+        params: &[crate::db::Value],
     ) -> Result<Vec<SessionRow>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let sql = format!(
             "SELECT s.wallet, s.session_id, s.source, s.status, s.reject_code, s.reject_message, \
                     s.frames, s.clock_confidence, s.processed_at, s.run_id, s.times_processed, \
                     (SELECT count(*) FROM segments AS g WHERE g.session_row = s.id), \
@@ -373,27 +369,29 @@ impl Ledger {
                       WHERE v.wallet = s.wallet AND v.session_id = s.session_id \
                         AND v.override_id IS NOT NULL) \
              FROM sessions AS s {filter} ORDER BY s.wallet, s.session_id"
-        ))?;
-        let mut rows = stmt.query(params)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(SessionRow {
-                wallet: row.get(0)?,
-                session_id: row.get(1)?,
-                source: row.get(2)?,
-                status: parse_status(&row.get::<_, String>(3)?)?,
-                reject_code: row.get(4)?,
-                reject_message: row.get(5)?,
-                frames: row.get(6)?,
-                clock_confidence: row.get(7)?,
-                processed_at: row.get(8)?,
-                run_id: row.get(9)?,
-                times_processed: row.get(10)?,
-                segments: row.get(11)?,
-                valid_segments: row.get(12)?,
-                overridden_segments: row.get(13)?,
-            });
-        }
-        Ok(out)
+        );
+        self.read(|tx| {
+            tx.query(&sql, params)?
+                .iter()
+                .map(|row| {
+                    Ok(SessionRow {
+                        wallet: row.string(0)?,
+                        session_id: row.string(1)?,
+                        source: row.string(2)?,
+                        status: parse_status(row.text(3)?)?,
+                        reject_code: row.opt_string(4)?,
+                        reject_message: row.opt_string(5)?,
+                        frames: row.count(6)?,
+                        clock_confidence: row.opt_real(7)?,
+                        processed_at: row.string(8)?,
+                        run_id: row.string(9)?,
+                        times_processed: row.count(10)?,
+                        segments: row.count(11)?,
+                        valid_segments: row.count(12)?,
+                        overridden_segments: row.count(13)?,
+                    })
+                })
+                .collect()
+        })
     }
 }

@@ -2,10 +2,9 @@
 //! caller's transaction. A building block of `verdicts`, `record` and `rate` (which holds the
 //! `Ledger` methods); it knows nothing of them.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
 use sd_core::Lamports;
 
+use crate::db::{params, Tx};
 use crate::error::LedgerError;
 
 /// Refuses a rate the ledger cannot store (it stores rates > 0 only).
@@ -17,12 +16,13 @@ pub(crate) fn check_rate(rate: Lamports) -> Result<(), LedgerError> {
 }
 
 /// The ledger's rate, `None` until the first call that passes one.
-pub(crate) fn stored_rate(conn: &Connection) -> Result<Option<Lamports>, LedgerError> {
-    Ok(conn
-        .prepare_cached("SELECT lamports_per_segment FROM settings WHERE id = 1")?
-        .query_row([], |row| row.get(0))
-        .optional()?
-        .map(Lamports))
+pub(crate) fn stored_rate(tx: &mut Tx<'_>) -> Result<Option<Lamports>, LedgerError> {
+    tx.query_opt(
+        "SELECT lamports_per_segment FROM settings WHERE id = 1",
+        &[],
+    )?
+    .map(|row| row.int(0).map(Lamports))
+    .transpose()
 }
 
 /// The rate a refresh prices pending earnings at: the ledger's, which `config` (the rate the
@@ -30,18 +30,18 @@ pub(crate) fn stored_rate(conn: &Connection) -> Result<Option<Lamports>, LedgerE
 /// `config`. Runs inside the caller's write transaction, so a refused call writes nothing and a
 /// failed one does not keep the rate either.
 pub(crate) fn agree_rate(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     config: Lamports,
     now: &str,
 ) -> Result<Lamports, LedgerError> {
-    match stored_rate(conn)? {
+    match stored_rate(tx)? {
         Some(ledger) if ledger == config => Ok(ledger),
         Some(ledger) => Err(LedgerError::RateMismatch { ledger, config }),
         None => {
-            conn.prepare_cached(
+            tx.execute(
                 "INSERT INTO settings (id, lamports_per_segment, rate_set_at) VALUES (1, ?1, ?2)",
-            )?
-            .execute(params![config.0, now])?;
+                params![config.0, now],
+            )?;
             tracing::info!(
                 lamports_per_segment = config.0,
                 "ledger rate set by its first use"

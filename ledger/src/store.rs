@@ -1,11 +1,14 @@
-//! Opening the database: pragmas and migrations.
+//! Opening the store (a SQLite file or a PostgreSQL database): pragmas, connections and
+//! migrations.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 
+use crate::db::{Conn, PgConn, Tx};
 use crate::error::LedgerError;
 
 /// The schema, one SQL file per version; `PRAGMA user_version` says how many are applied.
@@ -31,16 +34,126 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait before switching a new file to WAL again (see `enable_wal`).
 const WAL_RETRY: Duration = Duration::from_millis(10);
 
-/// The payout ledger: one SQLite connection. Every mutating call is one `IMMEDIATE` transaction,
-/// so the CLI, the server and the desktop app can share the file (WAL: readers never block the
-/// writer).
+/// The schema on PostgreSQL, one SQL file per version; the `ledger_schema` table says how many
+/// are applied. The first step is SQLite's version 4 at once (no PostgreSQL ledger predates it).
+const POSTGRES_STEPS: &[&str] = &[include_str!("../migrations/postgres/0001_schema.sql")];
+
+/// The PostgreSQL schema version this build writes.
+pub const POSTGRES_SCHEMA_VERSION: usize = POSTGRES_STEPS.len();
+
+/// The advisory lock that makes one connection at a time migrate a PostgreSQL ledger (any
+/// number, the same in every build).
+const MIGRATION_LOCK: i64 = 0x5344_4c45_4447_4552; // "SDLEDGER"
+
+/// Where a ledger lives: a SQLite file (one machine) or a PostgreSQL database (several hosts).
+#[derive(Clone, PartialEq, Eq)]
+pub enum LedgerLocation {
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL (libpq's key=value form is not taken: it could not
+    /// be told from a file name).
+    Postgres(String),
+}
+
+impl LedgerLocation {
+    /// A `postgres://` or `postgresql://` URL is PostgreSQL; anything else is a SQLite file.
+    pub fn parse(text: &str) -> LedgerLocation {
+        let lower = text.get(..13).unwrap_or(text).to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            LedgerLocation::Postgres(text.to_owned())
+        } else {
+            LedgerLocation::Sqlite(PathBuf::from(text))
+        }
+    }
+
+    /// The SQLite file, if the ledger is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            LedgerLocation::Sqlite(path) => Some(path),
+            LedgerLocation::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::str::FromStr for LedgerLocation {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(LedgerLocation::parse(text))
+    }
+}
+
+/// A URL shown without its password.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            let hidden = if user_info.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl std::fmt::Display for LedgerLocation {
+    /// The file, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            LedgerLocation::Postgres(url) => f.write_str(&redacted(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for LedgerLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LedgerLocation({self})")
+    }
+}
+
+/// The payout ledger: one connection to its store (a SQLite file or PostgreSQL). Every mutating
+/// call is one write transaction (SQLite's `IMMEDIATE` one, PostgreSQL's `SERIALIZABLE` one run
+/// again on a conflict), so the CLI, the server's workers and the desktop app can share the store:
+/// on SQLite from one machine (WAL: readers never block the writer), on PostgreSQL from any
+/// number of hosts.
 #[derive(Debug)]
 pub struct Ledger {
-    pub(crate) conn: Connection,
-    path: Option<PathBuf>,
+    /// In a cell so that reads take `&self`; a call never reaches the ledger again while it holds
+    /// the connection.
+    conn: RefCell<Conn>,
+    location: Option<LedgerLocation>,
 }
 
 impl Ledger {
+    /// Opens the ledger wherever `location` says: [`Ledger::open`] for a file,
+    /// [`Ledger::connect`] for a PostgreSQL URL.
+    pub fn open_at(location: &LedgerLocation) -> Result<Ledger, LedgerError> {
+        match location {
+            LedgerLocation::Sqlite(path) => Ledger::open(path),
+            LedgerLocation::Postgres(url) => Ledger::connect(url),
+        }
+    }
+
+    /// Opens a ledger that must exist already: a SQLite file that is not there is
+    /// [`LedgerError::NotFound`] (a typo in a path must not create an empty ledger); a PostgreSQL
+    /// database must exist (its schema is created when it is empty).
+    pub fn open_existing(location: &LedgerLocation) -> Result<Ledger, LedgerError> {
+        if let LedgerLocation::Sqlite(path) = location {
+            if !path.is_file() {
+                return Err(LedgerError::NotFound {
+                    path: path.to_owned(),
+                });
+            }
+        }
+        Ledger::open_at(location)
+    }
+
     /// Opens (creating if needed) the ledger at `path` and migrates it to the latest schema.
     ///
     /// Pragmas: `journal_mode=WAL` (checked), `foreign_keys=ON`, `busy_timeout` 5 s and
@@ -78,26 +191,117 @@ impl Ledger {
             version = SCHEMA_VERSION,
             "ledger open"
         );
-        Ok(Ledger { conn, path })
+        Ok(Ledger {
+            conn: RefCell::new(Conn::Sqlite(conn)),
+            location: path.map(LedgerLocation::Sqlite),
+        })
+    }
+
+    /// Connects to the ledger in the PostgreSQL database at `url` (`postgres://user:password@host/db`,
+    /// with libpq's URL parameters, `connect_timeout` 10 s unless given) and brings its schema to
+    /// the latest version. Several hosts' workers share it. A refused connection is an error at
+    /// once; a connection lost later is opened again by the next call, which waits up to a minute
+    /// for the server ([`Ledger::set_reconnect_for`]).
+    pub fn connect(url: &str) -> Result<Ledger, LedgerError> {
+        let shown = redacted(url);
+        let connect_error = |source| LedgerError::PostgresConnect {
+            url: shown.clone(),
+            source,
+        };
+        let mut config: postgres::Config = url.parse().map_err(connect_error)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("sd-ledger");
+        let mut pg = PgConn::connect(config).map_err(|err| match err {
+            LedgerError::Postgres(source) => connect_error(source),
+            other => other,
+        })?;
+        let (before, after) = migrate_postgres(&mut pg)?;
+        tracing::debug!(url = %shown, before, version = after, "ledger open (PostgreSQL)");
+        Ok(Ledger {
+            conn: RefCell::new(Conn::Postgres(Box::new(pg))),
+            location: Some(LedgerLocation::Postgres(url.to_owned())),
+        })
+    }
+
+    /// How long a call waits for a lost PostgreSQL server to come back before failing with
+    /// [`LedgerError::Unreachable`] (a minute unless set; nothing for SQLite).
+    pub fn set_reconnect_for(&mut self, wait: Duration) {
+        if let Conn::Postgres(pg) = self.conn.get_mut() {
+            pg.reconnect_for = wait;
+        }
     }
 
     /// Where the ledger lives (`None` in memory).
+    pub fn location(&self) -> Option<&LedgerLocation> {
+        self.location.as_ref()
+    }
+
+    /// The ledger's file (`None` in memory or on PostgreSQL).
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.location.as_ref().and_then(LedgerLocation::path)
     }
 
-    /// One write transaction: taken at the start (`IMMEDIATE`), so what it reads stays true
-    /// until it commits.
-    pub(crate) fn write(&mut self) -> Result<Transaction<'_>, LedgerError> {
-        Ok(self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    /// Whether the ledger is a PostgreSQL one.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.location, Some(LedgerLocation::Postgres(_)))
     }
 
-    /// A read transaction, so that several queries see one state of the ledger.
-    pub(crate) fn read(&self) -> Result<Transaction<'_>, LedgerError> {
-        Ok(self.conn.unchecked_transaction()?)
+    /// One write transaction running `body`: what it reads stays true until it commits. On
+    /// PostgreSQL the body may run more than once (see `db`).
+    pub(crate) fn write<T>(
+        &mut self,
+        body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        self.conn.get_mut().write(body)
     }
+
+    /// A read transaction running `body`, so that its queries see one state of the ledger.
+    pub(crate) fn read<T>(
+        &self,
+        body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut conn = self.conn.try_borrow_mut().map_err(|_| {
+            LedgerError::Corrupt("the ledger was called again from inside one of its calls".into())
+        })?;
+        conn.read(body)
+    }
+}
+
+/// Brings a PostgreSQL ledger's schema to the latest version, one connection at a time (an
+/// advisory lock held to the commit; at read-committed isolation each statement sees what the
+/// connection before it committed). Returns the versions before and after.
+fn migrate_postgres(pg: &mut PgConn) -> Result<(i64, i64), LedgerError> {
+    let latest = POSTGRES_STEPS.len() as i64;
+    let client = pg.client()?;
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS ledger_schema (\
+             id BIGINT PRIMARY KEY CHECK (id = 1), \
+             version BIGINT NOT NULL CHECK (version >= 0))",
+    )?;
+    let before: i64 = tx
+        .query_opt("SELECT version FROM ledger_schema WHERE id = 1", &[])?
+        .map_or(0, |row| row.get(0));
+    if before > latest {
+        return Err(LedgerError::NewerSchema {
+            found: before,
+            known: latest,
+        });
+    }
+    for (index, step) in POSTGRES_STEPS.iter().enumerate().skip(before as usize) {
+        tx.batch_execute(step)?;
+        tracing::info!(version = index + 1, "ledger (PostgreSQL) migrated");
+    }
+    tx.execute(
+        "INSERT INTO ledger_schema (id, version) VALUES (1, $1) \
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+        &[&latest],
+    )?;
+    tx.commit()?;
+    Ok((before, latest))
 }
 
 /// Switches the file to WAL and returns the journal mode it is in. Two processes opening a new file
@@ -273,6 +477,32 @@ mod tests {
     }
 
     #[test]
+    fn locations_are_files_unless_postgres_urls_and_urls_hide_their_password() {
+        let url = "postgres://ledger:s3cret@db.internal:5432/ledger?sslmode=disable";
+        let location = LedgerLocation::parse(url);
+        assert_eq!(location, LedgerLocation::Postgres(url.to_owned()));
+        assert_eq!(
+            location.to_string(),
+            "postgres://ledger:***@db.internal:5432/ledger?sslmode=disable"
+        );
+        assert!(!format!("{location:?}").contains("s3cret"));
+        assert_eq!(
+            LedgerLocation::parse("POSTGRESQL://h/db").to_string(),
+            "POSTGRESQL://h/db"
+        );
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        // A password holding '@' or '/': the last '@' before the path ends it.
+        assert_eq!(redacted("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        for file in ["out/ledger.sqlite", "postgres.sqlite", "./postgres://x"] {
+            assert_eq!(
+                LedgerLocation::parse(file),
+                LedgerLocation::Sqlite(PathBuf::from(file)),
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().unwrap();
     }
@@ -280,19 +510,20 @@ mod tests {
     #[test]
     fn in_memory_ledger_is_migrated_with_foreign_keys_on() {
         let ledger = Ledger::open_in_memory().unwrap();
-        let version: usize = ledger
-            .conn
+        assert_eq!(ledger.rate().unwrap(), None);
+        let conn = ledger.conn.borrow();
+        let Conn::Sqlite(conn) = &*conn else {
+            panic!("in memory is SQLite")
+        };
+        let version: usize = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        assert_eq!(ledger.rate().unwrap(), None);
-        let foreign_keys: i64 = ledger
-            .conn
+        let foreign_keys: i64 = conn
             .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
             .unwrap();
         assert_eq!(foreign_keys, 1);
-        let synchronous: i64 = ledger
-            .conn
+        let synchronous: i64 = conn
             .query_row("PRAGMA synchronous", [], |row| row.get(0))
             .unwrap();
         assert_eq!(synchronous, 2, "FULL");

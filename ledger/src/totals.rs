@@ -27,25 +27,27 @@ pub struct WalletTotals {
 impl Ledger {
     /// Every wallet with an accepted session or a payout, by wallet address.
     pub fn wallet_totals(&self) -> Result<Vec<WalletTotals>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT wallet_address, valid_segments, total_frames, payout_lamports, \
-                    pending_lamports, approved_lamports, paid_lamports, payout_sol \
-             FROM wallet_totals ORDER BY wallet_address",
-        )?;
-        let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(WalletTotals {
-                wallet_address: row.get(0)?,
-                valid_segments: row.get(1)?,
-                total_frames: row.get(2)?,
-                payout_lamports: Lamports(row.get(3)?),
-                pending_lamports: Lamports(row.get(4)?),
-                approved_lamports: Lamports(row.get(5)?),
-                paid_lamports: Lamports(row.get(6)?),
-                payout_sol: row.get(7)?,
-            });
-        }
-        Ok(out)
+        self.read(|tx| {
+            tx.query(
+                "SELECT wallet_address, valid_segments, total_frames, payout_lamports, \
+                        pending_lamports, approved_lamports, paid_lamports, payout_sol \
+                 FROM wallet_totals ORDER BY wallet_address",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(WalletTotals {
+                    wallet_address: row.string(0)?,
+                    valid_segments: row.count(1)?,
+                    total_frames: row.count(2)?,
+                    payout_lamports: Lamports(row.int(3)?),
+                    pending_lamports: Lamports(row.int(4)?),
+                    approved_lamports: Lamports(row.int(5)?),
+                    paid_lamports: Lamports(row.int(6)?),
+                    payout_sol: row.string(7)?,
+                })
+            })
+            .collect()
+        })
     }
 }

@@ -2,11 +2,11 @@
 //! the verdict that counts. A building block of `pending` (the money rules), `verdicts` and
 //! `record`; it knows nothing of them.
 
-use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 
 use sd_core::{OverrideNote, SegmentKey, Verdict};
 
+use crate::db::{params, Row, Tx};
 use crate::error::LedgerError;
 
 /// A current segment of an accepted session with the verdict that counts.
@@ -37,39 +37,37 @@ pub(crate) fn parse_verdict(text: &str) -> Result<Verdict, LedgerError> {
 }
 
 /// Reads a row selected with [`VERDICT_COLUMNS`].
-pub(crate) fn verdict_row(row: &Row<'_>) -> Result<SegmentVerdictRow, LedgerError> {
+pub(crate) fn verdict_row(row: &Row) -> Result<SegmentVerdictRow, LedgerError> {
     let key = SegmentKey {
-        wallet: row.get(0)?,
-        session_id: row.get(1)?,
-        segment: row.get(2)?,
+        wallet: row.string(0)?,
+        session_id: row.string(1)?,
+        segment: row.count(2)?,
     };
-    let first_frame: usize = row.get(3)?;
-    let last_frame: usize = row.get(4)?;
-    let failed: String = row.get(9)?;
-    let override_id: Option<i64> = row.get(10)?;
-    let applied_override = match override_id {
+    let first_frame: usize = row.count(3)?;
+    let last_frame: usize = row.count(4)?;
+    let applied_override = match row.opt_int(10)? {
         None => None,
         Some(id) => Some(OverrideNote {
             id,
             segment: key.segment,
             first_frame,
             last_frame,
-            from: parse_verdict(&row.get::<_, String>(11)?)?,
-            to: parse_verdict(&row.get::<_, String>(12)?)?,
-            reason: row.get(13)?,
-            by: row.get(14)?,
-            at: row.get(15)?,
+            from: parse_verdict(row.text(11)?)?,
+            to: parse_verdict(row.text(12)?)?,
+            reason: row.string(13)?,
+            by: row.string(14)?,
+            at: row.string(15)?,
         }),
     };
     Ok(SegmentVerdictRow {
         first_frame,
         last_frame,
-        frames: row.get(5)?,
-        start_pts_ms: row.get(6)?,
-        end_pts_ms: row.get(7)?,
-        clean_passed: row.get(8)?,
-        failed_checks: split_checks(&failed),
-        verdict: parse_verdict(&row.get::<_, String>(16)?)?,
+        frames: row.count(5)?,
+        start_pts_ms: row.real(6)?,
+        end_pts_ms: row.real(7)?,
+        clean_passed: row.flag(8)?,
+        failed_checks: split_checks(row.text(9)?),
+        verdict: parse_verdict(row.text(16)?)?,
         applied_override,
         key,
     })
@@ -85,33 +83,34 @@ fn split_checks(text: &str) -> Vec<String> {
 /// The current segments of one session, by segment number (empty when the session is unknown or
 /// rejected).
 pub(crate) fn session_verdicts(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     wallet: &str,
     session_id: &str,
 ) -> Result<Vec<SegmentVerdictRow>, LedgerError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {VERDICT_COLUMNS} FROM segment_verdicts \
-         WHERE wallet = ?1 AND session_id = ?2 ORDER BY segment"
-    ))?;
-    let mut rows = stmt.query(params![wallet, session_id])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(verdict_row(row)?);
-    }
-    Ok(out)
+    tx.query(
+        &format!(
+            "SELECT {VERDICT_COLUMNS} FROM segment_verdicts \
+             WHERE wallet = ?1 AND session_id = ?2 ORDER BY segment"
+        ),
+        params![wallet, session_id],
+    )?
+    .iter()
+    .map(verdict_row)
+    .collect()
 }
 
 pub(crate) fn segment_verdict(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     key: &SegmentKey,
 ) -> Result<Option<SegmentVerdictRow>, LedgerError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {VERDICT_COLUMNS} FROM segment_verdicts \
-         WHERE wallet = ?1 AND session_id = ?2 AND segment = ?3"
-    ))?;
-    let mut rows = stmt.query(params![key.wallet, key.session_id, key.segment])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(verdict_row(row)?)),
-        None => Ok(None),
-    }
+    tx.query_opt(
+        &format!(
+            "SELECT {VERDICT_COLUMNS} FROM segment_verdicts \
+             WHERE wallet = ?1 AND session_id = ?2 AND segment = ?3"
+        ),
+        params![&key.wallet, &key.session_id, key.segment],
+    )?
+    .as_ref()
+    .map(verdict_row)
+    .transpose()
 }

@@ -1,10 +1,10 @@
 //! Reviewer overrides: finding a segment, the override history, and `override_segment`.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use sd_core::{Lamports, OverrideNote, SegmentKey, SegmentRef, Verdict};
 
+use crate::db::{params, Row, Tx};
 use crate::error::LedgerError;
 use crate::pending::{refresh_pending, Payout};
 use crate::settings::{agree_rate, check_rate};
@@ -28,28 +28,30 @@ pub struct OverrideOutcome {
 }
 /// Why there is no current segment `segment` of `session_id` (under `wallet`, when given).
 fn why_missing(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     wallet: Option<&str>,
     session_id: &str,
     segment: usize,
 ) -> Result<String, LedgerError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT s.status, s.reject_code, \
-                (SELECT count(*) FROM segments AS g WHERE g.session_row = s.id), \
-                (SELECT max(g.segment) FROM segments AS g WHERE g.session_row = s.id) \
-         FROM sessions AS s WHERE s.session_id = ?1 AND (?2 IS NULL OR s.wallet = ?2) \
-         ORDER BY s.status",
-    )?;
-    let found = stmt
-        .query_row(params![session_id, wallet], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, Option<String>>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, Option<i64>>(3)?,
+    let found = tx
+        .query_opt(
+            "SELECT s.status, s.reject_code, \
+                    (SELECT count(*) FROM segments AS g WHERE g.session_row = s.id), \
+                    (SELECT max(g.segment) FROM segments AS g WHERE g.session_row = s.id) \
+             FROM sessions AS s \
+             WHERE s.session_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR s.wallet = ?2) \
+             ORDER BY s.status",
+            params![session_id, wallet],
+        )?
+        .map(|row| {
+            Ok::<_, LedgerError>((
+                row.string(0)?,
+                row.opt_string(1)?,
+                row.int(2)?,
+                row.opt_int(3)?,
             ))
         })
-        .optional()?;
+        .transpose()?;
     let folder = SegmentKey::folder_name(segment);
     Ok(match found {
         None => match wallet {
@@ -68,17 +70,17 @@ fn why_missing(
     })
 }
 
-fn override_note(row: &Row<'_>) -> Result<OverrideNote, LedgerError> {
+fn override_note(row: &Row) -> Result<OverrideNote, LedgerError> {
     Ok(OverrideNote {
-        id: row.get(0)?,
-        segment: row.get(1)?,
-        first_frame: row.get(2)?,
-        last_frame: row.get(3)?,
-        from: parse_verdict(&row.get::<_, String>(4)?)?,
-        to: parse_verdict(&row.get::<_, String>(5)?)?,
-        reason: row.get(6)?,
-        by: row.get(7)?,
-        at: row.get(8)?,
+        id: row.int(0)?,
+        segment: row.count(1)?,
+        first_frame: row.count(2)?,
+        last_frame: row.count(3)?,
+        from: parse_verdict(row.text(4)?)?,
+        to: parse_verdict(row.text(5)?)?,
+        reason: row.string(6)?,
+        by: row.string(7)?,
+        at: row.string(8)?,
     })
 }
 
@@ -93,13 +95,12 @@ impl Ledger {
         wallet: &str,
         session_id: &str,
     ) -> Result<Vec<SegmentVerdictRow>, LedgerError> {
-        session_verdicts(&self.conn, wallet, session_id)
+        self.read(|tx| session_verdicts(tx, wallet, session_id))
     }
 
     /// Resolves what a person typed to one current segment. Without a wallet, the session id
     /// must be under one wallet only ([`LedgerError::AmbiguousSegment`] lists them otherwise).
     pub fn find_segment(&self, reference: &SegmentRef) -> Result<SegmentVerdictRow, LedgerError> {
-        let tx = self.read()?;
         let shown = match &reference.wallet {
             Some(wallet) => format!(
                 "{wallet}/{}/{}",
@@ -112,31 +113,39 @@ impl Ledger {
                 SegmentKey::folder_name(reference.segment)
             ),
         };
-        let mut found = {
-            let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {VERDICT_COLUMNS} FROM segment_verdicts \
-                 WHERE session_id = ?1 AND segment = ?2 AND (?3 IS NULL OR wallet = ?3) \
-                 ORDER BY wallet"
-            ))?;
-            let mut rows = stmt.query(params![
-                reference.session_id,
-                reference.segment,
-                reference.wallet
-            ])?;
-            let mut found = Vec::new();
-            while let Some(row) = rows.next()? {
-                found.push(verdict_row(row)?);
-            }
-            found
-        };
-        match found.len() {
-            0 => Err(LedgerError::SegmentNotFound {
-                why: why_missing(
-                    &tx,
+        let (mut found, why) = self.read(|tx| {
+            let found = tx
+                .query(
+                    &format!(
+                        "SELECT {VERDICT_COLUMNS} FROM segment_verdicts \
+                         WHERE session_id = ?1 AND segment = ?2 \
+                           AND (CAST(?3 AS TEXT) IS NULL OR wallet = ?3) \
+                         ORDER BY wallet"
+                    ),
+                    params![
+                        &reference.session_id,
+                        reference.segment,
+                        reference.wallet.as_deref()
+                    ],
+                )?
+                .iter()
+                .map(verdict_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let why = if found.is_empty() {
+                Some(why_missing(
+                    tx,
                     reference.wallet.as_deref(),
                     &reference.session_id,
                     reference.segment,
-                )?,
+                )?)
+            } else {
+                None
+            };
+            Ok((found, why))
+        })?;
+        match found.len() {
+            0 => Err(LedgerError::SegmentNotFound {
+                why: why.unwrap_or_default(),
                 reference: shown,
             }),
             1 => Ok(found.remove(0)),
@@ -155,30 +164,34 @@ impl Ledger {
         wallet: &str,
         session_id: &str,
     ) -> Result<Vec<OverrideNote>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {OVERRIDE_COLUMNS} FROM overrides \
-             WHERE wallet = ?1 AND session_id = ?2 ORDER BY id"
-        ))?;
-        let mut rows = stmt.query(params![wallet, session_id])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(override_note(row)?);
-        }
-        Ok(out)
+        self.read(|tx| {
+            tx.query(
+                &format!(
+                    "SELECT {OVERRIDE_COLUMNS} FROM overrides \
+                     WHERE wallet = ?1 AND session_id = ?2 ORDER BY id"
+                ),
+                params![wallet, session_id],
+            )?
+            .iter()
+            .map(override_note)
+            .collect()
+        })
     }
 
     /// Every override ever made on `key` (any cut), oldest first.
     pub fn override_history(&self, key: &SegmentKey) -> Result<Vec<OverrideNote>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {OVERRIDE_COLUMNS} FROM overrides \
-             WHERE wallet = ?1 AND session_id = ?2 AND segment = ?3 ORDER BY id"
-        ))?;
-        let mut rows = stmt.query(params![key.wallet, key.session_id, key.segment])?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(override_note(row)?);
-        }
-        Ok(out)
+        self.read(|tx| {
+            tx.query(
+                &format!(
+                    "SELECT {OVERRIDE_COLUMNS} FROM overrides \
+                     WHERE wallet = ?1 AND session_id = ?2 AND segment = ?3 ORDER BY id"
+                ),
+                params![&key.wallet, &key.session_id, key.segment],
+            )?
+            .iter()
+            .map(override_note)
+            .collect()
+        })
     }
 
     /// Records a reviewer's verdict on the current cut of a segment and refreshes the wallet's
@@ -207,46 +220,46 @@ impl Ledger {
             }
         }
         check_rate(rate)?;
-        let tx = self.write()?;
-        let rate = agree_rate(&tx, rate, now)?;
-        let before = segment_verdict(&tx, key)?.ok_or_else(|| {
-            match why_missing(&tx, Some(&key.wallet), &key.session_id, key.segment) {
-                Ok(why) => LedgerError::not_found(key, why),
-                Err(err) => err,
-            }
+        let (id, before, after, recorded, pending) = self.write(|tx| {
+            let rate = agree_rate(tx, rate, now)?;
+            let before = match segment_verdict(tx, key)? {
+                Some(before) => before,
+                None => {
+                    let why = why_missing(tx, Some(&key.wallet), &key.session_id, key.segment)?;
+                    return Err(LedgerError::not_found(key, why));
+                }
+            };
+            let id = tx
+                .query_one(
+                    "INSERT INTO overrides (wallet, session_id, segment, first_frame, last_frame, \
+                     from_verdict, to_verdict, reason, overridden_by, overridden_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+                    params![
+                        &key.wallet,
+                        &key.session_id,
+                        key.segment,
+                        before.first_frame,
+                        before.last_frame,
+                        before.verdict.as_str(),
+                        to.as_str(),
+                        reason,
+                        by,
+                        now
+                    ],
+                )?
+                .int(0)?;
+            let after = segment_verdict(tx, key)?
+                .ok_or_else(|| LedgerError::not_found(key, "vanished while being overridden"))?;
+            let recorded = after
+                .applied_override
+                .clone()
+                .filter(|row| row.id == id)
+                .ok_or_else(|| {
+                    LedgerError::Corrupt(format!("override #{id} of {key} does not apply to it"))
+                })?;
+            let pending = refresh_pending(tx, &key.wallet, rate, now)?;
+            Ok((id, before, after, recorded, pending))
         })?;
-        let id: i64 = tx
-            .prepare_cached(
-                "INSERT INTO overrides (wallet, session_id, segment, first_frame, last_frame, \
-                 from_verdict, to_verdict, reason, overridden_by, overridden_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
-            )?
-            .query_row(
-                params![
-                    key.wallet,
-                    key.session_id,
-                    key.segment,
-                    before.first_frame,
-                    before.last_frame,
-                    before.verdict.as_str(),
-                    to.as_str(),
-                    reason,
-                    by,
-                    now
-                ],
-                |row| row.get(0),
-            )?;
-        let after = segment_verdict(&tx, key)?
-            .ok_or_else(|| LedgerError::not_found(key, "vanished while being overridden"))?;
-        let recorded = after
-            .applied_override
-            .clone()
-            .filter(|row| row.id == id)
-            .ok_or_else(|| {
-                LedgerError::Corrupt(format!("override #{id} of {key} does not apply to it"))
-            })?;
-        let pending = refresh_pending(&tx, &key.wallet, rate, now)?;
-        tx.commit()?;
         let changed = before.verdict != after.verdict;
         tracing::info!(
             override_id = id,

@@ -1,20 +1,22 @@
 //! The server worker's intake through the public API: first-seen times, leases and their fencing
 //! token, finishing a session under a lease, failures, and several connections (as several
-//! worker processes) on one file. Times are epoch milliseconds chosen by the test.
+//! worker processes) on one store. Each test runs on SQLite and on PostgreSQL
+//! (`common::stores`). Times are epoch milliseconds chosen by the test.
+
+// Test bodies are plain functions run by `common::stores`, not `#[test]`s: they unwrap as tests do.
+#![allow(clippy::unwrap_used, reason = "test bodies")]
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{accepted_session, check_result, file_ledger, session_id, wallet, RATE};
+use common::stores::Store;
+use common::{accepted_session, check_result, session_id, wallet, RATE};
 use sd_core::{CheckName, CheckResult, Lamports, SessionRecord, SessionStatus};
-use sd_ledger::{
-    IntakeRow, IntakeState, Lease, Ledger, LedgerError, RecordedSession, SCHEMA_VERSION,
-};
+use sd_ledger::{IntakeRow, IntakeState, Lease, Ledger, LedgerError, RecordedSession};
 
 const PROCESSED_AT: &str = "2026-02-01T12:00:00Z";
 /// A lease's time to live in these tests.
@@ -106,11 +108,9 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
-#[test]
-fn first_seen_is_set_once_and_never_moves() {
-    let (_dir, path) = file_ledger();
+fn first_seen_is_set_once_and_never_moves(store: &Store) {
     let (w, s) = (wallet(1), session_id(1));
-    let mut ledger = Ledger::open(&path).unwrap();
+    let mut ledger = store.open();
     assert_eq!(ledger.intake(&w, &s).unwrap(), None);
 
     let seen = ledger.note_seen(&w, &s, T0).unwrap();
@@ -150,7 +150,7 @@ fn first_seen_is_set_once_and_never_moves() {
     drop(ledger);
 
     // Across a restart (another process opening the file).
-    let reopened = Ledger::open(&path).unwrap();
+    let reopened = store.open();
     let after = row(&reopened, &w, &s);
     assert_eq!(
         (after.first_seen_ms, after.state, after.updated_ms),
@@ -164,9 +164,8 @@ fn first_seen_is_set_once_and_never_moves() {
     assert_eq!(row(&reopened, &w, &s2).first_seen_ms, T0 + 9_000);
 }
 
-#[test]
-fn a_second_holder_gets_the_lease_only_once_it_expired() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn a_second_holder_gets_the_lease_only_once_it_expired(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(2), session_id(2));
     let a = acquire(&mut ledger, &w, &s, "worker-a", T0);
     assert_eq!(
@@ -230,9 +229,8 @@ fn a_second_holder_gets_the_lease_only_once_it_expired() {
     assert!(ledger.renew_lease(&b2, T0 + TTL + 2, TTL).unwrap());
 }
 
-#[test]
-fn renewing_moves_the_expiry_until_the_lease_is_lost() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn renewing_moves_the_expiry_until_the_lease_is_lost(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(3), session_id(3));
     let a = acquire(&mut ledger, &w, &s, "worker-a", T0);
     assert!(ledger.renew_lease(&a, T0 + TTL - 1, TTL).unwrap());
@@ -267,9 +265,8 @@ fn renewing_moves_the_expiry_until_the_lease_is_lost() {
     ));
 }
 
-#[test]
-fn finishing_under_a_lost_lease_writes_nothing() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn finishing_under_a_lost_lease_writes_nothing(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(4), session_id(4));
     let record = accepted(&w, &s, &[true, true, false]);
     let empty = recorded_state(&ledger);
@@ -320,9 +317,8 @@ fn finishing_under_a_lost_lease_writes_nothing() {
     assert_eq!(ledger.sessions().unwrap()[0].times_processed, 1);
 }
 
-#[test]
-fn finishing_twice_with_the_same_record_changes_no_total() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn finishing_twice_with_the_same_record_changes_no_total(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(5), session_id(5));
     let record = accepted(&w, &s, &[true, false, true]);
     let first = acquire(&mut ledger, &w, &s, "worker-a", T0);
@@ -353,9 +349,8 @@ fn finishing_twice_with_the_same_record_changes_no_total() {
     assert_eq!(row(&ledger, &w, &s).state, IntakeState::Done);
 }
 
-#[test]
-fn unchanged_parts_are_given_back_without_processing() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn unchanged_parts_are_given_back_without_processing(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(6), session_id(6));
     // Never completed: it can only go back to waiting.
     let a = acquire(&mut ledger, &w, &s, "worker-a", T0);
@@ -444,9 +439,8 @@ fn unchanged_parts_are_given_back_without_processing() {
     assert_eq!(row(&ledger, &w, &s).state, IntakeState::Done);
 }
 
-#[test]
-fn a_refused_record_keeps_the_lease_and_writes_nothing() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn a_refused_record_keeps_the_lease_and_writes_nothing(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(7), session_id(7));
     ledger
         .record_session(
@@ -487,9 +481,8 @@ fn a_refused_record_keeps_the_lease_and_writes_nothing() {
     );
 }
 
-#[test]
-fn failures_count_until_a_success() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn failures_count_until_a_success(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(8), session_id(8));
     assert!(ledger.failed_sessions().unwrap().is_empty());
 
@@ -603,9 +596,8 @@ fn failures_count_until_a_success() {
     );
 }
 
-#[test]
-fn sessions_are_counted_by_state() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn sessions_are_counted_by_state(store: &Store) {
+    let mut ledger = store.open();
     let zero = counts(&[
         ("done", 0),
         ("failed", 0),
@@ -655,9 +647,8 @@ fn sessions_are_counted_by_state() {
     );
 }
 
-#[test]
-fn the_sweep_finds_sessions_waiting_since_the_cutoff() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn the_sweep_finds_sessions_waiting_since_the_cutoff(store: &Store) {
+    let mut ledger = store.open();
     let w = wallet(10);
     let (s1, s2, s3, s4) = (session_id(1), session_id(2), session_id(3), session_id(4));
     ledger.note_seen(&w, &s3, T0 + 3_000).unwrap();
@@ -695,22 +686,21 @@ fn spawn<T: Send + 'static>(
         .expect("spawn a test thread")
 }
 
-#[test]
-fn two_connections_never_hold_one_lease_at_once() {
+fn two_connections_never_hold_one_lease_at_once(store: &Store) {
     const WORKERS: usize = 2;
     const ROUNDS: usize = 150;
-    let (_dir, path) = file_ledger();
     let (w, s) = (wallet(11), session_id(11));
-    Ledger::open(&path).unwrap().note_seen(&w, &s, T0).unwrap();
+    store.open().note_seen(&w, &s, T0).unwrap();
+    let location = store.location().clone();
     let holding = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(WORKERS));
     let workers: Vec<_> = (0..WORKERS)
         .map(|n| {
-            let (path, w, s) = (path.clone(), w.clone(), s.clone());
+            let (location, w, s) = (location.clone(), w.clone(), s.clone());
             let (holding, start) = (Arc::clone(&holding), Arc::clone(&start));
             spawn(format!("worker-{n}"), move || {
                 let holder = format!("worker-{n}");
-                let mut ledger = Ledger::open(&path).unwrap();
+                let mut ledger = Ledger::open_at(&location).unwrap();
                 let (mut tokens, mut busy) = (Vec::new(), 0usize);
                 start.wait();
                 for round in 0..ROUNDS {
@@ -758,35 +748,30 @@ fn two_connections_never_hold_one_lease_at_once() {
     let acquired = tokens.len() as u64;
     // Every acquire moved the token on by one: no two leases shared a token.
     assert_eq!(tokens, (1..=acquired).collect::<Vec<_>>());
-    let last = Ledger::open(&path)
-        .unwrap()
-        .intake(&w, &s)
-        .unwrap()
-        .unwrap();
+    let last = store.open().intake(&w, &s).unwrap().unwrap();
     assert_eq!(
         (last.lease_token, last.state, last.lease_holder),
         (acquired, IntakeState::Waiting, None)
     );
 }
 
-#[test]
-fn contending_workers_record_a_session_once_per_successful_finish() {
+fn contending_workers_record_a_session_once_per_successful_finish(store: &Store) {
     const WORKERS: usize = 2;
     const ROUNDS: usize = 60;
-    let (_dir, path) = file_ledger();
     let (w, s) = (wallet(12), session_id(12));
     let record = accepted(&w, &s, &[true, false]);
     // A shared clock that moves on with every call, and leases short enough to be taken over
     // while their holder is still working.
     let clock = Arc::new(AtomicI64::new(T0));
+    let location = store.location().clone();
     let start = Arc::new(Barrier::new(WORKERS));
     let workers: Vec<_> = (0..WORKERS)
         .map(|n| {
-            let (path, w, s, record) = (path.clone(), w.clone(), s.clone(), record.clone());
-            let (clock, start) = (Arc::clone(&clock), Arc::clone(&start));
+            let (location, w, s) = (location.clone(), w.clone(), s.clone());
+            let (record, clock, start) = (record.clone(), Arc::clone(&clock), Arc::clone(&start));
             spawn(format!("finisher-{n}"), move || {
                 let holder = format!("finisher-{n}");
-                let mut ledger = Ledger::open(&path).unwrap();
+                let mut ledger = Ledger::open_at(&location).unwrap();
                 let tick = || clock.fetch_add(1, Ordering::SeqCst);
                 let (mut acquired, mut finished) = (0u64, 0u64);
                 start.wait();
@@ -812,7 +797,7 @@ fn contending_workers_record_a_session_once_per_successful_finish() {
         .into_iter()
         .map(|worker| worker.join().expect("a worker thread panicked"))
         .fold((0, 0), |(a, f), (a2, f2)| (a + a2, f + f2));
-    let ledger = Ledger::open(&path).unwrap();
+    let ledger = store.open();
     assert_eq!(
         ledger.intake(&w, &s).unwrap().unwrap().lease_token,
         acquired
@@ -835,18 +820,17 @@ fn contending_workers_record_a_session_once_per_successful_finish() {
     assert_eq!(last.parts_fingerprint.as_deref(), Some("fp"));
 }
 
-#[test]
-fn workers_opening_a_new_ledger_at_once_all_get_the_latest_schema() {
+fn workers_opening_a_new_ledger_at_once_all_get_the_latest_schema(store: &Store) {
     const WORKERS: usize = 4;
     for round in 0..20 {
-        let (_dir, path) = file_ledger();
+        let fresh = store.another();
         let start = Arc::new(Barrier::new(WORKERS));
         let openers: Vec<_> = (0..WORKERS)
             .map(|n| {
-                let (path, start) = (path.clone(), Arc::clone(&start));
+                let (location, start) = (fresh.location().clone(), Arc::clone(&start));
                 spawn(format!("opener-{n}"), move || {
                     start.wait();
-                    Ledger::open(&path).map(|_| ())
+                    Ledger::open_at(&location).map(|_| ())
                 })
             })
             .collect();
@@ -856,13 +840,28 @@ fn workers_opening_a_new_ledger_at_once_all_get_the_latest_schema() {
                 panic!("round {round}: {shown}");
             }
         }
-        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        assert_eq!(fresh.version(), fresh.latest_version());
     }
 }
 
-fn user_version(path: &Path) -> usize {
-    rusqlite::Connection::open(path)
-        .expect("a second connection")
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .expect("user_version")
+fn main() {
+    common::stores::run(
+        "intake",
+        bodies![
+            first_seen_is_set_once_and_never_moves,
+            a_second_holder_gets_the_lease_only_once_it_expired,
+            renewing_moves_the_expiry_until_the_lease_is_lost,
+            finishing_under_a_lost_lease_writes_nothing,
+            finishing_twice_with_the_same_record_changes_no_total,
+            unchanged_parts_are_given_back_without_processing,
+            a_refused_record_keeps_the_lease_and_writes_nothing,
+            failures_count_until_a_success,
+            sessions_are_counted_by_state,
+            the_sweep_finds_sessions_waiting_since_the_cutoff,
+            two_connections_never_hold_one_lease_at_once,
+            contending_workers_record_a_session_once_per_successful_finish,
+            workers_opening_a_new_ledger_at_once_all_get_the_latest_schema,
+        ],
+        &[],
+    );
 }

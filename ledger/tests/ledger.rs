@@ -1,17 +1,19 @@
-//! The ledger through its public API (and, for the triggers, through a second raw connection to
-//! the same file, as someone with the `sqlite3` shell would).
+//! The ledger through its public API (and, for the triggers, by hand past the ledger, as someone
+//! with the `sqlite3` shell or `psql` would). Each test runs on SQLite and on PostgreSQL
+//! (`common::stores`).
+
+// Test bodies are plain functions run by `common::stores`, not `#[test]`s: they unwrap as tests do.
+#![allow(clippy::unwrap_used, reason = "test bodies")]
 
 mod common;
 
-use std::path::Path;
-
-use common::{accepted_session, check_result, file_ledger, session_id, wallet, FRAMES, RATE};
-use rusqlite::Connection;
+use common::stores::{Backend, Store};
+use common::{accepted_session, check_result, session_id, wallet, FRAMES, RATE};
 use sd_core::{
     CheckName, CheckResult, Lamports, PayoutState, SegmentKey, SegmentRecord, SegmentRef,
     SessionRecord, SessionStatus, Verdict,
 };
-use sd_ledger::{ItemKind, Ledger, LedgerError, Payout, WalletTotals, SCHEMA_VERSION};
+use sd_ledger::{ItemKind, Ledger, LedgerError, Payout, WalletTotals};
 
 const NOW: &str = "2026-02-01T12:00:00Z";
 const LATER: &str = "2026-02-02T12:00:00Z";
@@ -71,13 +73,8 @@ fn pending(ledger: &Ledger, wallet: &str) -> Option<Payout> {
         .find(|p| p.state == PayoutState::Pending)
 }
 
-fn raw(path: &Path) -> Connection {
-    Connection::open(path).expect("a second connection to the ledger file")
-}
-
-#[test]
-fn recording_the_same_session_twice_changes_nothing() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn recording_the_same_session_twice_changes_nothing(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(1), session_id(1));
     let record = session(&w, &s, &[true, false, true]);
     let first = ledger.record_session(&record, RATE, NOW, "run-1").unwrap();
@@ -110,9 +107,8 @@ fn recording_the_same_session_twice_changes_nothing() {
     assert_eq!(sessions[0].run_id, "run-2");
 }
 
-#[test]
-fn recording_a_changed_session_replaces_its_contribution() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn recording_a_changed_session_replaces_its_contribution(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(1), session_id(1));
     ledger
         .record_session(&session(&w, &s, &[true, true, true]), RATE, NOW, "run-1")
@@ -151,9 +147,8 @@ fn recording_a_changed_session_replaces_its_contribution() {
     assert!(ledger.wallet_totals().unwrap().is_empty());
 }
 
-#[test]
-fn overrides_change_the_counts_and_keep_their_history() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn overrides_change_the_counts_and_keep_their_history(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(2), session_id(2));
     ledger
         .record_session(&session(&w, &s, &[true, false]), RATE, NOW, "run-1")
@@ -234,9 +229,8 @@ fn overrides_change_the_counts_and_keep_their_history() {
     assert_eq!(ledger.override_history(&k).unwrap().len(), 2);
 }
 
-#[test]
-fn overrides_survive_reprocessing_only_on_the_same_cut() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn overrides_survive_reprocessing_only_on_the_same_cut(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(3), session_id(3));
     let record = session(&w, &s, &[true, false]);
     ledger.record_session(&record, RATE, NOW, "run-1").unwrap();
@@ -280,9 +274,8 @@ fn overrides_survive_reprocessing_only_on_the_same_cut() {
     assert_eq!(totals(&ledger, &w).valid_segments, 2);
 }
 
-#[test]
-fn the_view_agrees_with_core_effective_verdict() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn the_view_agrees_with_core_effective_verdict(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(4), session_id(4));
     let record = session(&w, &s, &[true, false, true]);
     ledger.record_session(&record, RATE, NOW, "run-1").unwrap();
@@ -311,9 +304,8 @@ fn the_view_agrees_with_core_effective_verdict() {
     }
 }
 
-#[test]
-fn find_segment_resolves_a_reference_or_says_why_not() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn find_segment_resolves_a_reference_or_says_why_not(store: &Store) {
+    let mut ledger = store.open();
     let s = session_id(5);
     ledger
         .record_session(&session(&wallet(5), &s, &[true]), RATE, NOW, "r")
@@ -353,9 +345,8 @@ fn find_segment_resolves_a_reference_or_says_why_not() {
     );
 }
 
-#[test]
-fn approved_payouts_never_change_and_nothing_is_paid_twice() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn approved_payouts_never_change_and_nothing_is_paid_twice(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(7), session_id(7));
     ledger
         .record_session(&session(&w, &s, &[true, true]), RATE, NOW, "run-1")
@@ -442,9 +433,8 @@ fn approved_payouts_never_change_and_nothing_is_paid_twice() {
     assert_eq!(ledger.payout(second.id).unwrap(), second);
 }
 
-#[test]
-fn a_paid_segment_is_never_topped_up_when_the_rate_changes() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn a_paid_segment_is_never_topped_up_when_the_rate_changes(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(8), session_id(8));
     ledger
         .record_session(&session(&w, &s, &[true]), RATE, NOW, "r")
@@ -462,23 +452,20 @@ fn a_paid_segment_is_never_topped_up_when_the_rate_changes() {
     assert_eq!(ledger.payout(paid.id).unwrap(), paid);
 }
 
-#[test]
-fn sql_triggers_refuse_to_change_approved_and_paid_payouts() {
-    let (_dir, path) = file_ledger();
-    let mut ledger = Ledger::open(&path).unwrap();
+fn sql_triggers_refuse_to_change_approved_and_paid_payouts(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(9), session_id(9));
     ledger
         .record_session(&session(&w, &s, &[true, true]), RATE, NOW, "r")
         .unwrap();
     let approved = ledger.approve(&w, "ops", NOW, None).unwrap();
-    let conn = raw(&path);
     let id = approved.id;
     let refused = |sql: &str| {
-        let err = conn.execute(sql, []).expect_err(sql);
+        let err = store.sql_refused(sql);
         assert!(
-            err.to_string().contains("approved or paid")
-                || err.to_string().contains("only to a pending payout")
-                || err.to_string().contains("append-only"),
+            err.contains("approved or paid")
+                || err.contains("only to a pending payout")
+                || err.contains("append-only"),
             "{sql}: {err}"
         );
     };
@@ -499,20 +486,15 @@ fn sql_triggers_refuse_to_change_approved_and_paid_payouts() {
          VALUES ({id}, '{w}', '{s}', 3, 150, 1000000, 'earning', 'sneaky')"
     ));
     // A payout cannot be born approved, and pending cannot jump to paid.
-    conn.execute(
-        &format!("INSERT INTO payouts (wallet, state, amount_lamports, created_at) VALUES ('{w}', 'pending', 0, 'x')"),
-        [],
-    )
-    .unwrap();
-    let new_id = conn.last_insert_rowid();
-    assert!(conn
-        .execute(&format!("UPDATE payouts SET state = 'paid', paid_at = 'x', signature = 'y' WHERE id = {new_id}"), [])
-        .is_err());
-    assert!(conn
-        .execute(&format!("INSERT INTO payouts (wallet, state, amount_lamports, created_at, approved_at, approved_by) VALUES ('{}', 'approved', 9, 'x', 'x', 'x')", wallet(10)), [])
-        .is_err());
-    conn.execute(&format!("DELETE FROM payouts WHERE id = {new_id}"), [])
-        .unwrap();
+    let new_id = &store.sql_ok(&format!(
+        "INSERT INTO payouts (wallet, state, amount_lamports, created_at) \
+         VALUES ('{w}', 'pending', 0, 'x') RETURNING id"
+    ))[0][0];
+    store.sql_refused(&format!(
+        "UPDATE payouts SET state = 'paid', paid_at = 'x', signature = 'y' WHERE id = {new_id}"
+    ));
+    store.sql_refused(&format!("INSERT INTO payouts (wallet, state, amount_lamports, created_at, approved_at, approved_by) VALUES ('{}', 'approved', 9, 'x', 'x', 'x')", wallet(10)));
+    store.sql_ok(&format!("DELETE FROM payouts WHERE id = {new_id}"));
 
     let paid = ledger.mark_paid(id, &signature(1), LATER).unwrap();
     refused(&format!(
@@ -534,9 +516,8 @@ fn sql_triggers_refuse_to_change_approved_and_paid_payouts() {
     assert_eq!(ledger.override_history(&key(&w, &s, 1)).unwrap().len(), 1);
 }
 
-#[test]
-fn mark_paid_needs_an_approved_payout_and_a_transaction_signature() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn mark_paid_needs_an_approved_payout_and_a_transaction_signature(store: &Store) {
+    let mut ledger = store.open();
     let (w, s) = (wallet(11), session_id(11));
     let recorded = ledger
         .record_session(&session(&w, &s, &[true]), RATE, NOW, "r")
@@ -583,10 +564,8 @@ fn mark_paid_needs_an_approved_payout_and_a_transaction_signature() {
     assert_eq!((t.paid_lamports, t.payout_lamports), (RATE, RATE));
 }
 
-#[test]
-fn amounts_are_sql_integers_and_sums_are_exact() {
-    let (_dir, path) = file_ledger();
-    let mut ledger = Ledger::open(&path).unwrap();
+fn amounts_are_sql_integers_and_sums_are_exact(store: &Store) {
+    let mut ledger = store.open();
     // Above 2^53 a float cannot hold every amount: 120 items of this rate must still be exact.
     let rate = Lamports(i64::MAX / 120 - 7);
     let w = wallet(12);
@@ -610,33 +589,37 @@ fn amounts_are_sql_integers_and_sums_are_exact() {
     assert_eq!(payout.amount_lamports, expected);
     assert_eq!(payout.amount_sol(), expected.sol());
 
-    let conn = raw(&path);
-    let kinds: Vec<String> = conn
-        .prepare(
-            "SELECT DISTINCT typeof(amount_lamports) FROM payout_items \
-             UNION SELECT DISTINCT typeof(amount_lamports) FROM payouts \
-             UNION SELECT DISTINCT typeof(payout_lamports) FROM wallet_totals",
-        )
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(kinds, ["integer"]);
-    // A fractional amount does not even get in.
-    let err = conn
-        .execute(
-            "INSERT INTO payout_items (payout_id, wallet, session_id, segment, frames, amount_lamports, kind, note) \
-             VALUES (?1, ?2, 'session_1_a', 1, 1, 1000000.5, 'earning', 'x')",
-            rusqlite::params![payout.id, w],
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("CHECK"), "{err}");
+    match store.backend {
+        Backend::Sqlite => {
+            let kinds = store.sql_ok(
+                "SELECT DISTINCT typeof(amount_lamports) FROM payout_items \
+                 UNION SELECT DISTINCT typeof(amount_lamports) FROM payouts \
+                 UNION SELECT DISTINCT typeof(payout_lamports) FROM wallet_totals",
+            );
+            assert_eq!(kinds, [["integer"]]);
+            // A fractional amount does not even get in.
+            let err = store.sql_refused(&format!(
+                "INSERT INTO payout_items (payout_id, wallet, session_id, segment, frames, amount_lamports, kind, note) \
+                 VALUES ({}, '{w}', 'session_1_a', 1, 1, 1000000.5, 'earning', 'x')",
+                payout.id
+            ));
+            assert!(err.contains("CHECK"), "{err}");
+        }
+        Backend::Postgres => {
+            // The columns are integers (a fraction given by hand is rounded on the way in, as
+            // PostgreSQL casts to the column's type), and so are the view's sums.
+            let kinds = store.sql_ok(
+                "SELECT DISTINCT pg_typeof(amount_lamports)::text FROM payout_items \
+                 UNION SELECT DISTINCT pg_typeof(amount_lamports)::text FROM payouts \
+                 UNION SELECT DISTINCT pg_typeof(payout_lamports)::text FROM wallet_totals",
+            );
+            assert_eq!(kinds, [["bigint"]]);
+        }
+    }
 }
 
-#[test]
-fn overflow_is_refused_and_nothing_is_written() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn overflow_is_refused_and_nothing_is_written(store: &Store) {
+    let mut ledger = store.open();
     let w = wallet(13);
     let near_max = Lamports(i64::MAX / 2 + 1);
     let err = ledger
@@ -685,9 +668,8 @@ fn overflow_is_refused_and_nothing_is_written() {
     assert_eq!(ledger.rate().unwrap(), Some(max));
 }
 
-#[test]
-fn a_refused_first_call_does_not_set_the_rate() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn a_refused_first_call_does_not_set_the_rate(store: &Store) {
+    let mut ledger = store.open();
     let w = wallet(18);
     let near_max = Lamports(i64::MAX / 2 + 1);
     let err = ledger
@@ -710,11 +692,8 @@ fn a_refused_first_call_does_not_set_the_rate() {
     assert_eq!(totals(&ledger, &w).pending_lamports, Lamports(2 * RATE.0));
 }
 
-#[test]
-fn payout_sol_text_is_exact_for_any_amount() {
-    let (_dir, path) = file_ledger();
-    drop(Ledger::open(&path).unwrap());
-    let conn = raw(&path);
+fn payout_sol_text_is_exact_for_any_amount(store: &Store) {
+    drop(store.open());
     let amounts = [
         1,
         -1,
@@ -730,19 +709,16 @@ fn payout_sol_text_is_exact_for_any_amount() {
     for (n, amount) in amounts.iter().enumerate() {
         // Pending payouts take any items: enough to exercise the view's arithmetic.
         let w = wallet(100 + n as u8);
-        conn.execute(
-            "INSERT INTO payouts (wallet, state, amount_lamports, created_at) VALUES (?1, 'pending', ?2, 'x')",
-            rusqlite::params![w, amount],
-        )
-        .unwrap();
-        conn.execute(
+        let id = &store.sql_ok(&format!(
+            "INSERT INTO payouts (wallet, state, amount_lamports, created_at) \
+             VALUES ('{w}', 'pending', {amount}, 'x') RETURNING id"
+        ))[0][0];
+        store.sql_ok(&format!(
             "INSERT INTO payout_items (payout_id, wallet, session_id, segment, frames, amount_lamports, kind, note) \
-             VALUES (last_insert_rowid(), ?1, 'session_1_a', 1, 1, ?2, 'adjustment', 'x')",
-            rusqlite::params![w, amount],
-        )
-        .unwrap();
+             VALUES ({id}, '{w}', 'session_1_a', 1, 1, {amount}, 'adjustment', 'x')"
+        ));
     }
-    let ledger = Ledger::open(&path).unwrap();
+    let ledger = store.open();
     for (n, amount) in amounts.iter().enumerate() {
         let t = totals(&ledger, &wallet(100 + n as u8));
         assert_eq!(t.payout_lamports, Lamports(*amount));
@@ -750,36 +726,29 @@ fn payout_sol_text_is_exact_for_any_amount() {
     }
 }
 
-#[test]
-fn open_uses_wal_and_migrations_are_idempotent() {
-    let (_dir, path) = file_ledger();
+fn open_uses_wal_and_migrations_are_idempotent(store: &Store) {
     let (w, s) = (wallet(14), session_id(14));
     {
-        let mut ledger = Ledger::open(&path).unwrap();
-        assert_eq!(ledger.path(), Some(path.as_path()));
+        let mut ledger = store.open();
+        assert_eq!(ledger.location(), Some(store.location()));
+        assert_eq!(ledger.path(), store.path().as_deref());
         ledger
             .record_session(&session(&w, &s, &[true, false]), RATE, NOW, "r")
             .unwrap();
     }
-    let conn = raw(&path);
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
-    let version = |conn: &Connection| -> usize {
-        conn.query_row("PRAGMA user_version", [], |row| row.get(0))
-            .unwrap()
-    };
-    assert_eq!(version(&conn), SCHEMA_VERSION);
+    if store.backend == Backend::Sqlite {
+        assert_eq!(store.sql_ok("PRAGMA journal_mode"), [["wal"]]);
+    }
+    assert_eq!(store.version(), store.latest_version());
     let before = {
-        let ledger = Ledger::open(&path).unwrap();
+        let ledger = store.open();
         (
             ledger.wallet_totals().unwrap(),
             ledger.payouts(None).unwrap(),
         )
     };
-    let mut ledger = Ledger::open(&path).unwrap();
-    assert_eq!(version(&conn), SCHEMA_VERSION);
+    let mut ledger = store.open();
+    assert_eq!(store.version(), store.latest_version());
     assert_eq!(
         (
             ledger.wallet_totals().unwrap(),
@@ -790,16 +759,15 @@ fn open_uses_wal_and_migrations_are_idempotent() {
     assert_eq!(before.0[0].valid_segments, 1);
 
     // Two handles on one file see each other's commits.
-    let other = Ledger::open(&path).unwrap();
+    let other = store.open();
     ledger
         .override_segment(&key(&w, &s, 2), Verdict::Pass, "ok", "ana", NOW, RATE)
         .unwrap();
     assert_eq!(totals(&other, &w).valid_segments, 2);
 }
 
-#[test]
-fn records_the_ledger_must_not_store_are_refused() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn records_the_ledger_must_not_store_are_refused(store: &Store) {
+    let mut ledger = store.open();
     let good = session(&wallet(15), &session_id(15), &[true, true]);
     let mut bad_wallet = good.clone();
     bad_wallet.wallet = "not-a-wallet".to_owned();
@@ -830,42 +798,29 @@ fn records_the_ledger_must_not_store_are_refused() {
     assert_eq!(ledger.sessions().unwrap().len(), 1);
 }
 
-#[test]
-fn every_check_is_stored_once_with_nan_as_null() {
-    let (_dir, path) = file_ledger();
-    let mut ledger = Ledger::open(&path).unwrap();
+fn every_check_is_stored_once_with_nan_as_null(store: &Store) {
+    let mut ledger = store.open();
     let record = session(&wallet(16), &session_id(16), &[true, false]);
     ledger.record_session(&record, RATE, NOW, "r").unwrap();
     ledger.record_session(&record, RATE, LATER, "r").unwrap();
-    let conn = raw(&path);
-    let rows: Vec<(i64, String, Option<f64>, String, bool)> = conn
-        .prepare(
-            "SELECT g.segment, c.check_name, c.value, c.bound, c.passed \
-             FROM checks AS c JOIN segments AS g ON g.id = c.segment_row ORDER BY g.segment, c.position",
-        )
-        .unwrap()
-        .query_map([], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let at_least = "at_least".to_owned();
+    let rows = store.sql_ok(
+        "SELECT g.segment, c.check_name, c.value, c.bound, c.passed \
+         FROM checks AS c JOIN segments AS g ON g.id = c.segment_row ORDER BY g.segment, c.position",
+    );
     assert_eq!(
         rows,
         [
-            (1, "blur".to_owned(), Some(1.0), at_least.clone(), true),
-            (1, "frozen".to_owned(), Some(1.0), at_least.clone(), true),
-            (2, "blur".to_owned(), None, at_least.clone(), false),
-            (2, "frozen".to_owned(), Some(1.0), at_least, true),
+            ["1", "blur", "1", "at_least", "1"],
+            ["1", "frozen", "1", "at_least", "1"],
+            ["2", "blur", "", "at_least", "0"],
+            ["2", "frozen", "1", "at_least", "1"],
         ]
     );
 }
 
 /// The worked example of docs/LEDGER.md, step by step.
-#[test]
-fn the_worked_example_of_the_docs_holds() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn the_worked_example_of_the_docs_holds(store: &Store) {
+    let mut ledger = store.open();
     let w = wallet(17);
     let (a, b) = (session_id(40), session_id(41));
     // 1.
@@ -973,9 +928,8 @@ fn snapshot(ledger: &Ledger, k: &SegmentKey) -> Snapshot {
 
 /// The review's case: `process` at 2M a segment, then `review override` with the default 1M must
 /// not halve what is pending.
-#[test]
-fn a_rate_other_than_the_ledgers_is_refused_and_nothing_is_written() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn a_rate_other_than_the_ledgers_is_refused_and_nothing_is_written(store: &Store) {
+    let mut ledger = store.open();
     assert_eq!(ledger.rate().unwrap(), None);
     let (w, s) = (wallet(19), session_id(19));
     let double = Lamports(2 * RATE.0);
@@ -1033,9 +987,8 @@ fn a_rate_other_than_the_ledgers_is_refused_and_nothing_is_written() {
     assert_eq!(totals(&ledger, &w).pending_lamports, Lamports(2 * double.0));
 }
 
-#[test]
-fn set_rate_reprices_pending_earnings_only() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn set_rate_reprices_pending_earnings_only(store: &Store) {
+    let mut ledger = store.open();
     // Wallet a: two segments approved, one more pending.
     let a = wallet(21);
     ledger
@@ -1133,7 +1086,8 @@ fn set_rate_reprices_pending_earnings_only() {
     assert_eq!(ledger.rate().unwrap(), Some(triple));
 
     // On an empty ledger set_rate just sets the rate the first call must bring.
-    let mut fresh = Ledger::open_in_memory().unwrap();
+    let empty = store.another();
+    let mut fresh = empty.open();
     fresh.set_rate(triple, NOW).unwrap();
     assert!(matches!(
         fresh.record_session(&session(&a, &session_id(21), &[true]), RATE, NOW, "r"),
@@ -1142,18 +1096,16 @@ fn set_rate_reprices_pending_earnings_only() {
     assert!(fresh.sessions().unwrap().is_empty());
 }
 
-#[test]
-fn the_rate_persists_across_reopen_and_sql_guards_it() {
-    let (_dir, path) = file_ledger();
+fn the_rate_persists_across_reopen_and_sql_guards_it(store: &Store) {
     let (w, s) = (wallet(25), session_id(27));
     let double = Lamports(2 * RATE.0);
     {
-        let mut ledger = Ledger::open(&path).unwrap();
+        let mut ledger = store.open();
         ledger
             .record_session(&session(&w, &s, &[true, false]), double, NOW, "r")
             .unwrap();
     }
-    let mut ledger = Ledger::open(&path).unwrap();
+    let mut ledger = store.open();
     assert_eq!(ledger.rate().unwrap(), Some(double));
     let k = key(&w, &s, 2);
     let before = snapshot(&ledger, &k);
@@ -1168,31 +1120,30 @@ fn the_rate_persists_across_reopen_and_sql_guards_it() {
     assert_eq!(snapshot(&ledger, &k), before);
     ledger.set_rate(RATE, LATER).unwrap();
     drop(ledger);
-    let ledger = Ledger::open(&path).unwrap();
+    let ledger = store.open();
     assert_eq!(ledger.rate().unwrap(), Some(RATE));
     assert_eq!(totals(&ledger, &w).pending_lamports, RATE);
 
     // By hand: the rate is never dropped (the next command's config would set it again), is an
     // integer > 0, and there is one.
-    let conn = raw(&path);
-    let err = conn.execute("DELETE FROM settings", []).unwrap_err();
-    assert!(err.to_string().contains("never deleted"), "{err}");
+    let err = store.sql_refused("DELETE FROM settings");
+    assert!(err.contains("never deleted"), "{err}");
     for bad in [
         "UPDATE settings SET lamports_per_segment = 0",
-        "UPDATE settings SET lamports_per_segment = 1000000.5",
         "UPDATE settings SET lamports_per_segment = 'a million'",
         "UPDATE settings SET lamports_per_segment = NULL",
         "INSERT INTO settings (id, lamports_per_segment, rate_set_at) VALUES (2, 5, 'x')",
     ] {
-        assert!(conn.execute(bad, []).is_err(), "{bad}");
+        store.sql_refused(bad);
+    }
+    if store.backend == Backend::Sqlite {
+        store.sql_refused("UPDATE settings SET lamports_per_segment = 1000000.5");
     }
     assert_eq!(ledger.rate().unwrap(), Some(RATE));
 }
 
-#[test]
-fn one_transfer_signature_pays_one_payout() {
-    let (_dir, path) = file_ledger();
-    let mut ledger = Ledger::open(&path).unwrap();
+fn one_transfer_signature_pays_one_payout(store: &Store) {
+    let mut ledger = store.open();
     let mut ids = Vec::new();
     for n in 26..29 {
         let w = wallet(n);
@@ -1231,20 +1182,16 @@ fn one_transfer_signature_pays_one_payout() {
     assert_eq!(paid.signature, Some(signature(27)));
 
     // By hand, the unique index refuses it.
-    let conn = raw(&path);
-    let err = conn
-        .execute(
-            "UPDATE payouts SET state = 'paid', paid_at = 'x', signature = ?1 WHERE id = ?2",
-            rusqlite::params![signature(26), third],
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    let err = store.sql_refused(&format!(
+        "UPDATE payouts SET state = 'paid', paid_at = 'x', signature = '{}' WHERE id = {third}",
+        signature(26)
+    ));
+    assert!(err.to_lowercase().contains("unique"), "{err}");
     assert_eq!(ledger.payout(third).unwrap().state, PayoutState::Approved);
 }
 
-#[test]
-fn approve_is_refused_when_the_pending_amount_is_not_what_was_seen() {
-    let mut ledger = Ledger::open_in_memory().unwrap();
+fn approve_is_refused_when_the_pending_amount_is_not_what_was_seen(store: &Store) {
+    let mut ledger = store.open();
     let w = wallet(29);
     ledger
         .record_session(&session(&w, &session_id(29), &[true]), RATE, NOW, "r")
@@ -1292,4 +1239,36 @@ fn approve_is_refused_when_the_pending_amount_is_not_what_was_seen() {
         ledger.approve(&w, "ops", LATER, Some(RATE)),
         Err(LedgerError::NothingPending { .. })
     ));
+}
+
+fn main() {
+    common::stores::run(
+        "ledger",
+        bodies![
+            recording_the_same_session_twice_changes_nothing,
+            recording_a_changed_session_replaces_its_contribution,
+            overrides_change_the_counts_and_keep_their_history,
+            overrides_survive_reprocessing_only_on_the_same_cut,
+            the_view_agrees_with_core_effective_verdict,
+            find_segment_resolves_a_reference_or_says_why_not,
+            approved_payouts_never_change_and_nothing_is_paid_twice,
+            a_paid_segment_is_never_topped_up_when_the_rate_changes,
+            sql_triggers_refuse_to_change_approved_and_paid_payouts,
+            mark_paid_needs_an_approved_payout_and_a_transaction_signature,
+            amounts_are_sql_integers_and_sums_are_exact,
+            overflow_is_refused_and_nothing_is_written,
+            a_refused_first_call_does_not_set_the_rate,
+            payout_sol_text_is_exact_for_any_amount,
+            open_uses_wal_and_migrations_are_idempotent,
+            records_the_ledger_must_not_store_are_refused,
+            every_check_is_stored_once_with_nan_as_null,
+            the_worked_example_of_the_docs_holds,
+            a_rate_other_than_the_ledgers_is_refused_and_nothing_is_written,
+            set_rate_reprices_pending_earnings_only,
+            the_rate_persists_across_reopen_and_sql_guards_it,
+            one_transfer_signature_pays_one_payout,
+            approve_is_refused_when_the_pending_amount_is_not_what_was_seen,
+        ],
+        &[],
+    );
 }

@@ -76,12 +76,18 @@ pub struct SetupArgs {
     pub cors_origin: Vec<String>,
 }
 
-/// The ledger file.
+/// Where the ledger is.
 #[derive(Debug, Clone, Args)]
 pub struct LedgerArgs {
-    /// The SQLite payout ledger, shared by every worker on this machine.
-    #[arg(long, env = "SD_LEDGER", default_value = "out/ledger.sqlite")]
-    pub ledger: PathBuf,
+    /// The payout ledger: a SQLite file (every worker on one machine), or a PostgreSQL database as
+    /// a postgres:// URL (workers on several hosts).
+    #[arg(
+        long,
+        env = "SD_LEDGER",
+        value_name = "FILE|URL",
+        default_value = "out/ledger.sqlite"
+    )]
+    pub ledger: sd_ledger::LedgerLocation,
 }
 
 #[derive(Debug, Args)]

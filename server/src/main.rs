@@ -71,12 +71,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Opens (creating it and its folder if needed) the SQLite ledger.
-pub(crate) fn open_ledger(path: &Path) -> anyhow::Result<sd_ledger::Ledger> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+/// Opens the ledger: a SQLite file (created with its folder if needed) or a PostgreSQL database.
+pub(crate) fn open_ledger(
+    location: &sd_ledger::LedgerLocation,
+) -> anyhow::Result<sd_ledger::Ledger> {
+    if let Some(parent) = location
+        .path()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    sd_ledger::Ledger::open(path)
-        .with_context(|| format!("cannot open the ledger {}", path.display()))
+    sd_ledger::Ledger::open_at(location)
+        .with_context(|| format!("cannot open the ledger {location}"))
 }

@@ -16,12 +16,16 @@ pub async fn run(clients: &Clients, args: &ReviewArgs) -> anyhow::Result<()> {
         .rate()
         .context("payout.lamports_per_segment is too large")?;
     let reference = SegmentRef::parse(&args.segment).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(
-        args.ledger.ledger.is_file(),
-        "no ledger at {} (pass the workers' --ledger)",
-        args.ledger.ledger.display()
-    );
-    let mut ledger = crate::open_ledger(&args.ledger.ledger)?;
+    let location = &args.ledger.ledger;
+    let mut ledger = match sd_ledger::Ledger::open_existing(location) {
+        Err(sd_ledger::LedgerError::NotFound { path }) => {
+            anyhow::bail!(
+                "no ledger at {} (pass the workers' --ledger)",
+                path.display()
+            )
+        }
+        opened => opened.with_context(|| format!("cannot open the ledger {location}"))?,
+    };
     let key = ledger.find_segment(&reference)?.key;
     let target = ReviewTarget {
         clean_bucket: &args.resources.clean_bucket,

@@ -65,7 +65,7 @@ pub async fn run(clients: &Clients, args: &StatusArgs) -> anyhow::Result<()> {
         .collect();
     println!(
         "sessions (ledger {}): {}",
-        args.ledger.ledger.display(),
+        args.ledger.ledger,
         states.join(", ")
     );
     for session in &status.stalled {

@@ -78,7 +78,7 @@ pub async fn run(clients: Clients, args: WorkerArgs) -> anyhow::Result<()> {
         anyhow::ensure!(
             ledger_rate == rate,
             "the ledger {} pays {} lamports per segment but the config says {}",
-            args.ledger.ledger.display(),
+            args.ledger.ledger,
             ledger_rate.0,
             rate.0
         );

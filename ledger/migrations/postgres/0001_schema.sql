@@ -10,6 +10,9 @@
 -- so nothing can collide with the sequence); unlike SQLite's, a rolled-back or retried insert
 -- leaves a gap in them.
 --
+-- Text compares and sorts byte by byte (COLLATE "C"), as in SQLite, whatever the database's locale:
+-- listings come in the same order from both stores.
+--
 -- SQLite has one writer at a time; PostgreSQL does not. A guard that reads another row (an item's
 -- payout) locks it (FOR SHARE), so that the check and a concurrent change of that row cannot both
 -- commit at any isolation level. TRUNCATE skips row triggers: it is refused on every table whose
@@ -17,17 +20,17 @@
 
 CREATE TABLE sessions (
     id               BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    wallet           TEXT    NOT NULL,
-    session_id       TEXT    NOT NULL,
-    source           TEXT    NOT NULL,
-    status           TEXT    NOT NULL CHECK (status IN ('accepted', 'rejected')),
-    reject_code      TEXT,
-    reject_message   TEXT,
+    wallet           TEXT COLLATE "C"    NOT NULL,
+    session_id       TEXT COLLATE "C"    NOT NULL,
+    source           TEXT COLLATE "C"    NOT NULL,
+    status           TEXT COLLATE "C"    NOT NULL CHECK (status IN ('accepted', 'rejected')),
+    reject_code      TEXT COLLATE "C",
+    reject_message   TEXT COLLATE "C",
     frames           BIGINT  NOT NULL CHECK (frames >= 0),
     clock_confidence DOUBLE PRECISION,
-    session_json     TEXT    NOT NULL,
-    processed_at     TEXT    NOT NULL,
-    run_id           TEXT    NOT NULL,
+    session_json     TEXT COLLATE "C"    NOT NULL,
+    processed_at     TEXT COLLATE "C"    NOT NULL,
+    run_id           TEXT COLLATE "C"    NOT NULL,
     times_processed  BIGINT  NOT NULL DEFAULT 1 CHECK (times_processed >= 1),
     UNIQUE (wallet, session_id),
     CHECK (status = 'rejected' OR (reject_code IS NULL AND reject_message IS NULL))
@@ -45,7 +48,7 @@ CREATE TABLE segments (
     start_pts_ms  DOUBLE PRECISION NOT NULL,
     end_pts_ms    DOUBLE PRECISION NOT NULL,
     passed        BIGINT  NOT NULL CHECK (passed IN (0, 1)),
-    failed_checks TEXT    NOT NULL,
+    failed_checks TEXT COLLATE "C"    NOT NULL,
     UNIQUE (session_row, segment)
 );
 
@@ -53,28 +56,28 @@ CREATE TABLE checks (
     id          BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     segment_row BIGINT  NOT NULL REFERENCES segments (id) ON DELETE CASCADE,
     position    BIGINT  NOT NULL CHECK (position >= 0),
-    check_name  TEXT    NOT NULL,
-    metric      TEXT    NOT NULL,
+    check_name  TEXT COLLATE "C"    NOT NULL,
+    metric      TEXT COLLATE "C"    NOT NULL,
     value       DOUBLE PRECISION,
     threshold   DOUBLE PRECISION,
-    bound       TEXT    NOT NULL CHECK (bound IN ('at_most', 'at_least')),
+    bound       TEXT COLLATE "C"    NOT NULL CHECK (bound IN ('at_most', 'at_least')),
     passed      BIGINT  NOT NULL CHECK (passed IN (0, 1)),
-    reason      TEXT    NOT NULL,
+    reason      TEXT COLLATE "C"    NOT NULL,
     UNIQUE (segment_row, position)
 );
 
 CREATE TABLE overrides (
     id            BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    wallet        TEXT    NOT NULL,
-    session_id    TEXT    NOT NULL,
+    wallet        TEXT COLLATE "C"    NOT NULL,
+    session_id    TEXT COLLATE "C"    NOT NULL,
     segment       BIGINT  NOT NULL CHECK (segment >= 1),
     first_frame   BIGINT  NOT NULL,
     last_frame    BIGINT  NOT NULL,
-    from_verdict  TEXT    NOT NULL CHECK (from_verdict IN ('pass', 'fail')),
-    to_verdict    TEXT    NOT NULL CHECK (to_verdict IN ('pass', 'fail')),
-    reason        TEXT    NOT NULL CHECK (length(trim(reason)) > 0),
-    overridden_by TEXT    NOT NULL CHECK (length(trim(overridden_by)) > 0),
-    overridden_at TEXT    NOT NULL
+    from_verdict  TEXT COLLATE "C"    NOT NULL CHECK (from_verdict IN ('pass', 'fail')),
+    to_verdict    TEXT COLLATE "C"    NOT NULL CHECK (to_verdict IN ('pass', 'fail')),
+    reason        TEXT COLLATE "C"    NOT NULL CHECK (length(trim(reason)) > 0),
+    overridden_by TEXT COLLATE "C"    NOT NULL CHECK (length(trim(overridden_by)) > 0),
+    overridden_at TEXT COLLATE "C"    NOT NULL
 );
 
 CREATE INDEX overrides_by_cut
@@ -131,14 +134,14 @@ WHERE s.status = 'accepted';
 
 CREATE TABLE payouts (
     id              BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    wallet          TEXT    NOT NULL,
-    state           TEXT    NOT NULL CHECK (state IN ('pending', 'approved', 'paid')),
+    wallet          TEXT COLLATE "C"    NOT NULL,
+    state           TEXT COLLATE "C"    NOT NULL CHECK (state IN ('pending', 'approved', 'paid')),
     amount_lamports BIGINT  NOT NULL,
-    created_at      TEXT    NOT NULL,
-    approved_at     TEXT,
-    approved_by     TEXT,
-    paid_at         TEXT,
-    signature       TEXT,
+    created_at      TEXT COLLATE "C"    NOT NULL,
+    approved_at     TEXT COLLATE "C",
+    approved_by     TEXT COLLATE "C",
+    paid_at         TEXT COLLATE "C",
+    signature       TEXT COLLATE "C",
     UNIQUE (id, wallet),
     CHECK ((state = 'pending') = (approved_at IS NULL)),
     CHECK ((state = 'pending') = (approved_by IS NULL)),
@@ -153,13 +156,13 @@ CREATE UNIQUE INDEX payouts_one_per_signature ON payouts (signature) WHERE signa
 CREATE TABLE payout_items (
     id              BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     payout_id       BIGINT  NOT NULL,
-    wallet          TEXT    NOT NULL,
-    session_id      TEXT    NOT NULL,
+    wallet          TEXT COLLATE "C"    NOT NULL,
+    session_id      TEXT COLLATE "C"    NOT NULL,
     segment         BIGINT  NOT NULL CHECK (segment >= 1),
     frames          BIGINT  NOT NULL CHECK (frames >= 0),
     amount_lamports BIGINT  NOT NULL CHECK (amount_lamports <> 0),
-    kind            TEXT    NOT NULL CHECK (kind IN ('earning', 'adjustment')),
-    note            TEXT    NOT NULL,
+    kind            TEXT COLLATE "C"    NOT NULL CHECK (kind IN ('earning', 'adjustment')),
+    note            TEXT COLLATE "C"    NOT NULL,
     FOREIGN KEY (payout_id, wallet) REFERENCES payouts (id, wallet) ON DELETE CASCADE,
     UNIQUE (payout_id, session_id, segment)
 );
@@ -315,7 +318,7 @@ FROM totals;
 CREATE TABLE settings (
     id                   BIGINT  PRIMARY KEY CHECK (id = 1),
     lamports_per_segment BIGINT  NOT NULL CHECK (lamports_per_segment > 0),
-    rate_set_at          TEXT    NOT NULL CHECK (length(trim(rate_set_at)) > 0)
+    rate_set_at          TEXT COLLATE "C"    NOT NULL CHECK (length(trim(rate_set_at)) > 0)
 );
 
 CREATE TRIGGER settings_never_deleted
@@ -324,17 +327,17 @@ FOR EACH ROW EXECUTE FUNCTION
     ledger_refuse('the ledger rate is never deleted: change it with set_rate');
 
 CREATE TABLE intake (
-    wallet            TEXT    NOT NULL CHECK (length(wallet) > 0),
-    session_id        TEXT    NOT NULL CHECK (length(session_id) > 0),
+    wallet            TEXT COLLATE "C"    NOT NULL CHECK (length(wallet) > 0),
+    session_id        TEXT COLLATE "C"    NOT NULL CHECK (length(session_id) > 0),
     first_seen_ms     BIGINT  NOT NULL,
-    state             TEXT    NOT NULL
+    state             TEXT COLLATE "C"    NOT NULL
                               CHECK (state IN ('waiting', 'processing', 'done', 'rejected', 'failed')),
-    parts_fingerprint TEXT,
-    lease_holder      TEXT    CHECK (lease_holder IS NULL OR length(lease_holder) > 0),
+    parts_fingerprint TEXT COLLATE "C",
+    lease_holder      TEXT COLLATE "C"    CHECK (lease_holder IS NULL OR length(lease_holder) > 0),
     lease_token       BIGINT  NOT NULL DEFAULT 0 CHECK (lease_token >= 0),
     lease_expires_ms  BIGINT,
     failures          BIGINT  NOT NULL DEFAULT 0 CHECK (failures >= 0),
-    last_error        TEXT,
+    last_error        TEXT COLLATE "C",
     updated_ms        BIGINT  NOT NULL,
     PRIMARY KEY (wallet, session_id),
     CHECK ((state = 'processing') = (lease_holder IS NOT NULL)),
@@ -344,8 +347,8 @@ CREATE TABLE intake (
 CREATE INDEX intake_by_state ON intake (state, first_seen_ms);
 
 CREATE TABLE upload_nonces (
-    wallet        TEXT    NOT NULL CHECK (length(wallet) > 0),
-    nonce         TEXT    NOT NULL CHECK (length(nonce) BETWEEN 16 AND 64),
+    wallet        TEXT COLLATE "C"    NOT NULL CHECK (length(wallet) > 0),
+    nonce         TEXT COLLATE "C"    NOT NULL CHECK (length(nonce) BETWEEN 16 AND 64),
     keep_until_ms BIGINT  NOT NULL,
     PRIMARY KEY (wallet, nonce)
 );

@@ -1,8 +1,6 @@
 //! Builders shared by the ledger's integration tests (`intake.rs`, `ledger.rs`): wallets, session
-//! ids, accepted sessions cut into segments of `FRAMES` frames, and ledger files in temporary
-//! folders.
-
-use std::path::PathBuf;
+//! ids, accepted sessions cut into segments of `FRAMES` frames; `stores` runs each test on both
+//! stores.
 
 use sd_core::{
     Bound, CheckName, CheckResult, Lamports, SegmentRecord, SessionRecord, SessionStatus,
@@ -12,13 +10,6 @@ use sd_core::{
 pub const RATE: Lamports = Lamports(1_000_000);
 /// The frames of every test segment.
 pub const FRAMES: usize = 150;
-
-/// A file ledger's path in a fresh temporary folder, which lives as long as the `TempDir`.
-pub fn file_ledger() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let path = dir.path().join("ledger.sqlite");
-    (dir, path)
-}
 
 pub fn wallet(n: u8) -> String {
     bs58::encode([n; 32]).into_string()
@@ -87,3 +78,4 @@ pub fn accepted_session(
             .collect(),
     }
 }
+pub mod stores;
