@@ -12,7 +12,8 @@
 #   scripts/postgres.sh restart DIR      starts a stopped cluster again on its port
 #
 # fsync is off: a test cluster lives for one test run, and what the tests check is the ledger's
-# transactions, not the disk's durability (the benchmark says when it runs with fsync).
+# transactions, not the disk's durability. SD_POSTGRES_FSYNC=on turns it on (the ledger benchmark,
+# to compare with SQLite's synchronous=FULL).
 set -euo pipefail
 
 find_bin() {
@@ -59,7 +60,7 @@ case "${1:-}" in
     fi
     echo "$port" >"$dir/port"
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=off -c max_connections=200" start >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=${SD_POSTGRES_FSYNC:-off} -c max_connections=200" start >/dev/null \
       || { cat "$dir/postgres.log" >&2; exit 1; }
     ;;
   stop)
@@ -70,7 +71,7 @@ case "${1:-}" in
     dir=${2:?dir}
     port=$(cat "$dir/port")
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=off -c max_connections=200" start >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=${SD_POSTGRES_FSYNC:-off} -c max_connections=200" start >/dev/null \
       || { cat "$dir/postgres.log" >&2; exit 1; }
     ;;
   *)

@@ -34,6 +34,12 @@ impl Postgres {
     /// `postgres` user must reach it), or answers `None` after saying plainly that `test` is
     /// skipped.
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, false)
+    }
+
+    /// [`Postgres::start`], with `fsync` on when `durable` (a benchmark that compares with
+    /// SQLite's `synchronous=FULL`); the tests run without it.
+    pub fn start_with(test: &str, durable: bool) -> Option<Self> {
         if !script(&["check"]).status.success() {
             let message = "PostgreSQL is not installed: run `scripts/install-deps.sh`";
             if std::env::var_os("SD_REQUIRE_POSTGRES").is_some_and(|v| v == "1") {
@@ -52,7 +58,11 @@ impl Postgres {
         let mut failures = Vec::new();
         for _ in 0..3 {
             let port = free_port();
-            let started = script(&["start", &port.to_string(), &dir.display().to_string()]);
+            let fsync = if durable { "on" } else { "off" };
+            let started = script_with(
+                &["start", &port.to_string(), &dir.display().to_string()],
+                fsync,
+            );
             if started.status.success() {
                 return Some(Self {
                     port,
@@ -142,9 +152,14 @@ impl Drop for Postgres {
 }
 
 fn script(args: &[&str]) -> Output {
+    script_with(args, "off")
+}
+
+fn script_with(args: &[&str], fsync: &str) -> Output {
     Command::new("bash")
         .arg(workspace_root().join("scripts").join("postgres.sh"))
         .args(args)
+        .env("SD_POSTGRES_FSYNC", fsync)
         .output()
         .expect("run scripts/postgres.sh")
 }

@@ -372,6 +372,8 @@ pub(crate) struct PgConn {
     statements: HashMap<String, postgres::Statement>,
     /// How long one call keeps trying to reach the server again after losing it.
     pub(crate) reconnect_for: Duration,
+    /// Transactions run again on this connection after a serialization failure or a deadlock.
+    pub(crate) conflicts: u64,
 }
 
 impl PgConn {
@@ -383,6 +385,7 @@ impl PgConn {
             client: Some(client),
             statements: HashMap::new(),
             reconnect_for: RECONNECT_FOR,
+            conflicts: 0,
         })
     }
 
@@ -415,14 +418,14 @@ impl PgConn {
     /// commits it, running it again after a serialization failure or a lost connection.
     fn run<T>(
         &mut self,
-        write: bool,
-        body: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
+        mode: Mode,
+        body: &mut (dyn FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send),
     ) -> Result<T, LedgerError> {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         let mut lost_since: Option<Instant> = None;
         loop {
-            let outcome = self.attempt(write, body);
+            let outcome = self.attempt(mode, body);
             if matches!(outcome, Err(Attempt::Lost(_))) {
                 self.lost();
             }
@@ -444,6 +447,7 @@ impl PgConn {
                 }
                 Err(Attempt::Serialization(_)) if attempt < WRITE_ATTEMPTS => {
                     tracing::debug!(attempt, "ledger transaction not serializable, run again");
+                    self.conflicts += 1;
                     // Writers that collided wait different times: half the backoff, then a random
                     // part of the other half.
                     let half = (backoff / 2).as_micros() as u64;
@@ -463,8 +467,8 @@ impl PgConn {
 
     fn attempt<T>(
         &mut self,
-        write: bool,
-        body: &mut dyn FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
+        mode: Mode,
+        body: &mut (dyn FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send),
     ) -> Result<T, Attempt> {
         self.client().map_err(Attempt::classify)?;
         let PgConn {
@@ -473,6 +477,32 @@ impl PgConn {
         let client = client
             .as_mut()
             .ok_or_else(|| Attempt::Lost("no PostgreSQL connection".to_owned()))?;
+        let Mode::Write { exclusive } = mode else {
+            return Self::transact(client, statements, false, body);
+        };
+        let Some(key) = exclusive else {
+            return Self::transact(client, statements, true, body);
+        };
+        // Taken before the transaction begins, so that its snapshot is taken after the previous
+        // holder committed: writers of one key never conflict with each other.
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&key])
+            .map_err(|err| Attempt::classify(err.into()))?;
+        let outcome = Self::transact(client, statements, true, body);
+        // A connection that broke here takes its session's lock with it.
+        if let Err(err) = client.execute("SELECT pg_advisory_unlock($1)", &[&key]) {
+            tracing::warn!("ledger: cannot release the write lock ({err}); the server drops it with the connection");
+        }
+        outcome
+    }
+
+    /// One transaction on `client`: serializable when `write`, else a read-only snapshot.
+    fn transact<T>(
+        client: &mut postgres::Client,
+        statements: &mut HashMap<String, postgres::Statement>,
+        write: bool,
+        body: &mut (dyn FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send),
+    ) -> Result<T, Attempt> {
         let started = if write {
             client
                 .build_transaction()
@@ -537,6 +567,16 @@ impl PgConn {
             },
         }
     }
+}
+
+/// What a PostgreSQL transaction is for.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Read,
+    /// With the key of an advisory lock held around it, for writes that must not run at once.
+    Write {
+        exclusive: Option<i64>,
+    },
 }
 
 /// How one run of a PostgreSQL transaction ended, when it did not commit.
@@ -707,13 +747,44 @@ fn prepared(
     Ok(statement)
 }
 
+/// Runs `work` on a thread of its own when the caller is on a thread of a tokio runtime (an async
+/// task, or a blocking thread of one), else right here. The PostgreSQL client is synchronous: it
+/// drives its connection with a runtime of its own, which tokio refuses to start on a runtime's
+/// thread (a panic). SQLite has no such limit; with this, neither store cares where it is called
+/// from (async callers still belong on blocking threads: a call waits for the database).
+pub(crate) fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> Result<T, LedgerError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(work());
+    }
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("ledger-postgres".to_owned())
+            .spawn_scoped(scope, work)
+            .map_err(|err| {
+                LedgerError::Corrupt(format!("cannot start a thread for PostgreSQL: {err}"))
+            })?;
+        thread
+            .join()
+            .map_err(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+impl Drop for PgConn {
+    /// Closing the connection talks to the server: off any runtime's thread too.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = off_runtime(move || drop(client));
+        }
+    }
+}
+
 impl Conn {
     /// Runs `body` in one write transaction and commits it. On PostgreSQL a transaction that
     /// cannot be serialized with concurrent ones, or that lost its connection before its commit,
     /// is rolled back and run again: `body` must do nothing but SQL through its `Tx`.
-    pub(crate) fn write<T>(
+    pub(crate) fn write<T: Send>(
         &mut self,
-        mut body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
+        mut body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send,
     ) -> Result<T, LedgerError> {
         match self {
             Conn::Sqlite(conn) => {
@@ -726,14 +797,39 @@ impl Conn {
                 }
                 Ok(value)
             }
-            Conn::Postgres(pg) => pg.run(true, &mut body),
+            Conn::Postgres(pg) => {
+                off_runtime(|| pg.run(Mode::Write { exclusive: None }, &mut body))?
+            }
+        }
+    }
+
+    /// [`Conn::write`], one at a time among every connection passing `key`: PostgreSQL runs the
+    /// body under a session-level advisory lock on `key` taken before the transaction begins
+    /// (SQLite has one writer at a time anyway). For writes that all touch the same rows (a
+    /// wallet's pending payout): serializable transactions would make them conflict, and retry,
+    /// or deadlock on each other's rows.
+    pub(crate) fn write_exclusive<T: Send>(
+        &mut self,
+        key: i64,
+        mut body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send,
+    ) -> Result<T, LedgerError> {
+        match self {
+            Conn::Sqlite(_) => self.write(body),
+            Conn::Postgres(pg) => off_runtime(|| {
+                pg.run(
+                    Mode::Write {
+                        exclusive: Some(key),
+                    },
+                    &mut body,
+                )
+            })?,
         }
     }
 
     /// Runs `body` on one snapshot of the store, writing nothing.
-    pub(crate) fn read<T>(
+    pub(crate) fn read<T: Send>(
         &mut self,
-        mut body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError>,
+        mut body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send,
     ) -> Result<T, LedgerError> {
         match self {
             // Deferred: a reader never takes the write lock (WAL: it never waits for the writer).
@@ -741,7 +837,7 @@ impl Conn {
                 let mut tx = Tx::Sqlite(conn.transaction()?);
                 body(&mut tx)
             }
-            Conn::Postgres(pg) => pg.run(false, &mut body),
+            Conn::Postgres(pg) => off_runtime(|| pg.run(Mode::Read, &mut body))?,
         }
     }
 }

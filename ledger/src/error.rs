@@ -15,7 +15,7 @@ pub enum LedgerError {
 
     /// PostgreSQL refused or failed (including a trigger's exception, and a transaction that
     /// still could not be serialized after its retries).
-    #[error("ledger database (PostgreSQL): {0}")]
+    #[error("ledger database (PostgreSQL): {}", postgres_text(.0))]
     Postgres(#[from] postgres::Error),
 
     /// `open_existing` of a SQLite file that is not there.
@@ -236,6 +236,28 @@ pub enum LedgerError {
     /// A row the ledger wrote reads back as something it never writes (edited by hand?).
     #[error("ledger row is not what the ledger writes: {0}")]
     Corrupt(String),
+}
+
+/// A PostgreSQL error with what the server said ("db error" alone says nothing).
+fn postgres_text(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => {
+            let mut text = format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
+            if let Some(detail) = db.detail() {
+                text += &format!("; {detail}");
+            }
+            text
+        }
+        None => match std::error::Error::source(err) {
+            Some(source) => format!("{err}: {source}"),
+            None => err.to_string(),
+        },
+    }
 }
 
 impl LedgerError {

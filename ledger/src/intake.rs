@@ -456,7 +456,7 @@ impl Ledger {
             SessionStatus::Accepted => IntakeState::Done,
             SessionStatus::Rejected => IntakeState::Rejected,
         };
-        let recorded = self.write(|tx| {
+        let recorded = self.write_money(|tx| {
             held_row(tx, lease, Some(now_ms))?;
             let recorded = record_in(tx, record, rate, processed_at, run_id)?;
             tx.execute(

@@ -88,7 +88,7 @@ impl Ledger {
                 return Err(LedgerError::EmptyText { what });
             }
         }
-        let (id, approved) = self.write(|tx| {
+        let (id, approved) = self.write_money(|tx| {
             let id = pending_id(tx, wallet)?.ok_or_else(|| LedgerError::NothingPending {
                 wallet: wallet.to_owned(),
             })?;
@@ -152,7 +152,7 @@ impl Ledger {
                 what: "a payment's time",
             });
         }
-        let paid = self.write(|tx| {
+        let paid = self.write_money(|tx| {
             let payout =
                 find_payout(tx, id)?.ok_or(LedgerError::PayoutNotFound { payout_id: id })?;
             if !payout.state.can_become(PayoutState::Paid) {

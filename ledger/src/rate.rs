@@ -28,7 +28,7 @@ impl Ledger {
                 what: "a rate change's time",
             });
         }
-        let changed = self.write(|tx| {
+        let changed = self.write_money(|tx| {
             let before = stored_rate(tx)?;
             if before == Some(rate) {
                 return Ok(None);

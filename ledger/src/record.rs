@@ -330,7 +330,7 @@ impl Ledger {
         run_id: &str,
     ) -> Result<RecordedSession, LedgerError> {
         check_record_call(record, rate, now, run_id)?;
-        let recorded = self.write(|tx| record_in(tx, record, rate, now, run_id))?;
+        let recorded = self.write_money(|tx| record_in(tx, record, rate, now, run_id))?;
         log_recorded(&recorded, run_id);
         Ok(recorded)
     }

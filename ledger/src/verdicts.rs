@@ -220,7 +220,7 @@ impl Ledger {
             }
         }
         check_rate(rate)?;
-        let (id, before, after, recorded, pending) = self.write(|tx| {
+        let (id, before, after, recorded, pending) = self.write_money(|tx| {
             let rate = agree_rate(tx, rate, now)?;
             let before = match segment_verdict(tx, key)? {
                 Some(before) => before,

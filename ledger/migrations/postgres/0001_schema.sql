@@ -152,6 +152,10 @@ CREATE TABLE payouts (
 
 CREATE UNIQUE INDEX payouts_one_pending_per_wallet ON payouts (wallet) WHERE state = 'pending';
 CREATE UNIQUE INDEX payouts_one_per_signature ON payouts (signature) WHERE signature IS NOT NULL;
+-- A wallet's payouts, as the refresh of its pending one reads them: an index scan locks only what it
+-- reads, where a sequential scan would make every concurrent write look like a conflict to
+-- SERIALIZABLE (SQLite has one writer at a time and no need of it).
+CREATE INDEX payouts_by_wallet ON payouts (wallet, state);
 
 CREATE TABLE payout_items (
     id              BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

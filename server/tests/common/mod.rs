@@ -21,6 +21,29 @@ pub use sd_tests::{real_sessions, report_figure, workspace_root, REAL_WALLET};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_scale-diffusion-server");
 
+/// A ledger the tests name: a SQLite file (a path) or a PostgreSQL database (a location).
+pub trait LedgerAt {
+    fn location(&self) -> sd_ledger::LedgerLocation;
+}
+
+impl LedgerAt for Path {
+    fn location(&self) -> sd_ledger::LedgerLocation {
+        sd_ledger::LedgerLocation::Sqlite(self.to_owned())
+    }
+}
+
+impl LedgerAt for PathBuf {
+    fn location(&self) -> sd_ledger::LedgerLocation {
+        sd_ledger::LedgerLocation::Sqlite(self.clone())
+    }
+}
+
+impl LedgerAt for sd_ledger::LedgerLocation {
+    fn location(&self) -> sd_ledger::LedgerLocation {
+        self.clone()
+    }
+}
+
 /// The emulator with what the server's tests do with it: the server's commands, workers, plain
 /// HTTP PUTs and GETs.
 #[derive(Debug)]
@@ -66,7 +89,13 @@ impl Emulator {
     }
 
     /// Starts a worker process; its log goes to `dir/{name}.log`.
-    pub fn worker(&self, name: &str, ledger: &Path, work: &Path, extra: &[&str]) -> Worker {
+    pub fn worker(
+        &self,
+        name: &str,
+        ledger: &(impl LedgerAt + ?Sized),
+        work: &Path,
+        extra: &[&str],
+    ) -> Worker {
         self.worker_with_env(name, ledger, work, extra, &[])
     }
 
@@ -74,14 +103,14 @@ impl Emulator {
     pub fn worker_with_env(
         &self,
         name: &str,
-        ledger: &Path,
+        ledger: &(impl LedgerAt + ?Sized),
         work: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Worker {
         let log_path = self.dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).expect("worker log");
-        let ledger = ledger.display().to_string();
+        let ledger = ledger.location().as_arg();
         let work = work.join(name).display().to_string();
         let mut args = vec![
             "worker",
@@ -159,9 +188,33 @@ impl Emulator {
         }
     }
 
+    /// Every key of `bucket` under `prefix` (ListObjectsV2 over plain HTTP, page by page).
+    pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("{}/{bucket}?list-type=2&prefix={prefix}", self.endpoint);
+            if let Some(token) = &token {
+                url += &format!("&continuation-token={}", percent(token));
+            }
+            let body = ureq::get(&url)
+                .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00")
+                .call()
+                .and_then(|mut response| response.body_mut().read_to_string())
+                .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+            keys.extend(xml_values(&body, "Key"));
+            token = xml_values(&body, "NextContinuationToken")
+                .into_iter()
+                .next();
+            if token.is_none() {
+                return keys;
+            }
+        }
+    }
+
     /// `status --json` of the server.
-    pub fn status(&self, ledger: &Path) -> serde_json::Value {
-        let ledger = ledger.display().to_string();
+    pub fn status(&self, ledger: &(impl LedgerAt + ?Sized)) -> serde_json::Value {
+        let ledger = ledger.location().as_arg();
         let out = self
             .server(&["status", "--json", "--ledger", &ledger])
             .output()
@@ -190,8 +243,8 @@ impl Emulator {
     }
 
     /// `status` as an operator reads it.
-    pub fn status_text(&self, ledger: &Path) -> String {
-        let ledger = ledger.display().to_string();
+    pub fn status_text(&self, ledger: &(impl LedgerAt + ?Sized)) -> String {
+        let ledger = ledger.location().as_arg();
         let out = self
             .server(&["status", "--ledger", &ledger])
             .output()
@@ -203,7 +256,7 @@ impl Emulator {
     /// Waits until the queue is empty (nothing waiting, nothing in flight) and `done` holds.
     pub fn wait_until(
         &self,
-        ledger: &Path,
+        ledger: &(impl LedgerAt + ?Sized),
         timeout: Duration,
         what: &str,
         done: impl Fn(&serde_json::Value) -> bool,
@@ -396,8 +449,8 @@ pub fn bucket_manifest(
     Some(manifest)
 }
 
-pub fn totals(ledger: &Path) -> Vec<(String, usize, usize, i64)> {
-    let ledger = sd_ledger::Ledger::open(ledger).expect("ledger");
+pub fn totals(ledger: &(impl LedgerAt + ?Sized)) -> Vec<(String, usize, usize, i64)> {
+    let ledger = sd_ledger::Ledger::open_at(&ledger.location()).expect("ledger");
     ledger
         .wallet_totals()
         .expect("totals")
@@ -422,8 +475,8 @@ pub fn session_states(status: &Value) -> BTreeMap<String, u64> {
         .collect()
 }
 
-pub fn times_processed(ledger: &Path) -> Vec<(String, u64)> {
-    let ledger = sd_ledger::Ledger::open(ledger).expect("ledger");
+pub fn times_processed(ledger: &(impl LedgerAt + ?Sized)) -> Vec<(String, u64)> {
+    let ledger = sd_ledger::Ledger::open_at(&ledger.location()).expect("ledger");
     ledger
         .sessions()
         .expect("sessions")
@@ -484,8 +537,11 @@ pub fn synthetic_bundles(dir: &Path, count: usize, seconds: f64, fps: f64, seed:
 }
 
 /// The ledger's record of one session: (status, reject code, reject message, times processed).
-pub fn session_row(ledger: &Path, session: &str) -> Option<sd_ledger::SessionRow> {
-    let ledger = sd_ledger::Ledger::open(ledger).expect("ledger");
+pub fn session_row(
+    ledger: &(impl LedgerAt + ?Sized),
+    session: &str,
+) -> Option<sd_ledger::SessionRow> {
+    let ledger = sd_ledger::Ledger::open_at(&ledger.location()).expect("ledger");
     ledger
         .sessions()
         .expect("sessions")
@@ -494,10 +550,34 @@ pub fn session_row(ledger: &Path, session: &str) -> Option<sd_ledger::SessionRow
 }
 
 /// The server's intake row of one session.
-pub fn intake_row(ledger: &Path, session: &str) -> sd_ledger::IntakeRow {
-    let ledger = sd_ledger::Ledger::open(ledger).expect("ledger");
+pub fn intake_row(ledger: &(impl LedgerAt + ?Sized), session: &str) -> sd_ledger::IntakeRow {
+    let ledger = sd_ledger::Ledger::open_at(&ledger.location()).expect("ledger");
     ledger
         .intake(REAL_WALLET, session)
         .expect("intake")
         .expect("an intake row")
+}
+
+/// The text of every `<tag>` element of an XML body (S3's listings: keys need no unescaping here).
+fn xml_values(body: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    body.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split_once(close.as_str())
+                .map(|(value, _)| value.to_owned())
+        })
+        .collect()
+}
+
+/// `text` percent-encoded for a query string.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
