@@ -22,12 +22,13 @@ check sd-core "$web|ureq|rustls|opentelemetry.*|tracing-opentelemetry"
 # The offline binary never builds the server's web and AWS stacks (they live in
 # scale-diffusion-server and sd-bucket). It does build tokio, only as the PostgreSQL client's
 # (sd-ledger's `postgres`, for a ledger shared by several hosts): every Rust PostgreSQL client runs
-# on tokio; sd-ledger itself only asks whether it is called from a runtime's thread.
+# on tokio, and so does its TLS (tokio-postgres-rustls, tokio-rustls); sd-ledger itself only asks
+# whether it is called from a runtime's thread.
 check scale-diffusion "${web/tokio|/}"
 # (cargo tree's own failure stops the script: set -e, outside the pipe.)
 tokio_tree=$(cargo tree --locked -p scale-diffusion -e normal,build -i tokio --depth 1 --prefix none --format '{p}')
 tokio_users=$(echo "$tokio_tree" | awk 'NR > 1 {print $1}' | sort -u \
-  | grep -v -E '^(tokio-postgres|tokio-util|postgres|postgres-protocol|sd-ledger)$' || true)
+  | grep -v -E '^(tokio-postgres|tokio-util|postgres|postgres-protocol|tokio-postgres-rustls|tokio-rustls|sd-ledger)$' || true)
 if [ -n "$tokio_users" ]; then
   echo "layering: in scale-diffusion, tokio is the PostgreSQL client's only; also used by: $tokio_users" >&2
   exit 1

@@ -13,8 +13,9 @@ packages=(
   cmake nasm
   libsqlite3-dev
   # PostgreSQL, the ledger's store for several hosts: its tests start a throwaway cluster on
-  # 127.0.0.1 (scripts/postgres.sh) and talk to it with psql (its dependencies bring both).
-  postgresql
+  # 127.0.0.1 (scripts/postgres.sh) and talk to it with psql (its dependencies bring both);
+  # openssl makes the certificates of its TLS test.
+  postgresql openssl
   # The review app: wgpu renders through Mesa (llvmpipe without a GPU, as in the snapshot
   # tests), winit opens an X11 window; Xvfb and xwd for the screenshot script.
   libegl1 libegl-mesa0 libgl1-mesa-dri mesa-vulkan-drivers libxkbcommon-x11-0 libxcursor1 libxi6

@@ -10,6 +10,7 @@
 #                                        postgres user (a folder right under /tmp is).
 #   scripts/postgres.sh stop DIR         stops it (fast shutdown); resume with `restart DIR`
 #   scripts/postgres.sh restart DIR      starts a stopped cluster again on its port
+#   (DIR/tls/server.crt and server.key, when there at start: TLS on, with that certificate)
 #
 # fsync is off: a test cluster lives for one test run, and what the tests check is the ledger's
 # transactions, not the disk's durability. SD_POSTGRES_FSYNC=on turns it on (the ledger benchmark,
@@ -59,8 +60,16 @@ case "${1:-}" in
         || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
     echo "$port" >"$dir/port"
+    # TLS when the caller put a certificate and its key in DIR/tls (the ledger's TLS test).
+    tls=""
+    if [ -f "$dir/tls/server.crt" ] && [ -f "$dir/tls/server.key" ]; then
+      chmod 600 "$dir/tls/server.key"
+      [ "$(id -u)" -eq 0 ] && chown -R postgres "$dir/tls"
+      tls="-c ssl=on -c ssl_cert_file='$dir/tls/server.crt' -c ssl_key_file='$dir/tls/server.key'"
+    fi
+    echo "$tls" >"$dir/tls-options"
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=${SD_POSTGRES_FSYNC:-off} -c max_connections=200" start >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=${SD_POSTGRES_FSYNC:-off} -c max_connections=200 $tls" start >/dev/null \
       || { cat "$dir/postgres.log" >&2; exit 1; }
     ;;
   stop)
@@ -70,8 +79,9 @@ case "${1:-}" in
   restart)
     dir=${2:?dir}
     port=$(cat "$dir/port")
+    tls=$(cat "$dir/tls-options" 2>/dev/null || true)
     as_owner "$pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=${SD_POSTGRES_FSYNC:-off} -c max_connections=200" start >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k '$dir' -c fsync=${SD_POSTGRES_FSYNC:-off} -c max_connections=200 $tls" start >/dev/null \
       || { cat "$dir/postgres.log" >&2; exit 1; }
     ;;
   *)

@@ -40,6 +40,15 @@ impl Postgres {
     /// [`Postgres::start`], with `fsync` on when `durable` (a benchmark that compares with
     /// SQLite's `synchronous=FULL`); the tests run without it.
     pub fn start_with(test: &str, durable: bool) -> Option<Self> {
+        Self::start_in(test, durable, None)
+    }
+
+    /// [`Postgres::start`] with TLS on, serving `certificate` (PEM) with its `key`.
+    pub fn start_tls(test: &str, certificate: &[u8], key: &[u8]) -> Option<Self> {
+        Self::start_in(test, false, Some((certificate, key)))
+    }
+
+    fn start_in(test: &str, durable: bool, tls: Option<(&[u8], &[u8])>) -> Option<Self> {
         if !script(&["check"]).status.success() {
             let message = "PostgreSQL is not installed: run `scripts/install-deps.sh`";
             if std::env::var_os("SD_REQUIRE_POSTGRES").is_some_and(|v| v == "1") {
@@ -53,6 +62,11 @@ impl Postgres {
             .tempdir()
             .expect("a folder for the cluster");
         let dir = folder.path().to_path_buf();
+        if let Some((certificate, key)) = tls {
+            std::fs::create_dir_all(dir.join("tls")).expect("a folder for TLS");
+            std::fs::write(dir.join("tls/server.crt"), certificate).expect("the certificate");
+            std::fs::write(dir.join("tls/server.key"), key).expect("the key");
+        }
         // The port is free when picked, and may be taken before the server binds it: another
         // port, up to three times.
         let mut failures = Vec::new();

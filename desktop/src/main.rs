@@ -24,7 +24,12 @@ struct Args {
     review: Option<PathBuf>,
     /// The payout ledger: a file (default: out/ledger.sqlite; with --from-bucket, the workers'
     /// ledger), or a postgres:// URL.
-    #[arg(long, env = "SD_LEDGER", value_name = "FILE|URL")]
+    #[arg(
+        long,
+        env = "SD_LEDGER",
+        hide_env_values = true,
+        value_name = "FILE|URL"
+    )]
     ledger: Option<sd_ledger::LedgerLocation>,
     /// Review what the server's workers published: the clean bucket's clean and `review/`
     /// prefixes, configured as the server is (--clean-bucket, --queue, and the AWS SDK's

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::hash::{BuildHasher, RandomState};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use postgres::types::{FromSql, IsNull, ToSql, Type};
@@ -95,21 +96,31 @@ impl From<f64> for Value {
     }
 }
 
+/// Text as both stores keep it: PostgreSQL refuses U+0000 in text, which SQLite stores, so it
+/// becomes U+FFFD on both (an error's text from a response body may hold one).
+fn text(value: String) -> Value {
+    if value.contains('\0') {
+        Value::Text(value.replace('\0', "\u{FFFD}"))
+    } else {
+        Value::Text(value)
+    }
+}
+
 impl From<&str> for Value {
     fn from(value: &str) -> Self {
-        Value::Text(value.to_owned())
+        text(value.to_owned())
     }
 }
 
 impl From<&String> for Value {
     fn from(value: &String) -> Self {
-        Value::Text(value.clone())
+        text(value.clone())
     }
 }
 
 impl From<String> for Value {
     fn from(value: String) -> Self {
-        Value::Text(value)
+        text(value)
     }
 }
 
@@ -349,6 +360,51 @@ pub(crate) fn postgres_placeholders(sql: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The TLS the ledger's PostgreSQL connections use: the server's certificate is checked against
+/// the system's roots and, when given, the certificates of `root_file` (PEM: for RDS, its CA
+/// bundle). Whether TLS is used is the URL's `sslmode` (`prefer` unless given; `require` for RDS).
+pub(crate) fn tls(
+    root_file: Option<&Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, LedgerError> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(
+        added,
+        errors = native.errors.len(),
+        "system roots for the ledger's TLS"
+    );
+    if let Some(file) = root_file {
+        let invalid = |why: String| LedgerError::TlsRoots {
+            path: file.to_owned(),
+            why,
+        };
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(file)
+            .map_err(|err| invalid(err.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| invalid(err.to_string()))?;
+        if certs.is_empty() {
+            return Err(invalid("no certificate in it".to_owned()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|err| invalid(format!("a certificate is not usable: {err}")))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| LedgerError::TlsRoots {
+            path: PathBuf::new(),
+            why: err.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// A connection to either store.
 pub(crate) enum Conn {
     Sqlite(rusqlite::Connection),
@@ -367,6 +423,8 @@ impl std::fmt::Debug for Conn {
 /// A PostgreSQL connection that opens itself again when lost, with the statements it prepared.
 pub(crate) struct PgConn {
     config: postgres::Config,
+    /// TLS as the URL's `sslmode` asks (`prefer` by default: TLS when the server offers it).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     /// `None` after the connection was lost, until the next call opens it again.
     client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
@@ -378,10 +436,14 @@ pub(crate) struct PgConn {
 
 impl PgConn {
     /// Connects (once: the caller decides whether a refused first connection is retried).
-    pub(crate) fn connect(config: postgres::Config) -> Result<PgConn, LedgerError> {
-        let client = config.connect(postgres::NoTls)?;
+    pub(crate) fn connect(
+        config: postgres::Config,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+    ) -> Result<PgConn, LedgerError> {
+        let client = config.connect(tls.clone())?;
         Ok(PgConn {
             config,
+            tls,
             client: Some(client),
             statements: HashMap::new(),
             reconnect_for: RECONNECT_FOR,
@@ -399,7 +461,7 @@ impl PgConn {
             self.lost();
         }
         if self.client.is_none() {
-            let client = self.config.connect(postgres::NoTls)?;
+            let client = self.config.connect(self.tls.clone())?;
             tracing::info!("ledger: connected to PostgreSQL again");
             self.client = Some(client);
         }
@@ -422,12 +484,16 @@ impl PgConn {
         body: &mut (dyn FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send),
     ) -> Result<T, LedgerError> {
         let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 1;
+        // Counted apart: the conflicts in a row after the server was last reached, and the
+        // reconnections since it was lost.
+        let (mut conflicts, mut reconnections) = (0u32, 0u32);
         let mut lost_since: Option<Instant> = None;
         loop {
             let outcome = self.attempt(mode, body);
             if matches!(outcome, Err(Attempt::Lost(_))) {
                 self.lost();
+            } else {
+                (lost_since, reconnections) = (None, 0);
             }
             let retry = match &outcome {
                 Err(Attempt::Lost(err)) => {
@@ -440,18 +506,20 @@ impl PgConn {
                         false
                     } else {
                         tracing::warn!("ledger: lost PostgreSQL ({err}); trying again");
-                        let wait = Duration::from_millis(100 * u64::from(attempt.min(10)));
-                        std::thread::sleep(wait.min(Duration::from_secs(1)));
+                        reconnections += 1;
+                        let wait = Duration::from_millis(100 * u64::from(reconnections.min(10)));
+                        std::thread::sleep(wait);
                         true
                     }
                 }
-                Err(Attempt::Serialization(_)) if attempt < WRITE_ATTEMPTS => {
-                    tracing::debug!(attempt, "ledger transaction not serializable, run again");
+                Err(Attempt::Serialization(_)) if conflicts + 1 < WRITE_ATTEMPTS => {
+                    conflicts += 1;
+                    tracing::debug!(conflicts, "ledger transaction not serializable, run again");
                     self.conflicts += 1;
                     // Writers that collided wait different times: half the backoff, then a random
                     // part of the other half.
                     let half = (backoff / 2).as_micros() as u64;
-                    let spread = RandomState::new().hash_one(attempt) % (half + 1);
+                    let spread = RandomState::new().hash_one(conflicts) % (half + 1);
                     std::thread::sleep(Duration::from_micros(half + spread));
                     backoff = (backoff * 2).min(Duration::from_millis(200));
                     true
@@ -459,9 +527,8 @@ impl PgConn {
                 _ => false,
             };
             if !retry {
-                return outcome.map_err(Attempt::into_error);
+                return outcome.map_err(|attempt| attempt.into_error(conflicts + 1));
             }
-            attempt += 1;
         }
     }
 
@@ -488,12 +555,28 @@ impl PgConn {
         client
             .execute("SELECT pg_advisory_lock($1)", &[&key])
             .map_err(|err| Attempt::classify(err.into()))?;
-        let outcome = Self::transact(client, statements, true, body);
-        // A connection that broke here takes its session's lock with it.
-        if let Err(err) = client.execute("SELECT pg_advisory_unlock($1)", &[&key]) {
-            tracing::warn!("ledger: cannot release the write lock ({err}); the server drops it with the connection");
+        // A body that panics must not leave the lock held on a connection that lives on (a
+        // poisoned mutex keeps the ledger, and so the session, alive): the connection is closed,
+        // and the server releases the lock with it.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::transact(client, statements, true, body)
+        }));
+        let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&key]);
+        match outcome {
+            Err(panic) => {
+                self.lost();
+                std::panic::resume_unwind(panic)
+            }
+            Ok(outcome) => {
+                if let Err(err) = unlocked {
+                    tracing::warn!(
+                        "ledger: cannot release the write lock ({err}); closing the connection releases it"
+                    );
+                    self.lost();
+                }
+                outcome
+            }
         }
-        outcome
     }
 
     /// One transaction on `client`: serializable when `write`, else a read-only snapshot.
@@ -597,11 +680,12 @@ impl Attempt {
         }
     }
 
-    fn into_error(self) -> LedgerError {
+    /// The error a call ends with, after `attempts` runs in a row that conflicted.
+    fn into_error(self, attempts: u32) -> LedgerError {
         match self {
             Attempt::Lost(first_error) => LedgerError::Unreachable { first_error },
             Attempt::Serialization(first_error) => LedgerError::NotSerializable {
-                attempts: WRITE_ATTEMPTS,
+                attempts,
                 first_error,
             },
             Attempt::Failed(err) => err,
@@ -898,7 +982,8 @@ mod tests {
                     Conn::Sqlite(conn)
                 }
                 Store::Postgres(url) => Conn::Postgres(Box::new(
-                    PgConn::connect(url.parse().expect("a URL")).expect("connect to PostgreSQL"),
+                    PgConn::connect(url.parse().expect("a URL"), tls(None).expect("TLS"))
+                        .expect("connect to PostgreSQL"),
                 )),
             }
         }
@@ -1028,6 +1113,44 @@ mod tests {
                 .expect("read the counter")
                 .expect("a row");
             assert_eq!(total.int(0).ok(), Some(WRITERS * ADDS), "{conn:?}");
+        }
+    }
+
+    /// A body that panics under the exclusive write lock does not leave the lock held by its
+    /// connection, which lives on (a poisoned mutex keeps it): another connection takes it.
+    #[test]
+    fn a_panic_under_the_write_lock_releases_it() {
+        const KEY: i64 = 42;
+        let schema = "CREATE TABLE t (id BIGINT PRIMARY KEY);";
+        let (stores, _postgres, _dir) = stores("a_panic_under_the_write_lock_releases_it", schema);
+        for store in &stores {
+            let mut first = store.connect();
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                first.write_exclusive(KEY, |tx| {
+                    tx.execute("INSERT INTO t (id) VALUES (1)", &[])?;
+                    panic!("a bug in a body");
+                    #[allow(unreachable_code)]
+                    Ok(())
+                })
+            }));
+            assert!(panicked.is_err());
+            let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+            let mut second = store.connect();
+            let waiter = std::thread::Builder::new()
+                .name("second-writer".to_owned())
+                .spawn(move || {
+                    let wrote = second.write_exclusive(KEY, |tx| {
+                        tx.execute("INSERT INTO t (id) VALUES (2)", &[])
+                    });
+                    let _ = sender.send(wrote.map_err(|err| err.to_string()));
+                })
+                .expect("spawn");
+            let wrote = receiver
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the second writer waited for a lock nobody would release");
+            assert_eq!(wrote, Ok(1), "{first:?}");
+            waiter.join().expect("the second writer");
+            drop(first);
         }
     }
 

@@ -23,12 +23,17 @@ pub enum LedgerError {
     NotFound { path: PathBuf },
 
     /// The PostgreSQL ledger could not be reached (or its URL not read) when opening it.
-    #[error("cannot connect to the ledger at {url}: {source}")]
+    /// (The callers name the location in their own context: the URL is not repeated.)
+    #[error("cannot connect to PostgreSQL: {}", postgres_text(source))]
     PostgresConnect {
         url: String,
         #[source]
         source: postgres::Error,
     },
+
+    /// The URL's `sslrootcert` file could not be read as PEM certificates.
+    #[error("the ledger's sslrootcert {}: {why}", path.display())]
+    TlsRoots { path: PathBuf, why: String },
 
     /// The PostgreSQL ledger's schema is newer than this program: another host runs a newer
     /// version. Nothing was changed.
@@ -253,10 +258,14 @@ fn postgres_text(err: &postgres::Error) -> String {
             }
             text
         }
-        None => match std::error::Error::source(err) {
-            Some(source) => format!("{err}: {source}"),
-            None => err.to_string(),
-        },
+        // The client's text holds its cause for some errors, not for others (a TLS handshake's).
+        None => {
+            let text = err.to_string();
+            match std::error::Error::source(err).map(|source| source.to_string()) {
+                Some(source) if !text.contains(&source) => format!("{text}: {source}"),
+                _ => text,
+            }
+        }
     }
 }
 

@@ -9,7 +9,9 @@
 //! the session and ends the lease in one transaction, or writes nothing.
 //!
 //! Every time is epoch milliseconds passed in by the caller; the ledger never reads the clock, so
-//! that tests can play out expiry exactly and workers on one machine agree on one clock.
+//! that tests can play out expiry exactly. Workers on several hosts each pass their own clock:
+//! the fencing token, not the clocks, keeps two of them from both writing; a skew only moves when
+//! an expired lease may be taken over.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -245,8 +245,9 @@ pub(crate) fn check_record_call(
 
 /// The body of `record_session`, inside the caller's write transaction (checked by
 /// [`check_record_call`] first), so that the worker can record a session and move its intake row
-/// in one transaction. Nothing is logged here: [`log_recorded`] does it once the caller commits,
-/// so a rolled-back call logs nothing.
+/// in one transaction. The record's own lines are logged by [`log_recorded`] once the caller
+/// commits, so a rolled-back call logs none of them (the pending payout's refresh logs its steps
+/// as it goes: a PostgreSQL transaction run again logs those again).
 pub(crate) fn record_in(
     tx: &mut Tx<'_>,
     record: &SessionRecord,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 
-use crate::db::{off_runtime, Conn, PgConn, Tx};
+use crate::db::{off_runtime, tls, Conn, PgConn, Tx};
 use crate::error::LedgerError;
 
 /// The schema, one SQL file per version; `PRAGMA user_version` says how many are applied.
@@ -94,23 +94,45 @@ impl std::str::FromStr for LedgerLocation {
     }
 }
 
-/// A URL shown without its password.
+/// A URL shown without its secrets: rebuilt from what the client reads in it (user, hosts, ports,
+/// database), so that nothing it would take as a password (in the user part, or a `password`
+/// parameter) is ever shown; a URL it cannot read is not shown at all.
 fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (rest, _) = take_sslrootcert(url);
+    let Ok(config) = rest.parse::<postgres::Config>() else {
+        return "postgres://(a URL the PostgreSQL client cannot read)".to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info
-                .split_once(':')
-                .map_or(user_info, |(user, _)| user);
-            let hidden = if user_info.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
+    let user = config
+        .get_user()
+        .map(|user| format!("{user}@"))
+        .unwrap_or_default();
+    let hidden = if config.get_password().is_some() {
+        ":***"
+    } else {
+        ""
+    };
+    let user = match user.strip_suffix('@') {
+        Some(name) => format!("{name}{hidden}@"),
+        None => String::new(),
+    };
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                postgres::config::Host::Tcp(name) => name.clone(),
+                postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            match ports.get(i).or(ports.first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    let database = config.get_dbname().unwrap_or_default();
+    format!("postgres://{user}{}/{database}", hosts.join(","))
 }
 
 impl std::fmt::Display for LedgerLocation {
@@ -220,13 +242,30 @@ impl Ledger {
             url: shown.clone(),
             source,
         };
-        let mut config: postgres::Config = url.parse().map_err(connect_error)?;
+        let (url_rest, root_file) = take_sslrootcert(url);
+        let mut config: postgres::Config = url_rest.parse().map_err(connect_error)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("sd-ledger");
+        // A peer that goes silent (a host cut off or powered down, a server gone) is noticed
+        // within about half a minute on both sides: this client stops waiting for its answer
+        // (and connects again), and the server ends the session, its locks going with it. A
+        // connection that stalls inside a transaction (a frozen worker) is cut off too.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(15))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(30));
+        let options = config.get_options().unwrap_or_default().to_owned();
+        config.options(&format!(
+            "{options} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} \
+             -c tcp_keepalives_idle=15 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+        ));
+        let tls = tls(root_file.as_deref())?;
         let (pg, before, after) = off_runtime(|| {
-            let mut pg = PgConn::connect(config).map_err(|err| match err {
+            let mut pg = PgConn::connect(config, tls).map_err(|err| match err {
                 LedgerError::Postgres(source) => connect_error(source),
                 other => other,
             })?;
@@ -307,6 +346,58 @@ impl Ledger {
     }
 }
 
+/// How long a connection may sit idle inside a transaction before the server closes it.
+const IDLE_IN_TRANSACTION_MS: u64 = 60_000;
+
+/// The URL without libpq's `sslrootcert=FILE` (which the client crate does not take), and that
+/// file.
+fn take_sslrootcert(url: &str) -> (String, Option<PathBuf>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut file = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some(("sslrootcert", value)) => {
+                file = Some(PathBuf::from(percent_decoded(value)));
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, file)
+}
+
+/// `%2F` and the like decoded (a file path in a URL's query).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Brings a PostgreSQL ledger's schema to the latest version, one connection at a time (an
 /// advisory lock held to the commit; at read-committed isolation each statement sees what the
 /// connection before it committed). Returns the versions before and after.
@@ -322,7 +413,9 @@ fn migrate_postgres(pg: &mut PgConn) -> Result<(i64, i64), LedgerError> {
     )?;
     let before: i64 = tx
         .query_opt("SELECT version FROM ledger_schema WHERE id = 1", &[])?
-        .map_or(0, |row| row.get(0));
+        .map(|row| row.try_get(0))
+        .transpose()?
+        .unwrap_or(0);
     if before > latest {
         return Err(LedgerError::NewerSchema {
             found: before,
@@ -521,16 +614,36 @@ mod tests {
         assert_eq!(location, LedgerLocation::Postgres(url.to_owned()));
         assert_eq!(
             location.to_string(),
-            "postgres://ledger:***@db.internal:5432/ledger?sslmode=disable"
+            "postgres://ledger:***@db.internal:5432/ledger"
         );
         assert!(!format!("{location:?}").contains("s3cret"));
+        assert_eq!(location.as_arg(), url);
+        // Taken as PostgreSQL (not a file named so), and refused by the client when connecting.
+        let shouted = LedgerLocation::parse("POSTGRESQL://u:s3cret@h/db");
+        assert!(matches!(shouted, LedgerLocation::Postgres(_)));
+        assert!(!shouted.to_string().contains("s3cret"));
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h:5432/db");
         assert_eq!(
-            LedgerLocation::parse("POSTGRESQL://h/db").to_string(),
-            "POSTGRESQL://h/db"
+            redacted("postgres://h:6543,g/db"),
+            "postgres://h:6543,g:5432/db"
         );
-        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
-        // A password holding '@' or '/': the last '@' before the path ends it.
-        assert_eq!(redacted("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+        // Wherever the client would find a password, it is not shown: in the user part (up to
+        // its '@', whatever comes before), or as a parameter.
+        for (url, secret) in [
+            // (The client takes the user part up to the first @: the password is "p".)
+            ("postgres://u:p@ss@h/db", ":p@"),
+            ("postgres://u:a/b@h/db", "a/b"),
+            ("postgres://u:a?b@h/db", "a?b"),
+            ("postgres://u@h/db?password=s3cret", "s3cret"),
+            (
+                "postgres://u@h/db?sslrootcert=/ca.pem&password=s3cret",
+                "s3cret",
+            ),
+            ("postgres://u:s3cret@h/db?bogus=1", "s3cret"),
+        ] {
+            let shown = redacted(url);
+            assert!(!shown.contains(secret), "{url} shown as {shown}");
+        }
         for file in ["out/ledger.sqlite", "postgres.sqlite", "./postgres://x"] {
             assert_eq!(
                 LedgerLocation::parse(file),

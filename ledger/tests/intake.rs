@@ -844,6 +844,22 @@ fn workers_opening_a_new_ledger_at_once_all_get_the_latest_schema(store: &Store)
     }
 }
 
+/// A NUL in an error's text (a response body) is kept as U+FFFD on both stores (PostgreSQL's text
+/// refuses it): the failure is counted, not lost.
+fn text_with_a_nul_is_stored_alike_on_both_stores(store: &Store) {
+    let mut ledger = store.open();
+    let (w, s) = (wallet(14), session_id(14));
+    let lease = acquire(&mut ledger, &w, &s, "worker-a", T0);
+    let failures = ledger
+        .record_failure(&lease, "S3 said: <Error>\0\0</Error>", T0 + 1)
+        .unwrap();
+    assert_eq!(failures, 1);
+    ledger.note_error(&w, &s, "again \0", T0 + 2).unwrap();
+    let row = row(&ledger, &w, &s);
+    assert_eq!(row.failures, 2);
+    assert_eq!(row.last_error.as_deref(), Some("again \u{FFFD}"));
+}
+
 fn main() {
     common::stores::run(
         "intake",
@@ -861,6 +877,7 @@ fn main() {
             two_connections_never_hold_one_lease_at_once,
             contending_workers_record_a_session_once_per_successful_finish,
             workers_opening_a_new_ledger_at_once_all_get_the_latest_schema,
+            text_with_a_nul_is_stored_alike_on_both_stores,
         ],
         &[],
     );

@@ -80,10 +80,12 @@ pub struct SetupArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LedgerArgs {
     /// The payout ledger: a SQLite file (every worker on one machine), or a PostgreSQL database as
-    /// a postgres:// URL (workers on several hosts).
+    /// a postgres:// URL (workers on several hosts). Prefer SD_LEDGER for a URL with a password:
+    /// arguments are visible to the machine's other users; the help never shows its value.
     #[arg(
         long,
         env = "SD_LEDGER",
+        hide_env_values = true,
         value_name = "FILE|URL",
         default_value = "out/ledger.sqlite"
     )]

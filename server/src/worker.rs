@@ -86,7 +86,14 @@ pub async fn run(clients: Clients, args: WorkerArgs) -> anyhow::Result<()> {
     check_timing(&args)?;
     let name = match &args.name {
         Some(name) => name.clone(),
-        None => format!("{}-{}", host_name(), std::process::id()),
+        // With a random part: containers sharing a host name each run as pid 1, and two
+        // workers of one name would take each other's leases.
+        None => format!(
+            "{}-{}-{:04x}",
+            host_name(),
+            std::process::id(),
+            std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), now_ms()) & 0xffff
+        ),
     };
     anyhow::ensure!(
         !name.is_empty()
