@@ -62,18 +62,7 @@ fn four_hosts_on_one_postgres_ledger_record_each_session_once_through_a_kill_and
             .spawn_scoped(scope, || {
                 upload(&emulator, REAL_WALLET, &sessions);
                 // Every session's last event twice more, as S3 and SQS may deliver it.
-                for (_, parts) in &sessions {
-                    let meta = parts.last().expect("meta part");
-                    let name = meta.file_name().expect("name").to_string_lossy();
-                    let body = serde_json::json!({"Records": [{
-                        "eventName": "ObjectCreated:Put",
-                        "s3": {"bucket": {"name": "sd-raw"},
-                               "object": {"key": format!("{REAL_WALLET}%2F{name}")}}
-                    }]})
-                    .to_string();
-                    emulator.send_event(&body);
-                    emulator.send_event(&body);
-                }
+                emulator.send_meta_events(&sessions, 2);
             })
             .expect("start the uploader");
         // host-0 is killed while it holds a lease.

@@ -78,19 +78,7 @@ fn two_workers_publish_what_process_publishes_and_a_second_upload_changes_nothin
 
     // Duplicate events, three of each at once, to two idle workers: each session may be picked
     // up by both at the same moment. Nothing changes.
-    for (_, parts) in &sessions {
-        let meta = parts.last().expect("meta part");
-        let name = meta.file_name().expect("name").to_string_lossy();
-        let body = serde_json::json!({"Records": [{
-            "eventName": "ObjectCreated:Put",
-            "s3": {"bucket": {"name": "sd-raw"},
-                   "object": {"key": format!("{REAL_WALLET}%2F{name}")}}
-        }]})
-        .to_string();
-        for _ in 0..3 {
-            emulator.send_event(&body);
-        }
-    }
+    emulator.send_meta_events(&sessions, 3);
     std::thread::sleep(Duration::from_secs(1));
     emulator.wait_until(
         &ledger,

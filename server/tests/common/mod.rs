@@ -242,6 +242,24 @@ impl Emulator {
             .expect("SendMessage");
     }
 
+    /// Each session's last event (its meta part's) `times` more, as S3 and SQS may deliver an
+    /// event more than once.
+    pub fn send_meta_events(&self, sessions: &[(String, Vec<PathBuf>)], times: usize) {
+        for (_, parts) in sessions {
+            let meta = parts.last().expect("meta part");
+            let name = meta.file_name().expect("name").to_string_lossy();
+            let body = serde_json::json!({"Records": [{
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": "sd-raw"},
+                       "object": {"key": format!("{REAL_WALLET}%2F{name}")}}
+            }]})
+            .to_string();
+            for _ in 0..times {
+                self.send_event(&body);
+            }
+        }
+    }
+
     /// `status` as an operator reads it.
     pub fn status_text(&self, ledger: &(impl LedgerAt + ?Sized)) -> String {
         let ledger = ledger.location().as_arg();
