@@ -15,8 +15,9 @@ pub enum LedgerError {
 
     /// PostgreSQL refused or failed (including a trigger's exception, and a transaction that
     /// still could not be serialized after its retries).
+    /// (In the message, not a `source`, as above.)
     #[error("ledger database (PostgreSQL): {}", postgres_text(.0))]
-    Postgres(#[from] postgres::Error),
+    Postgres(postgres::Error),
 
     /// `open_existing` of a SQLite file that is not there.
     #[error("no ledger at {} (run `scale-diffusion process` first, or pass --ledger)", path.display())]
@@ -24,12 +25,10 @@ pub enum LedgerError {
 
     /// The PostgreSQL ledger could not be reached (or its URL not read) when opening it.
     /// (The callers name the location in their own context: the URL is not repeated.)
-    #[error("cannot connect to PostgreSQL: {}", postgres_text(source))]
-    PostgresConnect {
-        url: String,
-        #[source]
-        source: postgres::Error,
-    },
+    /// The client's error is in the message, not a `source`: a chain printer (anyhow's `{:#}`)
+    /// would say it twice.
+    #[error("cannot connect to PostgreSQL: {}", postgres_text(error))]
+    PostgresConnect { url: String, error: postgres::Error },
 
     /// The URL's `sslrootcert` file could not be read as PEM certificates.
     #[error("the ledger's sslrootcert {}: {why}", path.display())]
@@ -241,6 +240,12 @@ pub enum LedgerError {
     /// A row the ledger wrote reads back as something it never writes (edited by hand?).
     #[error("ledger row is not what the ledger writes: {0}")]
     Corrupt(String),
+}
+
+impl From<postgres::Error> for LedgerError {
+    fn from(err: postgres::Error) -> Self {
+        LedgerError::Postgres(err)
+    }
 }
 
 /// A PostgreSQL error with what the server said ("db error" alone says nothing).

@@ -238,9 +238,9 @@ impl Ledger {
     /// for the server ([`Ledger::set_reconnect_for`]).
     pub fn connect(url: &str) -> Result<Ledger, LedgerError> {
         let shown = redacted(url);
-        let connect_error = |source| LedgerError::PostgresConnect {
+        let connect_error = |error| LedgerError::PostgresConnect {
             url: shown.clone(),
-            source,
+            error,
         };
         let (url_rest, root_file) = take_sslrootcert(url);
         let mut config: postgres::Config = url_rest.parse().map_err(connect_error)?;
@@ -266,7 +266,7 @@ impl Ledger {
         let tls = tls(root_file.as_deref())?;
         let (pg, before, after) = off_runtime(|| {
             let mut pg = PgConn::connect(config, tls).map_err(|err| match err {
-                LedgerError::Postgres(source) => connect_error(source),
+                LedgerError::Postgres(error) => connect_error(error),
                 other => other,
             })?;
             let (before, after) = migrate_postgres(&mut pg)?;
