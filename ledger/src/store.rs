@@ -405,6 +405,8 @@ fn migrate_postgres(pg: &mut PgConn) -> Result<(i64, i64), LedgerError> {
     let latest = POSTGRES_STEPS.len() as i64;
     let client = pg.client()?;
     let mut tx = client.transaction()?;
+    // (No NOTICE for "already exists": the client would log it on every connection.)
+    tx.batch_execute("SET LOCAL client_min_messages = warning")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS ledger_schema (\
