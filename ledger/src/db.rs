@@ -12,7 +12,7 @@
 //!   them would, from writers on any number of hosts. [`Conn::read`] runs a read-only body on one
 //!   snapshot.
 //! - A lost PostgreSQL connection (the server restarted, a failover, a network cut) is opened
-//!   again, for up to [`PgConn::reconnect_for`], and a body that had not reached its commit runs
+//!   again, for up to [`RECONNECT_FOR`], and a body that had not reached its commit runs
 //!   again; a write whose commit was sent when the connection broke is not: whether it was saved
 //!   is unknown ([`LedgerError::CommitUnknown`]), and the caller's retry (a redelivered event, a
 //!   person) decides.
@@ -428,8 +428,6 @@ pub(crate) struct PgConn {
     /// `None` after the connection was lost, until the next call opens it again.
     client: Option<postgres::Client>,
     statements: HashMap<String, postgres::Statement>,
-    /// How long one call keeps trying to reach the server again after losing it.
-    pub(crate) reconnect_for: Duration,
     /// Transactions run again on this connection after a serialization failure or a deadlock.
     pub(crate) conflicts: u64,
 }
@@ -446,7 +444,6 @@ impl PgConn {
             tls,
             client: Some(client),
             statements: HashMap::new(),
-            reconnect_for: RECONNECT_FOR,
             conflicts: 0,
         })
     }
@@ -498,10 +495,10 @@ impl PgConn {
             let retry = match &outcome {
                 Err(Attempt::Lost(err)) => {
                     let since = *lost_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= self.reconnect_for {
+                    if since.elapsed() >= RECONNECT_FOR {
                         tracing::warn!(
                             "ledger: PostgreSQL unreachable for {:?}: {err}",
-                            self.reconnect_for
+                            RECONNECT_FOR
                         );
                         false
                     } else {
@@ -868,6 +865,27 @@ impl Conn {
     /// is rolled back and run again: `body` must do nothing but SQL through its `Tx`.
     pub(crate) fn write<T: Send>(
         &mut self,
+        body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send,
+    ) -> Result<T, LedgerError> {
+        self.write_with(None, body)
+    }
+
+    /// [`Conn::write`], one at a time among every connection passing `key`: PostgreSQL runs the
+    /// body under a session-level advisory lock on `key` taken before the transaction begins
+    /// (SQLite has one writer at a time anyway). For writes that all touch the same rows (a
+    /// wallet's pending payout): serializable transactions would make them conflict, and retry,
+    /// or deadlock on each other's rows.
+    pub(crate) fn write_exclusive<T: Send>(
+        &mut self,
+        key: i64,
+        body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send,
+    ) -> Result<T, LedgerError> {
+        self.write_with(Some(key), body)
+    }
+
+    fn write_with<T: Send>(
+        &mut self,
+        exclusive: Option<i64>,
         mut body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send,
     ) -> Result<T, LedgerError> {
         match self {
@@ -881,32 +899,7 @@ impl Conn {
                 }
                 Ok(value)
             }
-            Conn::Postgres(pg) => {
-                off_runtime(|| pg.run(Mode::Write { exclusive: None }, &mut body))?
-            }
-        }
-    }
-
-    /// [`Conn::write`], one at a time among every connection passing `key`: PostgreSQL runs the
-    /// body under a session-level advisory lock on `key` taken before the transaction begins
-    /// (SQLite has one writer at a time anyway). For writes that all touch the same rows (a
-    /// wallet's pending payout): serializable transactions would make them conflict, and retry,
-    /// or deadlock on each other's rows.
-    pub(crate) fn write_exclusive<T: Send>(
-        &mut self,
-        key: i64,
-        mut body: impl FnMut(&mut Tx<'_>) -> Result<T, LedgerError> + Send,
-    ) -> Result<T, LedgerError> {
-        match self {
-            Conn::Sqlite(_) => self.write(body),
-            Conn::Postgres(pg) => off_runtime(|| {
-                pg.run(
-                    Mode::Write {
-                        exclusive: Some(key),
-                    },
-                    &mut body,
-                )
-            })?,
+            Conn::Postgres(pg) => off_runtime(|| pg.run(Mode::Write { exclusive }, &mut body))?,
         }
     }
 

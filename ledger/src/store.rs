@@ -102,19 +102,15 @@ fn redacted(url: &str) -> String {
     let Ok(config) = rest.parse::<postgres::Config>() else {
         return "postgres://(a URL the PostgreSQL client cannot read)".to_owned();
     };
-    let user = config
-        .get_user()
-        .map(|user| format!("{user}@"))
-        .unwrap_or_default();
     let hidden = if config.get_password().is_some() {
         ":***"
     } else {
         ""
     };
-    let user = match user.strip_suffix('@') {
-        Some(name) => format!("{name}{hidden}@"),
-        None => String::new(),
-    };
+    let user = config
+        .get_user()
+        .map(|user| format!("{user}{hidden}@"))
+        .unwrap_or_default();
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()
@@ -235,7 +231,7 @@ impl Ledger {
     /// with libpq's URL parameters, `connect_timeout` 10 s unless given) and brings its schema to
     /// the latest version. Several hosts' workers share it. A refused connection is an error at
     /// once; a connection lost later is opened again by the next call, which waits up to a minute
-    /// for the server ([`Ledger::set_reconnect_for`]).
+    /// for the server (then [`LedgerError::Unreachable`]).
     pub fn connect(url: &str) -> Result<Ledger, LedgerError> {
         let shown = redacted(url);
         let connect_error = |error| LedgerError::PostgresConnect {
@@ -279,14 +275,6 @@ impl Ledger {
         })
     }
 
-    /// How long a call waits for a lost PostgreSQL server to come back before failing with
-    /// [`LedgerError::Unreachable`] (a minute unless set; nothing for SQLite).
-    pub fn set_reconnect_for(&mut self, wait: Duration) {
-        if let Conn::Postgres(pg) = self.conn.get_mut() {
-            pg.reconnect_for = wait;
-        }
-    }
-
     /// How many transactions this connection ran again because PostgreSQL could not serialize
     /// them with concurrent ones (0 on SQLite, which has one writer at a time): a rising rate is
     /// contention between hosts' workers.
@@ -305,11 +293,6 @@ impl Ledger {
     /// The ledger's file (`None` in memory or on PostgreSQL).
     pub fn path(&self) -> Option<&Path> {
         self.location.as_ref().and_then(LedgerLocation::path)
-    }
-
-    /// Whether the ledger is a PostgreSQL one.
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.location, Some(LedgerLocation::Postgres(_)))
     }
 
     /// One write transaction running `body`: what it reads stays true until it commits. On
@@ -360,7 +343,11 @@ fn take_sslrootcert(url: &str) -> (String, Option<PathBuf>) {
         .split('&')
         .filter(|pair| match pair.split_once('=') {
             Some(("sslrootcert", value)) => {
-                file = Some(PathBuf::from(percent_decoded(value)));
+                file = Some(PathBuf::from(
+                    percent_encoding::percent_decode_str(value)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                ));
                 false
             }
             _ => true,
@@ -372,30 +359,6 @@ fn take_sslrootcert(url: &str) -> (String, Option<PathBuf>) {
         format!("{base}?{}", kept.join("&"))
     };
     (rest, file)
-}
-
-/// `%2F` and the like decoded (a file path in a URL's query).
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Brings a PostgreSQL ledger's schema to the latest version, one connection at a time (an

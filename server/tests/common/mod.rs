@@ -195,7 +195,11 @@ impl Emulator {
         loop {
             let mut url = format!("{}/{bucket}?list-type=2&prefix={prefix}", self.endpoint);
             if let Some(token) = &token {
-                url += &format!("&continuation-token={}", percent(token));
+                let token = percent_encoding::utf8_percent_encode(
+                    token,
+                    percent_encoding::NON_ALPHANUMERIC,
+                );
+                url += &format!("&continuation-token={token}");
             }
             let body = ureq::get(&url)
                 .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00")
@@ -584,18 +588,6 @@ fn xml_values(body: &str, tag: &str) -> Vec<String> {
         .filter_map(|rest| {
             rest.split_once(close.as_str())
                 .map(|(value, _)| value.to_owned())
-        })
-        .collect()
-}
-
-/// `text` percent-encoded for a query string.
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
         })
         .collect()
 }
