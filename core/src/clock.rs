@@ -1125,6 +1125,7 @@ mod tests {
                     peak: 0.9,
                 }),
                 change: Some((i % 5) as f32),
+                fingerprint: None,
             })
             .collect();
         let camera: Vec<CameraSample> = (0..200)

@@ -24,6 +24,7 @@ mod clean;
 mod clock;
 mod config;
 mod discover;
+mod fingerprint;
 mod frames;
 mod ids;
 mod image_stats;
@@ -67,6 +68,11 @@ pub use clock::{
 pub use config::{OutputConfig, PipelineConfig};
 pub use discover::{
     discover, lossy_path, upload_order, BundleSource, DiscoverError, Discovery, Ignored, PartFile,
+};
+pub use fingerprint::{
+    band_keys, distance, find_duplicate, frame_hash, DuplicateConfig, DuplicateFinding,
+    DuplicateMatch, EarlierSegment, FingerprintError, FingerprintFrame, SegmentFingerprint,
+    ANCHOR_EVERY_MS,
 };
 pub use frames::{
     frame_file_name, thumbnail_jpeg, FrameWriteError, FramesWritten, JpegSettings, JpegWriter,

@@ -321,6 +321,10 @@ pub struct FrameStats {
     pub shift: Option<Shift>,
     /// Mean absolute difference from the previous frame's thumbnail, 0-255 (`None` for the first).
     pub change: Option<f32>,
+    /// The perceptual hash of the thumbnail (`fingerprint::frame_hash`; `None` for a flat
+    /// picture). Not written out: the ledger keeps it per segment.
+    #[serde(skip)]
+    pub fingerprint: Option<u64>,
 }
 
 /// Decodes every frame, keeping its timestamp and its [`FrameStats`].
@@ -380,6 +384,7 @@ impl FrameAnalyzer {
                 blockiness: f32::NAN,
                 shift: None,
                 change: None,
+                fingerprint: None,
             });
             self.previous = None;
             return;
@@ -404,6 +409,7 @@ impl FrameAnalyzer {
             blockiness: blockiness(plane, stride, width, height) as f32,
             shift,
             change,
+            fingerprint: crate::fingerprint::frame_hash(&thumb),
         });
         self.previous = spectrum.map(|spectrum| (thumb, spectrum, hist));
     }
