@@ -8,6 +8,7 @@ use crate::actions::FrameAction;
 use crate::align::Alignment;
 use crate::bundle::Bundle;
 use crate::clock::ClockEstimate;
+use crate::fingerprint::{DuplicateConfig, DuplicateMatch};
 use crate::model::{InputEvent, InputKind};
 use crate::splice::{Segment, SpliceConfig};
 use crate::video::FrameStats;
@@ -23,6 +24,7 @@ pub struct QualityConfig {
     pub actions: ActionValidityConfig,
     pub video: VideoHealthConfig,
     pub alignment: AlignmentConfig,
+    pub duplicate: DuplicateConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -238,10 +240,12 @@ pub enum CheckName {
     Bursts,
     DecodeErrors,
     AlignmentConfidence,
+    /// The drive was recorded before (the ledger's fingerprint index; not in `inspect`).
+    Duplicate,
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 14] = [
+    pub const ALL: [CheckName; 15] = [
         CheckName::Blur,
         CheckName::Black,
         CheckName::WashedOut,
@@ -256,6 +260,7 @@ impl CheckName {
         CheckName::Bursts,
         CheckName::DecodeErrors,
         CheckName::AlignmentConfidence,
+        CheckName::Duplicate,
     ];
 
     /// The check's name as every file and the ledger write it (its serde name).
@@ -275,6 +280,7 @@ impl CheckName {
             CheckName::Bursts => "bursts",
             CheckName::DecodeErrors => "decode_errors",
             CheckName::AlignmentConfidence => "alignment_confidence",
+            CheckName::Duplicate => "duplicate",
         }
     }
 }
@@ -307,6 +313,9 @@ pub struct CheckResult {
     /// that judges the segment as a whole (frame rate, key spam, driving action, decode errors,
     /// clock confidence).
     pub frames: Vec<usize>,
+    /// For `duplicate`: the earlier segment this one's frames match and the evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<DuplicateMatch>,
 }
 
 impl CheckResult {
@@ -340,6 +349,20 @@ pub struct SegmentQuality {
     pub failed: Vec<CheckName>,
     pub checks: Vec<CheckResult>,
     pub frame_thresholds: FrameThresholds,
+}
+
+impl SegmentQuality {
+    /// Adds a check made outside CLEAN (the ledger's `duplicate`): the verdict and the failing
+    /// checks follow it.
+    pub fn add_check(&mut self, result: CheckResult) {
+        if !result.passed {
+            self.failed.push(result.check);
+            self.failed.sort();
+            self.failed.dedup();
+            self.passed = false;
+        }
+        self.checks.push(result);
+    }
 }
 
 /// What CLEAN needs besides the segment: the session's frames, inputs and clock.
@@ -392,6 +415,7 @@ fn check(
             format!("nothing to measure: the segment has no decodable frame ({metric})")
         },
         frames: Vec::new(),
+        duplicate_of: None,
     }
 }
 

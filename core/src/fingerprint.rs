@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::clean::{Bound, CheckName, CheckResult};
 use crate::motion::GrayThumb;
 
 /// Hashes are made on this grid (the 128x64 thumbnail averaged 2x2).
@@ -501,6 +502,64 @@ pub fn find_duplicate(
     DuplicateFinding {
         duplicate: strongest.as_ref().is_some_and(|(_, dup)| *dup),
         strongest: strongest.map(|(run, _)| run),
+    }
+}
+
+/// The `duplicate` check of a segment from what [`find_duplicate`] found; `frames` are the
+/// segment's frames with their times, to flag the ones in the matching run.
+pub fn duplicate_check(
+    finding: &DuplicateFinding,
+    config: &DuplicateConfig,
+    frames: &[(usize, i64)],
+) -> CheckResult {
+    let share = finding.strongest.as_ref().map_or(0.0, |run| {
+        if run.comparable_ms > 0 {
+            run.run_ms as f64 / run.comparable_ms as f64
+        } else {
+            0.0
+        }
+    });
+    let seconds = |ms: i64| ms as f64 / 1000.0;
+    let reason = match (&finding.strongest, finding.duplicate) {
+        (Some(run), true) => format!(
+            "the same drive as {} segment_{:03} of wallet {}: {:.1} s of frames ({} of {}) \
+             match it, {:.1} of 64 bits apart on average; the earlier segment keeps its pay",
+            run.session_id,
+            run.segment,
+            run.wallet,
+            seconds(run.run_ms),
+            run.frames_matched,
+            run.frames_in_run,
+            run.mean_distance,
+        ),
+        (Some(run), false) => format!(
+            "no earlier drive repeated: the longest match, {:.1} s of {:.1} s (with {} \
+             segment_{:03}), is where two drives look alike, not one drive again",
+            seconds(run.run_ms),
+            seconds(run.comparable_ms),
+            run.session_id,
+            run.segment,
+        ),
+        (None, _) => "no earlier segment shares a frame with this one".to_owned(),
+    };
+    let flagged = match (&finding.strongest, finding.duplicate) {
+        (Some(run), true) => frames
+            .iter()
+            .filter(|(_, pts)| (run.run_from_ms..=run.run_to_ms).contains(pts))
+            .map(|(frame, _)| *frame)
+            .collect(),
+        _ => Vec::new(),
+    };
+    CheckResult {
+        check: CheckName::Duplicate,
+        metric: "share of the comparable span matching an earlier segment".to_owned(),
+        value: share,
+        threshold: config.min_run_share,
+        bound: Bound::AtMost,
+        passed: !finding.duplicate,
+        reason,
+        frames: flagged,
+        duplicate_of: finding.strongest.clone().filter(|_| finding.duplicate),
     }
 }
 

@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::clean::CheckResult;
+use crate::fingerprint::SegmentFingerprint;
 
 /// Lamports in one SOL.
 pub const LAMPORTS_PER_SOL: i64 = 1_000_000_000;
@@ -335,6 +336,8 @@ pub struct SegmentRecord {
     pub passed: bool,
     /// Every check: value, threshold, pass/fail and reason.
     pub checks: Vec<CheckResult>,
+    /// Its frames' perceptual hashes, for finding the same drive again.
+    pub fingerprint: SegmentFingerprint,
 }
 
 /// A reviewer's override of one segment's verdict, as the ledger keeps it (append-only).

@@ -70,9 +70,9 @@ pub use discover::{
     discover, lossy_path, upload_order, BundleSource, DiscoverError, Discovery, Ignored, PartFile,
 };
 pub use fingerprint::{
-    band_keys, distance, find_duplicate, frame_hash, DuplicateConfig, DuplicateFinding,
-    DuplicateMatch, EarlierSegment, FingerprintError, FingerprintFrame, SegmentFingerprint,
-    ANCHOR_EVERY_MS,
+    band_keys, distance, duplicate_check, find_duplicate, frame_hash, DuplicateConfig,
+    DuplicateFinding, DuplicateMatch, EarlierSegment, FingerprintError, FingerprintFrame,
+    SegmentFingerprint, ANCHOR_EVERY_MS,
 };
 pub use frames::{
     frame_file_name, thumbnail_jpeg, FrameWriteError, FramesWritten, JpegSettings, JpegWriter,

@@ -10,6 +10,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::discover::BundleSource;
+use crate::fingerprint::{
+    duplicate_check, find_duplicate, EarlierSegment, FingerprintFrame, SegmentFingerprint,
+};
 use crate::frames::FrameWriteError;
 use crate::ids::{SessionId, WalletAddress};
 use crate::ledger::{Lamports, OverrideNote, SegmentRecord, SessionRecord, SessionStatus, Verdict};
@@ -35,6 +38,16 @@ pub trait SessionLedger {
         wallet: &WalletAddress,
         session: &SessionId,
     ) -> Result<Vec<OverrideNote>, Self::Error>;
+
+    /// The earlier segments (of any wallet, recorded before this session first was; never its
+    /// own) that share one of `keys` (`SegmentFingerprint::lookup_keys`) in the fingerprint
+    /// index, the likeliest first.
+    fn earlier_segments(
+        &mut self,
+        wallet: &WalletAddress,
+        session: &SessionId,
+        keys: &[i64],
+    ) -> Result<Vec<EarlierSegment>, Self::Error>;
 
     /// Replaces the session's record (one transaction) and answers with each segment's
     /// effective verdict, in segment order.
@@ -226,11 +239,13 @@ fn run_session<T: PublishTarget, L: SessionLedger>(
             })
         }
         Analysis::Accepted(session) => {
-            let session = *session;
+            let mut session = *session;
             let wallet = session.bundle.wallet.clone();
             let session_id = session.bundle.session_id.clone();
             trace::record_clock(root, &session.alignment.clock);
+            let fingerprints = segment_fingerprints(&session);
             let overrides = trace::step_span("ledger").in_scope(|| {
+                check_duplicates(&mut session, &fingerprints, config, ledger)?;
                 ledger
                     .session_overrides(&wallet, &session_id)
                     .map_err(|err| SessionError::Ledger(Box::new(err)))
@@ -259,7 +274,7 @@ fn run_session<T: PublishTarget, L: SessionLedger>(
                 .map_err(|err| SessionError::Publish(Box::new(err)))?;
             drop(publish_span);
             let publish_s = publish_started.elapsed().as_secs_f64();
-            let record = accepted_record(origin, &session, &session_json);
+            let record = accepted_record(origin, &session, &session_json, fingerprints);
             let verdicts = trace::step_span("ledger").in_scope(|| {
                 ledger
                     .record_session(&record, rate, run)
@@ -379,7 +394,68 @@ fn segment_files(
     Ok(files)
 }
 
-fn accepted_record(origin: &str, session: &AcceptedSession, session_json: &[u8]) -> SessionRecord {
+/// Each segment's fingerprint: its frames that have a hash and a time, with the frame indices.
+fn segment_fingerprints(session: &AcceptedSession) -> Vec<(SegmentFingerprint, Vec<(usize, i64)>)> {
+    let video = &session.bundle.video;
+    session
+        .splice
+        .segments
+        .iter()
+        .map(|segment| {
+            let frames: Vec<(usize, FingerprintFrame)> = segment
+                .rows
+                .iter()
+                .filter_map(|row| {
+                    let pts = (*video.frame_pts_ms.get(row.frame)?)?;
+                    let hash = video.frame_stats.get(row.frame)?.fingerprint?;
+                    Some((
+                        row.frame,
+                        FingerprintFrame {
+                            pts_ms: pts.round() as i64,
+                            hash,
+                        },
+                    ))
+                })
+                .collect();
+            (
+                SegmentFingerprint {
+                    frames: frames.iter().map(|(_, f)| *f).collect(),
+                },
+                frames.iter().map(|(i, f)| (*i, f.pts_ms)).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Adds the `duplicate` check to every segment: its fingerprint against the earlier segments the
+/// ledger's index hands over.
+fn check_duplicates<L: SessionLedger>(
+    session: &mut AcceptedSession,
+    fingerprints: &[(SegmentFingerprint, Vec<(usize, i64)>)],
+    config: &PipelineConfig,
+    ledger: &mut L,
+) -> Result<(), SessionError> {
+    let rule = &config.quality.duplicate;
+    for (quality, (fingerprint, frames)) in session.verdicts.iter_mut().zip(fingerprints) {
+        let earlier = ledger
+            .earlier_segments(
+                &session.bundle.wallet,
+                &session.bundle.session_id,
+                &fingerprint.lookup_keys(),
+            )
+            .map_err(|err| SessionError::Ledger(Box::new(err)))?;
+        let finding = find_duplicate(fingerprint, &earlier, rule);
+        quality.add_check(duplicate_check(&finding, rule, frames));
+    }
+    Ok(())
+}
+
+fn accepted_record(
+    origin: &str,
+    session: &AcceptedSession,
+    session_json: &[u8],
+    fingerprints: Vec<(SegmentFingerprint, Vec<(usize, i64)>)>,
+) -> SessionRecord {
     let bundle = &session.bundle;
     SessionRecord {
         wallet: bundle.wallet.to_string(),
@@ -396,7 +472,8 @@ fn accepted_record(origin: &str, session: &AcceptedSession, session_json: &[u8])
             .segments
             .iter()
             .zip(&session.verdicts)
-            .map(|(segment, quality)| SegmentRecord {
+            .zip(fingerprints)
+            .map(|((segment, quality), (fingerprint, _))| SegmentRecord {
                 segment: segment.index,
                 first_frame: segment.first_frame,
                 last_frame: segment.last_frame,
@@ -405,6 +482,7 @@ fn accepted_record(origin: &str, session: &AcceptedSession, session_json: &[u8])
                 end_pts_ms: segment.end_pts_ms,
                 passed: quality.passed,
                 checks: quality.checks.clone(),
+                fingerprint,
             })
             .collect(),
     }

@@ -518,5 +518,6 @@ fn short(check: CheckName) -> &'static str {
         CheckName::Bursts => "bursts",
         CheckName::DecodeErrors => "decode",
         CheckName::AlignmentConfidence => "clock",
+        CheckName::Duplicate => "dup",
     }
 }

@@ -52,7 +52,9 @@ fn session(writer: usize, n: usize) -> SessionRecord {
                     passed,
                     reason: "bench".to_owned(),
                     frames: Vec::new(),
+                    duplicate_of: None,
                 }],
+                fingerprint: Default::default(),
             }
         })
         .collect();

@@ -47,6 +47,8 @@ pub(crate) enum Value {
     Int(i64),
     Real(f64),
     Text(String),
+    /// Bytes: SQLite's BLOB, PostgreSQL's BYTEA.
+    Blob(Vec<u8>),
     /// An unsigned number above `i64::MAX`: refused when bound (SQL integers are `i64`).
     OutOfRange(u64),
 }
@@ -124,6 +126,12 @@ impl From<String> for Value {
     }
 }
 
+impl From<Vec<u8>> for Value {
+    fn from(value: Vec<u8>) -> Self {
+        Value::Blob(value)
+    }
+}
+
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(value: Option<T>) -> Self {
         value.map_or(Value::Null, Into::into)
@@ -137,6 +145,7 @@ impl rusqlite::ToSql for Value {
             Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
             Value::Real(v) => ToSqlOutput::Borrowed(ValueRef::Real(*v)),
             Value::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Value::Blob(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
             Value::OutOfRange(v) => {
                 return Err(rusqlite::Error::IntegralValueOutOfRange(0, *v as i64))
             }
@@ -160,6 +169,7 @@ impl ToSql for Value {
                 Value::Text(v),
                 &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME | &Type::UNKNOWN,
             ) => v.as_str().to_sql(ty, out),
+            (Value::Blob(v), &Type::BYTEA) => v.as_slice().to_sql(ty, out),
             (Value::OutOfRange(v), _) => Err(format!(
                 "{v} is out of range for a SQL integer (at most {})",
                 i64::MAX
@@ -183,6 +193,7 @@ impl ToSql for Value {
                 | Type::BPCHAR
                 | Type::NAME
                 | Type::UNKNOWN
+                | Type::BYTEA
         )
     }
 
@@ -198,6 +209,7 @@ impl<'a> FromSql<'a> for Value {
             Type::BOOL => Value::Int(bool::from_sql(ty, raw)?.into()),
             Type::FLOAT4 => Value::Real(f32::from_sql(ty, raw)?.into()),
             Type::FLOAT8 => Value::Real(f64::from_sql(ty, raw)?),
+            Type::BYTEA => Value::Blob(raw.to_vec()),
             _ => Value::Text(<&str>::from_sql(ty, raw)?.to_owned()),
         })
     }
@@ -221,6 +233,7 @@ impl<'a> FromSql<'a> for Value {
                 | Type::VARCHAR
                 | Type::BPCHAR
                 | Type::NAME
+                | Type::BYTEA
         )
     }
 }
@@ -242,6 +255,13 @@ impl Row {
             Value::Null => Ok(None),
             Value::Int(v) => Ok(Some(*v)),
             other => Err(wrong_type(index, "an integer", other)),
+        }
+    }
+
+    pub(crate) fn blob(&self, index: usize) -> Result<&[u8], LedgerError> {
+        match self.column(index)? {
+            Value::Blob(v) => Ok(v),
+            other => Err(wrong_type(index, "bytes", other)),
         }
     }
 
@@ -765,9 +785,10 @@ impl Tx<'_> {
                                 ValueRef::Null => Value::Null,
                                 ValueRef::Integer(v) => Value::Int(v),
                                 ValueRef::Real(v) => Value::Real(v),
-                                ValueRef::Text(v) | ValueRef::Blob(v) => {
+                                ValueRef::Text(v) => {
                                     Value::Text(String::from_utf8_lossy(v).into_owned())
                                 }
+                                ValueRef::Blob(v) => Value::Blob(v.to_vec()),
                             })
                         })
                         .collect::<rusqlite::Result<Vec<Value>>>()

@@ -46,6 +46,7 @@
 //   error < db < store < verdict_rows < settings < pending < verdicts < payouts < rate < totals
 //   < record < intake < session_ledger < nonces < review
 mod db;
+mod duplicates;
 mod error;
 mod intake;
 mod nonces;
@@ -61,6 +62,7 @@ mod totals;
 mod verdict_rows;
 mod verdicts;
 
+pub use duplicates::MAX_CANDIDATES;
 pub use error::LedgerError;
 pub use intake::{IntakeRow, IntakeState, Lease};
 pub use pending::{ItemKind, Payout, PayoutItem};

@@ -203,6 +203,7 @@ fn write_session(
                 ],
             )?
             .int(0)?;
+        crate::duplicates::write_fingerprint(tx, segment_row, segment)?;
         for (position, (check, name)) in segment.checks.iter().zip(&names).enumerate() {
             tx.execute(
                 "INSERT INTO checks (segment_row, position, check_name, metric, value, \

@@ -2,8 +2,8 @@
 //! server's worker both call through `sd_core::process_session`.
 
 use sd_core::{
-    Lamports, OverrideNote, RunInfo, SessionId, SessionLedger, SessionRecord, Verdict,
-    WalletAddress,
+    EarlierSegment, Lamports, OverrideNote, RunInfo, SessionId, SessionLedger, SessionRecord,
+    Verdict, WalletAddress,
 };
 
 use crate::{Ledger, LedgerError};
@@ -17,6 +17,15 @@ impl SessionLedger for Ledger {
         session: &SessionId,
     ) -> Result<Vec<OverrideNote>, LedgerError> {
         Ledger::session_overrides(self, wallet.as_str(), session.as_str())
+    }
+
+    fn earlier_segments(
+        &mut self,
+        wallet: &WalletAddress,
+        session: &SessionId,
+        keys: &[i64],
+    ) -> Result<Vec<EarlierSegment>, LedgerError> {
+        Ledger::earlier_segments(self, wallet.as_str(), session.as_str(), keys)
     }
 
     fn record_session(

@@ -21,6 +21,8 @@ const MIGRATION_STEPS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0003_intake.sql")),
     // The upload API's single-use nonces.
     M::up(include_str!("../migrations/0004_upload_nonces.sql")),
+    // Segment fingerprints and their index (duplicate drives).
+    M::up(include_str!("../migrations/0005_fingerprints.sql")),
 ];
 
 pub(crate) const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_STEPS);
@@ -36,7 +38,11 @@ const WAL_RETRY: Duration = Duration::from_millis(10);
 
 /// The schema on PostgreSQL, one SQL file per version; the `ledger_schema` table says how many
 /// are applied. The first step is SQLite's version 4 at once (no PostgreSQL ledger predates it).
-const POSTGRES_STEPS: &[&str] = &[include_str!("../migrations/postgres/0001_schema.sql")];
+const POSTGRES_STEPS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_schema.sql"),
+    // SQLite's version 5: segment fingerprints and their index.
+    include_str!("../migrations/postgres/0002_fingerprints.sql"),
+];
 
 /// The PostgreSQL schema version this build writes.
 pub const POSTGRES_SCHEMA_VERSION: usize = POSTGRES_STEPS.len();

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use sd_core::{
-    Lamports, Limits, OverrideNote, PipelineConfig, RunInfo, SessionId, SessionJob, SessionLedger,
-    SessionOutcome, SessionRecord, Verdict, WalletAddress,
+    EarlierSegment, Lamports, Limits, OverrideNote, PipelineConfig, RunInfo, SessionId, SessionJob,
+    SessionLedger, SessionOutcome, SessionRecord, Verdict, WalletAddress,
 };
 use sd_ledger::{IntakeState, Lease, Ledger, LedgerError};
 use tokio::sync::watch;
@@ -914,6 +914,19 @@ impl SessionLedger for LeasedLedger<'_> {
             .lock()
             .map_err(|_| LeasedLedgerError::Poisoned)?;
         Ok(ledger.session_overrides(wallet.as_str(), session.as_str())?)
+    }
+
+    fn earlier_segments(
+        &mut self,
+        wallet: &WalletAddress,
+        session: &SessionId,
+        keys: &[i64],
+    ) -> Result<Vec<EarlierSegment>, LeasedLedgerError> {
+        let ledger = self
+            .ledger
+            .lock()
+            .map_err(|_| LeasedLedgerError::Poisoned)?;
+        Ok(ledger.earlier_segments(wallet.as_str(), session.as_str(), keys)?)
     }
 
     fn record_session(

@@ -13,6 +13,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 mod align;
+mod duplicates;
 mod process;
 mod report;
 mod traces;

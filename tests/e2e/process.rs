@@ -28,6 +28,14 @@ impl Outputs {
         }
     }
 
+    pub(crate) fn review_dir(&self) -> &Path {
+        &self.review
+    }
+
+    pub(crate) fn ledger_path(&self) -> &Path {
+        &self.ledger
+    }
+
     pub(crate) fn layout_args(&self) -> Vec<String> {
         vec![
             "--out".into(),

@@ -30,6 +30,7 @@ pub fn check_result(check: CheckName, passed: bool, value: f64, reason: String) 
         passed,
         reason,
         frames: Vec::new(),
+        duplicate_of: None,
     }
 }
 
@@ -49,6 +50,7 @@ pub fn segment_at(
         end_pts_ms: (first_frame + FRAMES) as f64 * 33.3,
         passed,
         checks,
+        fingerprint: Default::default(),
     }
 }
 

@@ -457,6 +457,7 @@ async fn a_contributor_sees_where_each_session_is() {
         passed,
         reason: "test".to_owned(),
         frames: Vec::new(),
+        duplicate_of: None,
     };
     let segment = |n: usize, passed: bool| SegmentRecord {
         segment: n,
@@ -467,6 +468,7 @@ async fn a_contributor_sees_where_each_session_is() {
         end_pts_ms: n as f64 * 5000.0,
         passed,
         checks: vec![check(passed)],
+        fingerprint: Default::default(),
     };
     let record = |id: &str, status: SessionStatus, segments: Vec<SegmentRecord>| {
         let rejected = status == SessionStatus::Rejected;
