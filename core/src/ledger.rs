@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::clean::CheckResult;
-use crate::fingerprint::SegmentFingerprint;
+use crate::fingerprint::{DuplicateConfig, SegmentFingerprint};
 
 /// Lamports in one SOL.
 pub const LAMPORTS_PER_SOL: i64 = 1_000_000_000;
@@ -320,6 +320,10 @@ pub struct SessionRecord {
     /// `session.json`, as written (or as it would be written, for ids unfit for a path).
     pub session_json: String,
     pub segments: Vec<SegmentRecord>,
+    /// The rule the segments' `duplicate` checks were made with: the ledger makes each again
+    /// inside the recording transaction, against everything recorded by then (a copy processed
+    /// on another host at the same moment included). `None`: not checked (rejected sessions).
+    pub duplicate_rule: Option<DuplicateConfig>,
 }
 
 /// One segment as CLEAN scored it.

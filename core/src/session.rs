@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::discover::BundleSource;
 use crate::fingerprint::{
-    duplicate_check, find_duplicate, EarlierSegment, FingerprintFrame, SegmentFingerprint,
+    duplicate_check, find_duplicate, DuplicateConfig, EarlierSegment, FingerprintFrame,
+    SegmentFingerprint,
 };
 use crate::frames::FrameWriteError;
 use crate::ids::{SessionId, WalletAddress};
@@ -216,6 +217,7 @@ fn run_session<T: PublishTarget, L: SessionLedger>(
                 frames,
                 clock_confidence: None,
                 session_json: String::from_utf8_lossy(&session_json).into_owned(),
+                duplicate_rule: None,
                 segments: Vec::new(),
             };
             trace::step_span("ledger").in_scope(|| {
@@ -274,7 +276,13 @@ fn run_session<T: PublishTarget, L: SessionLedger>(
                 .map_err(|err| SessionError::Publish(Box::new(err)))?;
             drop(publish_span);
             let publish_s = publish_started.elapsed().as_secs_f64();
-            let record = accepted_record(origin, &session, &session_json, fingerprints);
+            let record = accepted_record(
+                origin,
+                &session,
+                &session_json,
+                fingerprints,
+                &config.quality.duplicate,
+            );
             let verdicts = trace::step_span("ledger").in_scope(|| {
                 ledger
                     .record_session(&record, rate, run)
@@ -455,9 +463,11 @@ fn accepted_record(
     session: &AcceptedSession,
     session_json: &[u8],
     fingerprints: Vec<(SegmentFingerprint, Vec<(usize, i64)>)>,
+    duplicate_rule: &DuplicateConfig,
 ) -> SessionRecord {
     let bundle = &session.bundle;
     SessionRecord {
+        duplicate_rule: Some(duplicate_rule.clone()),
         wallet: bundle.wallet.to_string(),
         session_id: bundle.session_id.to_string(),
         source: origin.to_owned(),

@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use sd_core::{EarlierSegment, SegmentFingerprint, SegmentRecord};
+use sd_core::{
+    duplicate_check, find_duplicate, CheckName, EarlierSegment, SegmentFingerprint, SegmentRecord,
+    SessionRecord,
+};
 
 use crate::db::{params, Tx, Value};
 use crate::error::LedgerError;
@@ -105,6 +108,47 @@ pub(crate) fn earlier_segments_in(
         }
     }
     Ok(segments)
+}
+
+/// The record with every segment's `duplicate` check made again against the ledger as it is
+/// inside the recording transaction (`None` when no verdict changes). Recording moves money, so
+/// it runs one at a time on every host: a copy recorded by another worker since this session's
+/// check (the same drive uploaded twice at once) is seen here, and only one of the two is paid.
+pub(crate) fn recheck_duplicates(
+    tx: &mut Tx<'_>,
+    record: &SessionRecord,
+) -> Result<Option<SessionRecord>, LedgerError> {
+    let Some(rule) = &record.duplicate_rule else {
+        return Ok(None);
+    };
+    let mut changed: Option<SessionRecord> = None;
+    for (index, segment) in record.segments.iter().enumerate() {
+        let Some(position) = segment
+            .checks
+            .iter()
+            .position(|check| check.check == CheckName::Duplicate)
+        else {
+            continue;
+        };
+        let keys = segment.fingerprint.lookup_keys();
+        let earlier = earlier_segments_in(tx, &record.wallet, &record.session_id, &keys)?;
+        let finding = find_duplicate(&segment.fingerprint, &earlier, rule);
+        if finding.duplicate != segment.checks[position].passed {
+            continue;
+        }
+        tracing::warn!(
+            session = %record.session_id,
+            segment = segment.segment,
+            duplicate = finding.duplicate,
+            "the duplicate check changed at record time (a copy recorded meanwhile)"
+        );
+        let mut segment = segment.clone();
+        // (The frames it flags need the frame indices, which the ledger does not keep.)
+        segment.checks[position] = duplicate_check(&finding, rule, &[]);
+        segment.passed = segment.checks.iter().all(|check| check.passed);
+        changed.get_or_insert_with(|| record.clone()).segments[index] = segment;
+    }
+    Ok(changed)
 }
 
 impl Ledger {

@@ -257,6 +257,8 @@ pub(crate) fn record_in(
     run_id: &str,
 ) -> Result<RecordedSession, LedgerError> {
     let rate = agree_rate(tx, rate, now)?;
+    let rechecked = crate::duplicates::recheck_duplicates(tx, record)?;
+    let record = rechecked.as_ref().unwrap_or(record);
     let before = session_verdicts(tx, &record.wallet, &record.session_id)?;
     let times_processed = write_session(tx, record, now, run_id)?;
     let segments = session_verdicts(tx, &record.wallet, &record.session_id)?;

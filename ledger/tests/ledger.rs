@@ -10,7 +10,8 @@ mod common;
 use common::stores::{Backend, Store};
 use common::{accepted_session, check_result, session_id, wallet, FRAMES, RATE};
 use sd_core::{
-    CheckName, CheckResult, Lamports, PayoutState, SegmentKey, SegmentRecord, SegmentRef,
+    duplicate_check, CheckName, CheckResult, DuplicateConfig, DuplicateFinding, FingerprintFrame,
+    Lamports, PayoutState, SegmentFingerprint, SegmentKey, SegmentRecord, SegmentRef,
     SessionRecord, SessionStatus, Verdict,
 };
 use sd_ledger::{ItemKind, Ledger, LedgerError, Payout, WalletTotals};
@@ -1306,6 +1307,107 @@ fn concurrent_recorders_all_succeed_and_the_totals_are_exact(store: &Store) {
     }
 }
 
+/// A drive as the fingerprint index sees it: 50 frames, 100 ms apart, a few bits changing per
+/// frame (a walk through hash space from `seed`).
+fn drive_fingerprint(seed: u64) -> SegmentFingerprint {
+    let mut state = seed;
+    let mut hash = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    SegmentFingerprint {
+        frames: (0..50)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                hash ^= 1 << (state >> 58);
+                hash ^= 1 << ((state >> 52) & 63);
+                FingerprintFrame {
+                    pts_ms: i * 100,
+                    hash,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// One segment showing `drive`, whose own duplicate check passed (it saw no earlier copy).
+fn drive_session(wallet: &str, session_id: &str, drive: &SegmentFingerprint) -> SessionRecord {
+    let mut record = session(wallet, session_id, &[true]);
+    let rule = DuplicateConfig::default();
+    let none_found = DuplicateFinding {
+        strongest: None,
+        duplicate: false,
+    };
+    record.segments[0].fingerprint = drive.clone();
+    record.segments[0]
+        .checks
+        .push(duplicate_check(&none_found, &rule, &[]));
+    record.duplicate_rule = Some(rule);
+    record
+}
+
+fn a_copy_recorded_meanwhile_is_caught_at_record_time(store: &Store) {
+    let mut ledger = store.open();
+    let drive = drive_fingerprint(7);
+    let (original, copy) = (wallet(1), wallet(2));
+    let first = ledger
+        .record_session(
+            &drive_session(&original, &session_id(1), &drive),
+            RATE,
+            NOW,
+            "run-1",
+        )
+        .unwrap();
+    assert_eq!(first.segments[0].verdict, Verdict::Pass);
+    // The copy's check ran before the original was recorded (another host, the same moment):
+    // the ledger makes it again when recording.
+    let second = ledger
+        .record_session(
+            &drive_session(&copy, &session_id(2), &drive),
+            RATE,
+            NOW,
+            "run-2",
+        )
+        .unwrap();
+    assert_eq!(second.segments[0].verdict, Verdict::Fail);
+    assert_eq!(
+        second.segments[0].failed_checks,
+        vec!["duplicate".to_owned()]
+    );
+    assert!(pending(&ledger, &copy).is_none(), "the copy is not paid");
+    // The original keeps its pay, and recording it again never matches itself or its copy.
+    let again = ledger
+        .record_session(
+            &drive_session(&original, &session_id(1), &drive),
+            RATE,
+            LATER,
+            "run-3",
+        )
+        .unwrap();
+    assert_eq!(again.segments[0].verdict, Verdict::Pass);
+    assert_eq!(totals(&ledger, &original).valid_segments, 1);
+    // Another drive is not a copy.
+    let other = ledger
+        .record_session(
+            &drive_session(&copy, &session_id(3), &drive_fingerprint(8)),
+            RATE,
+            NOW,
+            "run-4",
+        )
+        .unwrap();
+    assert_eq!(other.segments[0].verdict, Verdict::Pass);
+    // What the index hands over for the copy's frames: the original's segment, then the copy's
+    // (each session sees only those recorded before it first was).
+    let found = ledger
+        .earlier_segments(&copy, &session_id(3), &drive.lookup_keys())
+        .unwrap();
+    let sessions: Vec<&str> = found.iter().map(|s| s.session_id.as_str()).collect();
+    assert!(sessions.contains(&session_id(1).as_str()), "{sessions:?}");
+    let for_original = ledger
+        .earlier_segments(&original, &session_id(1), &drive.lookup_keys())
+        .unwrap();
+    assert!(for_original.is_empty(), "{for_original:?}");
+}
+
 fn main() {
     common::stores::run(
         "ledger",
@@ -1335,6 +1437,7 @@ fn main() {
             approve_is_refused_when_the_pending_amount_is_not_what_was_seen,
             the_ledger_works_on_an_async_runtimes_thread,
             concurrent_recorders_all_succeed_and_the_totals_are_exact,
+            a_copy_recorded_meanwhile_is_caught_at_record_time,
         ],
         &[],
     );

@@ -73,6 +73,7 @@ pub fn accepted_session(
         frames: verdicts.len() * FRAMES,
         clock_confidence: Some(0.9),
         session_json: "{}".to_owned(),
+        duplicate_rule: None,
         segments: verdicts
             .iter()
             .enumerate()
