@@ -257,6 +257,8 @@ pub struct ReviewApp {
     pub segment: Option<SegmentView>,
     loader: Option<FrameLoader>,
     texture: Option<(TextureHandle, PathBuf)>,
+    /// The earlier segment's frame, beside this one's when a `duplicate` check failed.
+    earlier_texture: Option<(TextureHandle, PathBuf)>,
     pub reviewer: String,
     pub reason_code: Option<&'static str>,
     pub reason_text: String,
@@ -334,6 +336,7 @@ impl ReviewApp {
             segment: None,
             loader: None,
             texture: None,
+            earlier_texture: None,
             reviewer,
             reason_code: None,
             reason_text: String::new(),
@@ -546,6 +549,7 @@ impl ReviewApp {
     pub fn select(&mut self, key: SegmentKey) {
         // Another segment's picture must not stay up under this one's header.
         self.texture = None;
+        self.earlier_texture = None;
         if self.bucket_mode {
             self.segment = None;
             let sent = self.send_to_bucket(Job::Mirror(key.clone()));
@@ -1204,49 +1208,57 @@ impl ReviewApp {
         // The actions' row, the clock line and the lanes.
         let overlay_height = 96.0 + 24.0 + LANE_HEIGHT * lane_specs(view).len() as f32;
         let available = ui.available_size() - egui::vec2(0.0, timeline_height + overlay_height);
+        let earlier = view.data.earlier_frame(view.frame);
+        let earlier_caption = view
+            .data
+            .earlier
+            .as_ref()
+            .map(|earlier| match &earlier.data {
+                Ok(_) => format!(
+                    "earlier: {} segment_{:03} ({}) · {:.1} s, {} of {} frames match, {:.1} bits",
+                    earlier.of.session_id,
+                    earlier.of.segment,
+                    short_wallet(&earlier.of.wallet),
+                    earlier.of.run_ms / 1000.0,
+                    earlier.of.frames_matched,
+                    earlier.of.frames_in_run,
+                    earlier.of.mean_distance
+                ),
+                Err(err) => format!("earlier: {} cannot be shown: {err}", earlier.of.key()),
+            });
         if let (Some(path), Some(loader)) = (path, &mut self.loader) {
-            // The playhead's frame first, then the next ones; what the playhead has left
-            // behind is skipped by the loader.
-            let wanted: Vec<PathBuf> = std::iter::once(path.clone()).chain(neighbours).collect();
+            // The playhead's frame first (and the earlier segment's beside it), then the next
+            // ones; what the playhead has left behind is skipped by the loader.
+            let wanted: Vec<PathBuf> = std::iter::once(path.clone())
+                .chain(earlier.as_ref().map(|(_, p)| p.clone()))
+                .chain(neighbours)
+                .collect();
             loader.want(&wanted);
-            let show = |ui: &mut egui::Ui, texture: &TextureHandle| {
-                let [w, h] = texture.size().map(|v| v as f32);
-                let scale = (available.x / w).min(available.y / h).clamp(0.05, 1.0);
-                ui.image((texture.id(), egui::vec2(w * scale, h * scale)));
-            };
-            match loader.get(&path) {
-                Some(Ok(frame)) => {
-                    let size = [frame.width, frame.height];
-                    match &mut self.texture {
-                        Some((_, shown)) if *shown == path => {}
-                        Some((texture, shown)) if texture.size() == size => {
-                            let image = egui::ColorImage::from_rgba_unmultiplied(size, &frame.rgba);
-                            texture.set_partial([0, 0], image, TextureOptions::LINEAR);
-                            *shown = path.clone();
-                        }
-                        _ => {
-                            let image = egui::ColorImage::from_rgba_unmultiplied(size, &frame.rgba);
-                            let texture =
-                                ui.ctx()
-                                    .load_texture("frame", image, TextureOptions::LINEAR);
-                            self.texture = Some((texture, path.clone()));
-                        }
-                    }
-                    if let Some((texture, _)) = &self.texture {
-                        show(ui, texture);
-                    }
+            match &earlier_caption {
+                // A duplicate: this segment and the earlier one side by side, at one time.
+                Some(caption) => {
+                    let half = egui::vec2(available.x / 2.0 - 8.0, available.y - 20.0);
+                    ui.horizontal(|ui| {
+                        ui.vertical(|ui| {
+                            ui.label("this segment");
+                            show_frame(ui, loader, &mut self.texture, &path, "frame", half);
+                        });
+                        ui.vertical(|ui| {
+                            ui.colored_label(Color32::from_rgb(230, 140, 60), caption);
+                            if let Some((_, earlier_path)) = &earlier {
+                                show_frame(
+                                    ui,
+                                    loader,
+                                    &mut self.earlier_texture,
+                                    earlier_path,
+                                    "earlier frame",
+                                    half,
+                                );
+                            }
+                        });
+                    });
                 }
-                Some(Err(err)) => {
-                    ui.colored_label(Color32::from_rgb(230, 90, 80), err);
-                }
-                // The previous frame stays on screen until this one is decoded (no flicker
-                // while playing or scrubbing); the header already names the new one.
-                None => match &self.texture {
-                    Some((texture, _)) => show(ui, texture),
-                    None => {
-                        ui.label("loading the frame…");
-                    }
-                },
+                None => show_frame(ui, loader, &mut self.texture, &path, "frame", available),
             }
         }
 
@@ -1596,6 +1608,54 @@ impl ReviewApp {
 impl eframe::App for ReviewApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         ReviewApp::ui(self, ui);
+    }
+}
+
+/// The frame at `path` in `slot` (a texture reused from frame to frame), at full resolution when
+/// it fits `available`, scaled down otherwise. Until it is decoded, the slot's previous frame
+/// stays on screen (no flicker while playing or scrubbing; the header names the new one).
+fn show_frame(
+    ui: &mut egui::Ui,
+    loader: &mut FrameLoader,
+    slot: &mut Option<(TextureHandle, PathBuf)>,
+    path: &PathBuf,
+    name: &str,
+    available: egui::Vec2,
+) {
+    let show = |ui: &mut egui::Ui, texture: &TextureHandle| {
+        let [w, h] = texture.size().map(|v| v as f32);
+        let scale = (available.x / w).min(available.y / h).clamp(0.05, 1.0);
+        ui.image((texture.id(), egui::vec2(w * scale, h * scale)));
+    };
+    match loader.get(path) {
+        Some(Ok(frame)) => {
+            let size = [frame.width, frame.height];
+            match slot {
+                Some((_, shown)) if shown == path => {}
+                Some((texture, shown)) if texture.size() == size => {
+                    let image = egui::ColorImage::from_rgba_unmultiplied(size, &frame.rgba);
+                    texture.set_partial([0, 0], image, TextureOptions::LINEAR);
+                    *shown = path.clone();
+                }
+                _ => {
+                    let image = egui::ColorImage::from_rgba_unmultiplied(size, &frame.rgba);
+                    let texture = ui.ctx().load_texture(name, image, TextureOptions::LINEAR);
+                    *slot = Some((texture, path.clone()));
+                }
+            }
+            if let Some((texture, _)) = slot {
+                show(ui, texture);
+            }
+        }
+        Some(Err(err)) => {
+            ui.colored_label(Color32::from_rgb(230, 90, 80), err);
+        }
+        None => match slot {
+            Some((texture, _)) => show(ui, texture),
+            None => {
+                ui.label("loading the frame…");
+            }
+        },
     }
 }
 

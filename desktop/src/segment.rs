@@ -72,6 +72,41 @@ pub struct Check {
     /// The session frames it flags (absent before output schema 4).
     #[serde(default)]
     pub frames: Vec<usize>,
+    /// For a failed `duplicate`: the earlier segment this one repeats.
+    #[serde(default)]
+    pub duplicate_of: Option<DuplicateOf>,
+}
+
+/// The earlier segment a `duplicate` names, and where its frames meet this one's.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct DuplicateOf {
+    pub wallet: String,
+    pub session_id: String,
+    pub segment: usize,
+    /// Earlier video time minus this segment's, ms.
+    pub offset_ms: f64,
+    pub run_ms: f64,
+    pub frames_matched: usize,
+    pub frames_in_run: usize,
+    pub mean_distance: f64,
+}
+
+impl DuplicateOf {
+    pub fn key(&self) -> SegmentKey {
+        SegmentKey {
+            wallet: self.wallet.clone(),
+            session_id: self.session_id.clone(),
+            segment: self.segment,
+        }
+    }
+}
+
+/// The earlier segment a failed `duplicate` names, loaded for showing beside this one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Earlier {
+    pub of: DuplicateOf,
+    /// `Err`: why it cannot be shown (not in this layout, unreadable).
+    pub data: Result<Box<SegmentData>, String>,
 }
 
 /// The lines the picture checks hold each frame to.
@@ -128,10 +163,26 @@ pub struct SegmentData {
     pub metrics: Vec<Option<FrameMetric>>,
     /// Why there are no metrics, when there are none.
     pub metrics_note: Option<String>,
+    /// The earlier segment a failed `duplicate` check names.
+    pub earlier: Option<Earlier>,
 }
 
 impl SegmentData {
     pub fn load(layout: &OutputLayout, key: &SegmentKey) -> Result<Self, String> {
+        let mut data = Self::load_one(layout, key)?;
+        let of = data
+            .checks
+            .iter()
+            .find(|check| check.check == "duplicate" && !check.passed)
+            .and_then(|check| check.duplicate_of.clone());
+        data.earlier = of.map(|of| {
+            let earlier = Self::load_one(layout, &of.key()).map(Box::new);
+            Earlier { of, data: earlier }
+        });
+        Ok(data)
+    }
+
+    fn load_one(layout: &OutputLayout, key: &SegmentKey) -> Result<Self, String> {
         let (location, folder) = layout
             .find_segment(key)
             .ok_or_else(|| format!("{key}: no folder in the clean layout or the review area"))?;
@@ -189,7 +240,25 @@ impl SegmentData {
             thresholds: quality.frame_thresholds,
             metrics,
             metrics_note,
+            earlier: None,
         })
+    }
+
+    /// The earlier segment's frame showing what frame `index` of this one shows (its video time
+    /// plus the duplicate's offset), with that frame's index in the earlier segment.
+    pub fn earlier_frame(&self, index: usize) -> Option<(usize, PathBuf)> {
+        let earlier = self.earlier.as_ref()?;
+        let data = earlier.data.as_ref().ok()?;
+        let pts = self.frames.get(index)?.pts_ms?;
+        let target = pts + earlier.of.offset_ms;
+        let at = data
+            .frames
+            .iter()
+            .enumerate()
+            .filter_map(|(i, row)| Some((i, (row.pts_ms? - target).abs())))
+            .min_by(|a, b| a.1.total_cmp(&b.1))?
+            .0;
+        Some((at, data.frame_path(at)?))
     }
 
     /// The session's metrics of the segment's frames, in the segment's order.
@@ -374,6 +443,7 @@ pub(crate) mod test_data {
             thresholds: None,
             metrics: Vec::new(),
             metrics_note: None,
+            earlier: None,
         }
     }
 }
@@ -426,6 +496,7 @@ mod tests {
             passed: frames.is_empty(),
             reason: String::new(),
             frames,
+            duplicate_of: None,
         };
         let data = segment(
             // Session frames 20..30; frame 24 is missing (a decode gap).

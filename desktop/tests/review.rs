@@ -17,11 +17,19 @@ const WALLET: &str = "Dzse3tYXLgtRJrBHVVUK5ZYbZoCjBee1tK3oSv5RyLyR";
 
 /// A 30 s synthetic session with every kind of defect, processed as `process` does, into `dir`.
 fn processed(dir: &Path) -> Sources {
-    let raw = dir.join("raw");
     let mut spec = SyntheticSpec::with_all_defects(11);
     spec.wallet = WALLET.to_owned();
-    let written = write_bundle(&raw.join(WALLET), &spec, Naming::UploadEpoch).expect("bundle");
-    std::fs::remove_file(&written.truth).expect("drop the truth file");
+    processed_specs(dir, &[spec])
+}
+
+/// Synthetic sessions processed one after the other (in the order given), into `dir`.
+fn processed_specs(dir: &Path, specs: &[SyntheticSpec]) -> Sources {
+    let raw = dir.join("raw");
+    for spec in specs {
+        let written =
+            write_bundle(&raw.join(&spec.wallet), spec, Naming::UploadEpoch).expect("bundle");
+        std::fs::remove_file(&written.truth).expect("drop the truth file");
+    }
     let sources = Sources::embedded_default(dir);
     let mut layout =
         sd_core::OutputLayout::open(&sources.clean, &sources.review, &dir.join("out/.sd-work"))
@@ -33,7 +41,14 @@ fn processed(dir: &Path) -> Sources {
         processed_at: "2026-12-02T00:00:00Z".into(),
     };
     let discovery = sd_core::discover(&raw).expect("discover");
-    for source in &discovery.bundles {
+    let mut bundles: Vec<&sd_core::BundleSource> = discovery.bundles.iter().collect();
+    let order = |source: &sd_core::BundleSource| {
+        specs
+            .iter()
+            .position(|spec| spec.session_id == source.session_id)
+    };
+    bundles.sort_by_key(|source| order(source));
+    for source in bundles {
         let job = sd_core::SessionJob {
             source,
             config: &config,
@@ -180,6 +195,56 @@ fn a_reviewer_scrubs_overrides_and_approves() {
     let mut reopened = self::harness(sources.clone());
     reopened.run_steps(4);
     assert_eq!(reopened.state().selected.as_ref(), Some(&key));
+}
+
+#[test]
+fn a_duplicate_shows_the_earlier_segment_beside_it() {
+    let dir = fixed_dir("duplicate");
+    let mut original = SyntheticSpec::constant_rate_seeded(11.0, 10.0, 3);
+    original.wallet = WALLET.to_owned();
+    original.session_id = "session_1770000000000_orig01".to_owned();
+    let mut copy = original.clone();
+    copy.session_id = "session_1770000100000_copy01".to_owned();
+    let sources = processed_specs(&dir, &[original.clone(), copy.clone()]);
+    let mut harness = harness(sources);
+    harness.run();
+    let key = SegmentKey {
+        wallet: WALLET.to_owned(),
+        session_id: copy.session_id.clone(),
+        segment: 1,
+    };
+    harness.state_mut().select(key.clone());
+    settle(&mut harness);
+    for _ in 0..50 {
+        harness.run_steps(2);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let view = harness
+        .state()
+        .segment
+        .as_ref()
+        .expect("the copy's segment is open");
+    let duplicate = view
+        .data
+        .checks
+        .iter()
+        .find(|check| check.check == "duplicate")
+        .expect("a duplicate check");
+    assert!(!duplicate.passed, "{duplicate:?}");
+    let earlier = view.data.earlier.as_ref().expect("the earlier segment");
+    assert_eq!(earlier.of.session_id, original.session_id);
+    let earlier_data = earlier
+        .data
+        .as_ref()
+        .expect("the earlier segment is in this layout");
+    assert_eq!(earlier_data.key.session_id, original.session_id);
+    // Both pictures are on screen: this segment's and the earlier one's at the same time.
+    let (at, _) = view
+        .data
+        .earlier_frame(0)
+        .expect("an earlier frame for the first");
+    assert_eq!(at, 0, "the copy's first frame is the original's first");
+    harness.snapshot("duplicate");
 }
 
 #[test]

@@ -22,6 +22,9 @@
 //!   seen, a per-session [`Lease`] with a fencing token, and [`Ledger::finish_session`], which
 //!   records a session under its lease or writes nothing; times are epoch ms from the caller.
 //!
+//! - Every segment's perceptual fingerprint and the index that finds earlier segments showing the
+//!   same drive ([`Ledger::earlier_segments`]); `record_session` makes each segment's `duplicate`
+//!   check again inside its transaction.
 //! - The upload API's single-use nonces ([`Ledger::use_nonce`]), kept until they would be stale.
 //!
 //! Money is integer lamports ([`sd_core::Lamports`]) in Rust and in SQL; SOL is display text.
@@ -44,7 +47,7 @@
 // `session_ledger` only calls `Ledger` methods).
 //
 //   error < db < store < verdict_rows < settings < pending < verdicts < payouts < rate < totals
-//   < record < intake < session_ledger < nonces < review
+//   < duplicates < record < intake < session_ledger < nonces < review
 mod db;
 mod duplicates;
 mod error;

@@ -98,6 +98,35 @@ impl Ledger {
         self.read(|tx| session_verdicts(tx, wallet, session_id))
     }
 
+    /// Every failing check of a session's current segments, as `(segment, check, reason)` in
+    /// segment and check order: what a contributor or a reviewer reads (a `duplicate` names the
+    /// earlier wallet, session and segment).
+    pub fn failed_checks(
+        &self,
+        wallet: &str,
+        session_id: &str,
+    ) -> Result<Vec<(usize, String, String)>, LedgerError> {
+        self.read(|tx| {
+            tx.query(
+                "SELECT g.segment, c.check_name, c.reason FROM checks AS c \
+                 JOIN segments AS g ON g.id = c.segment_row \
+                 JOIN sessions AS s ON s.id = g.session_row \
+                 WHERE s.wallet = ?1 AND s.session_id = ?2 AND c.passed = 0 \
+                 ORDER BY g.segment, c.position",
+                params![wallet, session_id],
+            )?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.count(0)?,
+                    row.text(1)?.to_owned(),
+                    row.text(2)?.to_owned(),
+                ))
+            })
+            .collect()
+        })
+    }
+
     /// Resolves what a person typed to one current segment. Without a wallet, the session id
     /// must be under one wallet only ([`LedgerError::AmbiguousSegment`] lists them otherwise).
     pub fn find_segment(&self, reference: &SegmentRef) -> Result<SegmentVerdictRow, LedgerError> {

@@ -34,6 +34,21 @@ pub struct SessionStatusResponse {
     /// Why a rejected session was rejected.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reject: Option<RejectReason>,
+    /// Every check a segment of a done session failed, with its reason (a `duplicate` names the
+    /// earlier session it repeats). Empty otherwise.
+    #[serde(default)]
+    pub failed_checks: Vec<FailedCheck>,
+}
+
+/// One check one segment failed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailedCheck {
+    /// 1-based segment number.
+    pub segment: usize,
+    /// The check's name (`blur`, `duplicate`, ...; docs/QUALITY.md).
+    pub check: String,
+    pub reason: String,
 }
 
 /// Where a session is.
@@ -88,7 +103,7 @@ pub async fn session_status(
     let session = super::parse_session_id(&session)?;
     let ledger = Arc::clone(&state.ledger);
     let (w, s) = (wallet.to_string(), session.to_string());
-    let (intake, record, rate) = tokio::task::spawn_blocking(move || {
+    let (intake, record, rate, failed) = tokio::task::spawn_blocking(move || {
         let ledger = ledger
             .lock()
             .map_err(|_| AppError::internal("ledger", "the ledger's lock was poisoned"))?;
@@ -97,6 +112,7 @@ pub async fn session_status(
             ledger.intake(&w, &s).map_err(read)?,
             ledger.session(&w, &s).map_err(read)?,
             ledger.rate().map_err(read)?,
+            ledger.failed_checks(&w, &s).map_err(read)?,
         ))
     })
     .await
@@ -116,6 +132,7 @@ pub async fn session_status(
         segments_failed: 0,
         lamports_earned: 0,
         reject: None,
+        failed_checks: Vec::new(),
     };
     match (in_flight, record) {
         (Some(state), _) => response.state = state,
@@ -127,6 +144,14 @@ pub async fn session_status(
                 response.lamports_earned = rate
                     .map_or(0, |rate| rate.0)
                     .saturating_mul(record.valid_segments as i64);
+                response.failed_checks = failed
+                    .into_iter()
+                    .map(|(segment, check, reason)| FailedCheck {
+                        segment,
+                        check,
+                        reason,
+                    })
+                    .collect();
             }
             SessionStatus::Rejected => {
                 response.state = SessionState::Rejected;

@@ -15,7 +15,7 @@ use tower::ServiceExt as _;
 
 use sd_core::PartKind;
 
-use super::sessions::{RejectReason, SessionStatusResponse};
+use super::sessions::{FailedCheck, RejectReason, SessionStatusResponse};
 use super::uploads::{signed_message, PartRequest, Parts, UploadRequest, UploadResponse};
 use super::{app, ApiConfig, AppState};
 
@@ -528,6 +528,7 @@ async fn a_contributor_sees_where_each_session_is() {
         segments_failed: 0,
         lamports_earned: 0,
         reject: None,
+        failed_checks: Vec::new(),
     };
     let (status, body) = status_of(&state, &wallet, &session(2)).await;
     assert_eq!(expect_state(status, body), expect(2, "waiting_for_parts"));
@@ -543,6 +544,11 @@ async fn a_contributor_sees_where_each_session_is() {
             segments_passed: 2,
             segments_failed: 1,
             lamports_earned: 2_000_000,
+            failed_checks: vec![FailedCheck {
+                segment: 2,
+                check: "blur".to_owned(),
+                reason: "test".to_owned(),
+            }],
             ..expect(5, "done")
         }
     );
