@@ -32,6 +32,8 @@ const COEFFICIENTS: usize = 64;
 const MIN_ENERGY: f32 = 1.5;
 /// An anchor frame (one indexed) at most this often, video time.
 pub const ANCHOR_EVERY_MS: i64 = 500;
+/// Most frames one fingerprint keeps (a 5 s segment at 60 fps).
+pub const MAX_FRAMES: usize = 300;
 /// Bytes of one frame in the stored form: `pts_ms` (i32) and the hash (u64), little-endian.
 const FRAME_BYTES: usize = 12;
 /// The stored form's first byte.
@@ -150,13 +152,34 @@ pub struct SegmentFingerprint {
 pub struct FingerprintError(String);
 
 impl SegmentFingerprint {
-    /// The stored form: a version byte, then 12 bytes per frame.
+    /// A fingerprint of `frames` (in decode order), at most [`MAX_FRAMES`] of them: a segment
+    /// holding more (a hostile frame rate) keeps frames spread evenly over it, so that comparing
+    /// two segments stays bounded.
+    pub fn new(frames: Vec<FingerprintFrame>) -> Self {
+        if frames.len() <= MAX_FRAMES {
+            return Self { frames };
+        }
+        let step = frames.len() as f64 / MAX_FRAMES as f64;
+        let frames = (0..MAX_FRAMES)
+            .filter_map(|i| frames.get((i as f64 * step) as usize).copied())
+            .collect();
+        Self { frames }
+    }
+
+    /// The stored form: a version byte, the first frame's time (i64), then 12 bytes per frame
+    /// (its time after the first, i32, and its hash), little-endian.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(1 + FRAME_BYTES * self.frames.len());
+        let base = self.frames.first().map_or(0, |f| f.pts_ms);
+        let mut bytes = Vec::with_capacity(9 + FRAME_BYTES * self.frames.len());
         bytes.push(FORMAT_VERSION);
+        bytes.extend_from_slice(&base.to_le_bytes());
         for frame in &self.frames {
-            let pts = frame.pts_ms.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-            bytes.extend_from_slice(&pts.to_le_bytes());
+            // A segment spans seconds: its times after the first fit an i32 by far.
+            let delta = frame
+                .pts_ms
+                .saturating_sub(base)
+                .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+            bytes.extend_from_slice(&delta.to_le_bytes());
             bytes.extend_from_slice(&frame.hash.to_le_bytes());
         }
         bytes
@@ -169,22 +192,32 @@ impl SegmentFingerprint {
         if version != FORMAT_VERSION {
             return Err(FingerprintError(format!("format version {version}")));
         }
+        let Some((base, rest)) = rest.split_first_chunk::<8>() else {
+            return Err(FingerprintError("no base time".to_owned()));
+        };
+        let base = i64::from_le_bytes(*base);
         if rest.len() % FRAME_BYTES != 0 {
             return Err(FingerprintError(format!(
                 "{} bytes is not a whole number of frames",
                 rest.len()
             )));
         }
+        if rest.len() / FRAME_BYTES > MAX_FRAMES {
+            return Err(FingerprintError(format!(
+                "{} frames, more than {MAX_FRAMES}",
+                rest.len() / FRAME_BYTES
+            )));
+        }
         let frames = rest
             .chunks_exact(FRAME_BYTES)
             .map(|chunk| {
-                let (pts, hash) = chunk.split_at(4);
-                let mut pts_bytes = [0u8; 4];
-                pts_bytes.copy_from_slice(pts);
+                let (delta, hash) = chunk.split_at(4);
+                let mut delta_bytes = [0u8; 4];
+                delta_bytes.copy_from_slice(delta);
                 let mut hash_bytes = [0u8; 8];
                 hash_bytes.copy_from_slice(hash);
                 FingerprintFrame {
-                    pts_ms: i64::from(i32::from_le_bytes(pts_bytes)),
+                    pts_ms: base.saturating_add(i64::from(i32::from_le_bytes(delta_bytes))),
                     hash: u64::from_le_bytes(hash_bytes),
                 }
             })
@@ -256,7 +289,7 @@ impl Default for DuplicateConfig {
             min_run_ms: 2000,
             min_run_share: 0.7,
             min_run_frames: 10,
-            min_matched_share: 0.8,
+            min_matched_share: 0.9,
             min_run_spread: 8,
         }
     }
@@ -269,6 +302,16 @@ pub struct EarlierSegment {
     pub session_id: String,
     pub segment: usize,
     pub fingerprint: SegmentFingerprint,
+}
+
+/// What the ledger's index hands over for one segment.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EarlierLookup {
+    /// The earlier segments sharing the most keys with it (and their neighbours in their
+    /// sessions), of any wallet, never of its own session.
+    pub segments: Vec<EarlierSegment>,
+    /// The ledger's content sequence at the lookup: what is recorded later was not seen.
+    pub checked_through: i64,
 }
 
 /// The evidence that a segment repeats an earlier one.
@@ -614,6 +657,30 @@ mod tests {
                 },
             ],
         };
+        // Times far past an i32 of ms (a container clock that starts late) keep their spacing.
+        let late = SegmentFingerprint {
+            frames: vec![
+                FingerprintFrame {
+                    pts_ms: 3_000_000_000_000,
+                    hash: 1,
+                },
+                FingerprintFrame {
+                    pts_ms: 3_000_000_000_066,
+                    hash: 2,
+                },
+            ],
+        };
+        assert_eq!(SegmentFingerprint::from_bytes(&late.to_bytes()), Ok(late));
+        let many = SegmentFingerprint::new(
+            (0..10_000)
+                .map(|i| FingerprintFrame {
+                    pts_ms: i,
+                    hash: i as u64,
+                })
+                .collect(),
+        );
+        assert_eq!(many.frames.len(), MAX_FRAMES);
+        assert_eq!(many.frames.first().map(|f| f.pts_ms), Some(0));
         let bytes = fingerprint.to_bytes();
         assert_eq!(SegmentFingerprint::from_bytes(&bytes), Ok(fingerprint));
         assert!(SegmentFingerprint::from_bytes(&[]).is_err());

@@ -320,10 +320,19 @@ pub struct SessionRecord {
     /// `session.json`, as written (or as it would be written, for ids unfit for a path).
     pub session_json: String,
     pub segments: Vec<SegmentRecord>,
-    /// The rule the segments' `duplicate` checks were made with: the ledger makes each again
-    /// inside the recording transaction, against everything recorded by then (a copy processed
-    /// on another host at the same moment included). `None`: not checked (rejected sessions).
-    pub duplicate_rule: Option<DuplicateConfig>,
+    /// How the segments' `duplicate` checks were made: the ledger makes each again inside the
+    /// recording transaction against what was recorded since (a copy processed on another host
+    /// at the same moment). `None`: not checked (rejected sessions).
+    pub duplicate_recheck: Option<DuplicateRecheck>,
+}
+
+/// What the pipeline's `duplicate` checks rested on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DuplicateRecheck {
+    pub rule: DuplicateConfig,
+    /// The ledger's content sequence when the checks looked (`EarlierLookup::checked_through`):
+    /// whatever was recorded after it was not seen.
+    pub checked_through: i64,
 }
 
 /// One segment as CLEAN scored it.

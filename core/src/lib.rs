@@ -71,8 +71,8 @@ pub use discover::{
 };
 pub use fingerprint::{
     band_keys, distance, duplicate_check, find_duplicate, frame_hash, DuplicateConfig,
-    DuplicateFinding, DuplicateMatch, EarlierSegment, FingerprintError, FingerprintFrame,
-    SegmentFingerprint, ANCHOR_EVERY_MS,
+    DuplicateFinding, DuplicateMatch, EarlierLookup, EarlierSegment, FingerprintError,
+    FingerprintFrame, SegmentFingerprint, ANCHOR_EVERY_MS,
 };
 pub use frames::{
     frame_file_name, thumbnail_jpeg, FrameWriteError, FramesWritten, JpegSettings, JpegWriter,
@@ -88,8 +88,9 @@ pub use inspect::{
 };
 pub use latency::{LatencyModel, LatencySource};
 pub use ledger::{
-    effective_verdict, AmountOverflow, Lamports, OverrideNote, PayoutConfig, PayoutState,
-    SegmentKey, SegmentRecord, SegmentRef, SessionRecord, SessionStatus, Verdict, LAMPORTS_PER_SOL,
+    effective_verdict, AmountOverflow, DuplicateRecheck, Lamports, OverrideNote, PayoutConfig,
+    PayoutState, SegmentKey, SegmentRecord, SegmentRef, SessionRecord, SessionStatus, Verdict,
+    LAMPORTS_PER_SOL,
 };
 pub use manifest::{
     ManifestObject, ManifestSegment, SessionManifest, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION,

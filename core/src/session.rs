@@ -11,12 +11,14 @@ use serde::Serialize;
 
 use crate::discover::BundleSource;
 use crate::fingerprint::{
-    duplicate_check, find_duplicate, DuplicateConfig, EarlierSegment, FingerprintFrame,
+    duplicate_check, find_duplicate, DuplicateConfig, EarlierLookup, FingerprintFrame,
     SegmentFingerprint,
 };
 use crate::frames::FrameWriteError;
 use crate::ids::{SessionId, WalletAddress};
-use crate::ledger::{Lamports, OverrideNote, SegmentRecord, SessionRecord, SessionStatus, Verdict};
+use crate::ledger::{
+    DuplicateRecheck, Lamports, OverrideNote, SegmentRecord, SessionRecord, SessionStatus, Verdict,
+};
 use crate::outputs::{
     place_segments, Placement, RunInfo, SegmentAlignedFile, SegmentQualityFile, SessionFile,
 };
@@ -40,15 +42,17 @@ pub trait SessionLedger {
         session: &SessionId,
     ) -> Result<Vec<OverrideNote>, Self::Error>;
 
-    /// The earlier segments (of any wallet, recorded before this session first was; never its
-    /// own) that share one of `keys` (`SegmentFingerprint::lookup_keys`) in the fingerprint
-    /// index, the likeliest first.
+    /// The earlier segments a segment of this session showing `fingerprint` is compared with:
+    /// those sharing its frames' keys in the fingerprint index, of any wallet but never of this
+    /// session, recorded before this drive first was (a reprocess keeps the place of the drive
+    /// its earlier record showed: it never matches its own later copies).
     fn earlier_segments(
         &mut self,
         wallet: &WalletAddress,
         session: &SessionId,
-        keys: &[i64],
-    ) -> Result<Vec<EarlierSegment>, Self::Error>;
+        fingerprint: &SegmentFingerprint,
+        rule: &DuplicateConfig,
+    ) -> Result<EarlierLookup, Self::Error>;
 
     /// Replaces the session's record (one transaction) and answers with each segment's
     /// effective verdict, in segment order.
@@ -217,7 +221,7 @@ fn run_session<T: PublishTarget, L: SessionLedger>(
                 frames,
                 clock_confidence: None,
                 session_json: String::from_utf8_lossy(&session_json).into_owned(),
-                duplicate_rule: None,
+                duplicate_recheck: None,
                 segments: Vec::new(),
             };
             trace::step_span("ledger").in_scope(|| {
@@ -246,10 +250,11 @@ fn run_session<T: PublishTarget, L: SessionLedger>(
             let session_id = session.bundle.session_id.clone();
             trace::record_clock(root, &session.alignment.clock);
             let fingerprints = segment_fingerprints(&session);
-            let overrides = trace::step_span("ledger").in_scope(|| {
-                check_duplicates(&mut session, &fingerprints, config, ledger)?;
+            let (recheck, overrides) = trace::step_span("ledger").in_scope(|| {
+                let recheck = check_duplicates(&mut session, &fingerprints, config, ledger)?;
                 ledger
                     .session_overrides(&wallet, &session_id)
+                    .map(|overrides| (recheck, overrides))
                     .map_err(|err| SessionError::Ledger(Box::new(err)))
             })?;
             let placements = place_segments(&session, &overrides);
@@ -276,13 +281,7 @@ fn run_session<T: PublishTarget, L: SessionLedger>(
                 .map_err(|err| SessionError::Publish(Box::new(err)))?;
             drop(publish_span);
             let publish_s = publish_started.elapsed().as_secs_f64();
-            let record = accepted_record(
-                origin,
-                &session,
-                &session_json,
-                fingerprints,
-                &config.quality.duplicate,
-            );
+            let record = accepted_record(origin, &session, &session_json, fingerprints, recheck);
             let verdicts = trace::step_span("ledger").in_scope(|| {
                 ledger
                     .record_session(&record, rate, run)
@@ -426,9 +425,7 @@ fn segment_fingerprints(session: &AcceptedSession) -> Vec<(SegmentFingerprint, V
                 })
                 .collect();
             (
-                SegmentFingerprint {
-                    frames: frames.iter().map(|(_, f)| *f).collect(),
-                },
+                SegmentFingerprint::new(frames.iter().map(|(_, f)| *f).collect()),
                 frames.iter().map(|(i, f)| (*i, f.pts_ms)).collect(),
             )
         })
@@ -437,25 +434,37 @@ fn segment_fingerprints(session: &AcceptedSession) -> Vec<(SegmentFingerprint, V
 
 /// Adds the `duplicate` check to every segment: its fingerprint against the earlier segments the
 /// ledger's index hands over.
+/// Returns what the checks rested on, for the ledger to check again what came after.
 fn check_duplicates<L: SessionLedger>(
     session: &mut AcceptedSession,
     fingerprints: &[(SegmentFingerprint, Vec<(usize, i64)>)],
     config: &PipelineConfig,
     ledger: &mut L,
-) -> Result<(), SessionError> {
+) -> Result<DuplicateRecheck, SessionError> {
     let rule = &config.quality.duplicate;
+    let mut checked_through = i64::MAX;
     for (quality, (fingerprint, frames)) in session.verdicts.iter_mut().zip(fingerprints) {
-        let earlier = ledger
+        let lookup = ledger
             .earlier_segments(
                 &session.bundle.wallet,
                 &session.bundle.session_id,
-                &fingerprint.lookup_keys(),
+                fingerprint,
+                rule,
             )
             .map_err(|err| SessionError::Ledger(Box::new(err)))?;
-        let finding = find_duplicate(fingerprint, &earlier, rule);
+        checked_through = checked_through.min(lookup.checked_through);
+        let finding = find_duplicate(fingerprint, &lookup.segments, rule);
         quality.add_check(duplicate_check(&finding, rule, frames));
     }
-    Ok(())
+    Ok(DuplicateRecheck {
+        rule: rule.clone(),
+        // No segment: nothing to check again.
+        checked_through: if checked_through == i64::MAX {
+            0
+        } else {
+            checked_through
+        },
+    })
 }
 
 fn accepted_record(
@@ -463,11 +472,11 @@ fn accepted_record(
     session: &AcceptedSession,
     session_json: &[u8],
     fingerprints: Vec<(SegmentFingerprint, Vec<(usize, i64)>)>,
-    duplicate_rule: &DuplicateConfig,
+    recheck: DuplicateRecheck,
 ) -> SessionRecord {
     let bundle = &session.bundle;
     SessionRecord {
-        duplicate_rule: Some(duplicate_rule.clone()),
+        duplicate_recheck: Some(recheck),
         wallet: bundle.wallet.to_string(),
         session_id: bundle.session_id.to_string(),
         source: origin.to_owned(),

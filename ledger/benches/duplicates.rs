@@ -106,8 +106,8 @@ fn fill(path: &std::path::Path, count: u64) -> anyhow::Result<()> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, '')",
         )?;
         let mut fingerprint = tx.prepare(
-            "INSERT INTO segment_fingerprints (segment_row, frames, fingerprint) \
-             VALUES (?1, ?2, ?3)",
+            "INSERT INTO segment_fingerprints (segment_row, content_seq, frames, fingerprint) \
+             VALUES (?1, ?1, ?2, ?3)",
         )?;
         let sessions = count.div_ceil(SEGMENTS_PER_SESSION as u64);
         for s in 0..sessions {
@@ -138,8 +138,8 @@ fn fill(path: &std::path::Path, count: u64) -> anyhow::Result<()> {
         }
         // The keys in index order, a band at a time (a band's keys are one range of the index).
         let mut key = tx.prepare(
-            "INSERT INTO fingerprint_keys (key, segment_row) VALUES (?1, ?2) \
-             ON CONFLICT (key, segment_row) DO NOTHING",
+            "INSERT INTO fingerprint_keys (key, segment_row, session_row, content_seq) \
+             VALUES (?1, ?2, ?3, ?2) ON CONFLICT (key, segment_row) DO NOTHING",
         )?;
         for band in 0..4 {
             let mut pairs: Vec<(i64, i64)> = Vec::with_capacity(count as usize * 10);
@@ -155,9 +155,14 @@ fn fill(path: &std::path::Path, count: u64) -> anyhow::Result<()> {
             }
             pairs.sort_unstable();
             for (k, row) in pairs {
-                key.execute(rusqlite::params![k, row])?;
+                let session_row = (row - 1) / SEGMENTS_PER_SESSION as i64 + 1;
+                key.execute(rusqlite::params![k, row, session_row])?;
             }
         }
+        tx.execute(
+            "UPDATE fingerprint_sequence SET last = ?1 WHERE id = 1",
+            rusqlite::params![count as i64],
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -261,7 +266,9 @@ fn main() -> anyhow::Result<()> {
         };
         let session = format!("session_{:013}_query{q}", 1_780_000_000_000_u64 + q as u64);
         let started = Instant::now();
-        let earlier = ledger.earlier_segments(&wallet(99_999), &session, &query.lookup_keys())?;
+        let earlier = ledger
+            .earlier_segments(&wallet(99_999), &session, &query, &config)?
+            .segments;
         let looked_up = started.elapsed();
         let finding = find_duplicate(&query, &earlier, &config);
         lookups.push(looked_up);

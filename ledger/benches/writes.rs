@@ -68,7 +68,7 @@ fn session(writer: usize, n: usize) -> SessionRecord {
         frames: 300,
         clock_confidence: Some(0.9),
         session_json: "{}".to_owned(),
-        duplicate_rule: None,
+        duplicate_recheck: None,
         segments,
     }
 }

@@ -141,6 +141,7 @@ fn write_session(
     record: &SessionRecord,
     now: &str,
     run_id: &str,
+    content_seqs: &[i64],
 ) -> Result<u64, LedgerError> {
     let row = tx.query_one(
         "INSERT INTO sessions (wallet, session_id, source, status, reject_code, \
@@ -173,7 +174,7 @@ fn write_session(
         "DELETE FROM segments WHERE session_row = ?1",
         params![session_row],
     )?;
-    for segment in &record.segments {
+    for (segment, &content_seq) in record.segments.iter().zip(content_seqs) {
         let mut names = Vec::with_capacity(segment.checks.len());
         for check in &segment.checks {
             names.push(serde_name(check.check, "a check name")?);
@@ -203,7 +204,7 @@ fn write_session(
                 ],
             )?
             .int(0)?;
-        crate::duplicates::write_fingerprint(tx, segment_row, segment)?;
+        crate::duplicates::write_fingerprint(tx, segment_row, session_row, content_seq, segment)?;
         for (position, (check, name)) in segment.checks.iter().zip(&names).enumerate() {
             tx.execute(
                 "INSERT INTO checks (segment_row, position, check_name, metric, value, \
@@ -257,10 +258,10 @@ pub(crate) fn record_in(
     run_id: &str,
 ) -> Result<RecordedSession, LedgerError> {
     let rate = agree_rate(tx, rate, now)?;
-    let rechecked = crate::duplicates::recheck_duplicates(tx, record)?;
+    let (rechecked, content_seqs) = crate::duplicates::prepare_fingerprints(tx, record)?;
     let record = rechecked.as_ref().unwrap_or(record);
     let before = session_verdicts(tx, &record.wallet, &record.session_id)?;
-    let times_processed = write_session(tx, record, now, run_id)?;
+    let times_processed = write_session(tx, record, now, run_id, &content_seqs)?;
     let segments = session_verdicts(tx, &record.wallet, &record.session_id)?;
     let still_applied: BTreeSet<i64> = segments
         .iter()

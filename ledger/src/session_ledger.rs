@@ -2,8 +2,8 @@
 //! server's worker both call through `sd_core::process_session`.
 
 use sd_core::{
-    EarlierSegment, Lamports, OverrideNote, RunInfo, SessionId, SessionLedger, SessionRecord,
-    Verdict, WalletAddress,
+    DuplicateConfig, EarlierLookup, Lamports, OverrideNote, RunInfo, SegmentFingerprint, SessionId,
+    SessionLedger, SessionRecord, Verdict, WalletAddress,
 };
 
 use crate::{Ledger, LedgerError};
@@ -23,9 +23,10 @@ impl SessionLedger for Ledger {
         &mut self,
         wallet: &WalletAddress,
         session: &SessionId,
-        keys: &[i64],
-    ) -> Result<Vec<EarlierSegment>, LedgerError> {
-        Ledger::earlier_segments(self, wallet.as_str(), session.as_str(), keys)
+        fingerprint: &SegmentFingerprint,
+        rule: &DuplicateConfig,
+    ) -> Result<EarlierLookup, LedgerError> {
+        Ledger::earlier_segments(self, wallet.as_str(), session.as_str(), fingerprint, rule)
     }
 
     fn record_session(

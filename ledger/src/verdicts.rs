@@ -98,32 +98,51 @@ impl Ledger {
         self.read(|tx| session_verdicts(tx, wallet, session_id))
     }
 
-    /// Every failing check of a session's current segments, as `(segment, check, reason)` in
-    /// segment and check order: what a contributor or a reviewer reads (a `duplicate` names the
-    /// earlier wallet, session and segment).
+    /// Why each failed segment of a session failed, as `(segment, check, reason)` in segment
+    /// order: the checks it failed (a `duplicate` names the earlier wallet, session and segment)
+    /// and, when a reviewer failed it, `reviewer_override` with their reason. A segment a
+    /// reviewer passed is not listed.
     pub fn failed_checks(
         &self,
         wallet: &str,
         session_id: &str,
     ) -> Result<Vec<(usize, String, String)>, LedgerError> {
         self.read(|tx| {
-            tx.query(
-                "SELECT g.segment, c.check_name, c.reason FROM checks AS c \
-                 JOIN segments AS g ON g.id = c.segment_row \
-                 JOIN sessions AS s ON s.id = g.session_row \
-                 WHERE s.wallet = ?1 AND s.session_id = ?2 AND c.passed = 0 \
-                 ORDER BY g.segment, c.position",
+            let mut failed: Vec<(usize, i64, String, String)> = Vec::new();
+            for row in tx.query(
+                "SELECT v.segment, c.position, c.check_name, c.reason \
+                 FROM segment_verdicts AS v \
+                 JOIN sessions AS s ON s.wallet = v.wallet AND s.session_id = v.session_id \
+                 JOIN segments AS g ON g.session_row = s.id AND g.segment = v.segment \
+                 JOIN checks AS c ON c.segment_row = g.id \
+                 WHERE v.wallet = ?1 AND v.session_id = ?2 AND v.verdict = 'fail' \
+                   AND c.passed = 0",
                 params![wallet, session_id],
-            )?
-            .iter()
-            .map(|row| {
-                Ok((
+            )? {
+                failed.push((
                     row.count(0)?,
-                    row.text(1)?.to_owned(),
+                    row.int(1)?,
                     row.text(2)?.to_owned(),
-                ))
-            })
-            .collect()
+                    row.text(3)?.to_owned(),
+                ));
+            }
+            for row in tx.query(
+                "SELECT segment, override_reason FROM segment_verdicts \
+                 WHERE wallet = ?1 AND session_id = ?2 AND override_to = 'fail'",
+                params![wallet, session_id],
+            )? {
+                failed.push((
+                    row.count(0)?,
+                    i64::MAX,
+                    "reviewer_override".to_owned(),
+                    row.text(1)?.to_owned(),
+                ));
+            }
+            failed.sort();
+            Ok(failed
+                .into_iter()
+                .map(|(segment, _, check, reason)| (segment, check, reason))
+                .collect())
         })
     }
 

@@ -49,7 +49,7 @@ fn missing_parts(wallet: &str, session_id: &str) -> SessionRecord {
         frames: 0,
         clock_confidence: None,
         session_json: "{}".to_owned(),
-        duplicate_rule: None,
+        duplicate_recheck: None,
         segments: Vec::new(),
     }
 }

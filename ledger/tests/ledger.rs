@@ -10,9 +10,9 @@ mod common;
 use common::stores::{Backend, Store};
 use common::{accepted_session, check_result, session_id, wallet, FRAMES, RATE};
 use sd_core::{
-    duplicate_check, CheckName, CheckResult, DuplicateConfig, DuplicateFinding, FingerprintFrame,
-    Lamports, PayoutState, SegmentFingerprint, SegmentKey, SegmentRecord, SegmentRef,
-    SessionRecord, SessionStatus, Verdict,
+    duplicate_check, CheckName, CheckResult, DuplicateConfig, DuplicateFinding, DuplicateRecheck,
+    FingerprintFrame, Lamports, PayoutState, SegmentFingerprint, SegmentKey, SegmentRecord,
+    SegmentRef, SessionRecord, SessionStatus, Verdict,
 };
 use sd_ledger::{ItemKind, Ledger, LedgerError, Payout, WalletTotals};
 
@@ -1341,7 +1341,11 @@ fn drive_session(wallet: &str, session_id: &str, drive: &SegmentFingerprint) -> 
     record.segments[0]
         .checks
         .push(duplicate_check(&none_found, &rule, &[]));
-    record.duplicate_rule = Some(rule);
+    // As if the pipeline's check ran before anything was recorded.
+    record.duplicate_recheck = Some(DuplicateRecheck {
+        rule,
+        checked_through: 0,
+    });
     record
 }
 
@@ -1395,17 +1399,117 @@ fn a_copy_recorded_meanwhile_is_caught_at_record_time(store: &Store) {
         )
         .unwrap();
     assert_eq!(other.segments[0].verdict, Verdict::Pass);
-    // What the index hands over for the copy's frames: the original's segment, then the copy's
-    // (each session sees only those recorded before it first was).
+    // What the index hands over for the copy's frames: the original's segment (never the
+    // session's own).
+    let rule = DuplicateConfig::default();
     let found = ledger
-        .earlier_segments(&copy, &session_id(3), &drive.lookup_keys())
+        .earlier_segments(&copy, &session_id(2), &drive, &rule)
         .unwrap();
-    let sessions: Vec<&str> = found.iter().map(|s| s.session_id.as_str()).collect();
-    assert!(sessions.contains(&session_id(1).as_str()), "{sessions:?}");
+    let sessions: Vec<&str> = found
+        .segments
+        .iter()
+        .map(|s| s.session_id.as_str())
+        .collect();
+    assert_eq!(sessions, vec![session_id(1).as_str()]);
+    // For the original, nothing: its copy came after the drive it shows.
     let for_original = ledger
-        .earlier_segments(&original, &session_id(1), &drive.lookup_keys())
+        .earlier_segments(&original, &session_id(1), &drive, &rule)
         .unwrap();
-    assert!(for_original.is_empty(), "{for_original:?}");
+    assert!(for_original.segments.is_empty(), "{for_original:?}");
+}
+
+fn a_session_refilled_with_a_copy_comes_after_the_drive_it_copies(store: &Store) {
+    let mut ledger = store.open();
+    let (cheat, honest) = (wallet(1), wallet(2));
+    // The cheat's session is recorded first, showing a drive of its own.
+    let first = ledger
+        .record_session(
+            &drive_session(&cheat, &session_id(1), &drive_fingerprint(1)),
+            RATE,
+            NOW,
+            "run-1",
+        )
+        .unwrap();
+    assert_eq!(first.segments[0].verdict, Verdict::Pass);
+    // An honest drive is recorded.
+    let drive = drive_fingerprint(2);
+    let honest_record = ledger
+        .record_session(
+            &drive_session(&honest, &session_id(2), &drive),
+            RATE,
+            NOW,
+            "run-2",
+        )
+        .unwrap();
+    assert_eq!(honest_record.segments[0].verdict, Verdict::Pass);
+    // The cheat's session, with its parts replaced by a copy of the honest drive, comes after
+    // it: its older session id does not make it the original.
+    let rule = DuplicateConfig::default();
+    let found = ledger
+        .earlier_segments(&cheat, &session_id(1), &drive, &rule)
+        .unwrap();
+    assert_eq!(found.segments.len(), 1, "{found:?}");
+    let refilled = ledger
+        .record_session(
+            &drive_session(&cheat, &session_id(1), &drive),
+            RATE,
+            LATER,
+            "run-3",
+        )
+        .unwrap();
+    assert_eq!(refilled.segments[0].verdict, Verdict::Fail);
+    assert_eq!(
+        refilled.segments[0].failed_checks,
+        vec!["duplicate".to_owned()]
+    );
+    // The honest session, processed again, keeps its place and its pay.
+    let again = ledger
+        .record_session(
+            &drive_session(&honest, &session_id(2), &drive),
+            RATE,
+            LATER,
+            "run-4",
+        )
+        .unwrap();
+    assert_eq!(again.segments[0].verdict, Verdict::Pass);
+    assert_eq!(totals(&ledger, &honest).valid_segments, 1);
+    assert_eq!(totals(&ledger, &cheat).valid_segments, 0);
+}
+
+fn failed_checks_follow_the_verdict_that_counts(store: &Store) {
+    let mut ledger = store.open();
+    let (w, s) = (wallet(3), session_id(3));
+    ledger
+        .record_session(&session(&w, &s, &[true, false]), RATE, NOW, "run-1")
+        .unwrap();
+    let failed = ledger.failed_checks(&w, &s).unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!((failed[0].0, failed[0].1.as_str()), (2, "blur"));
+    // A reviewer passes segment 2 and fails segment 1: what is listed follows.
+    ledger
+        .override_segment(
+            &key(&w, &s, 2),
+            Verdict::Pass,
+            "rain on the lens",
+            "ana",
+            NOW,
+            RATE,
+        )
+        .unwrap();
+    ledger
+        .override_segment(
+            &key(&w, &s, 1),
+            Verdict::Fail,
+            "wrong city",
+            "ana",
+            NOW,
+            RATE,
+        )
+        .unwrap();
+    assert_eq!(
+        ledger.failed_checks(&w, &s).unwrap(),
+        vec![(1, "reviewer_override".to_owned(), "wrong city".to_owned())]
+    );
 }
 
 fn main() {
@@ -1438,6 +1542,8 @@ fn main() {
             the_ledger_works_on_an_async_runtimes_thread,
             concurrent_recorders_all_succeed_and_the_totals_are_exact,
             a_copy_recorded_meanwhile_is_caught_at_record_time,
+            a_session_refilled_with_a_copy_comes_after_the_drive_it_copies,
+            failed_checks_follow_the_verdict_that_counts,
         ],
         &[],
     );

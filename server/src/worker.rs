@@ -18,8 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use sd_core::{
-    EarlierSegment, Lamports, Limits, OverrideNote, PipelineConfig, RunInfo, SessionId, SessionJob,
-    SessionLedger, SessionOutcome, SessionRecord, Verdict, WalletAddress,
+    DuplicateConfig, EarlierLookup, Lamports, Limits, OverrideNote, PipelineConfig, RunInfo,
+    SegmentFingerprint, SessionId, SessionJob, SessionLedger, SessionOutcome, SessionRecord,
+    Verdict, WalletAddress,
 };
 use sd_ledger::{IntakeState, Lease, Ledger, LedgerError};
 use tokio::sync::watch;
@@ -920,13 +921,14 @@ impl SessionLedger for LeasedLedger<'_> {
         &mut self,
         wallet: &WalletAddress,
         session: &SessionId,
-        keys: &[i64],
-    ) -> Result<Vec<EarlierSegment>, LeasedLedgerError> {
+        fingerprint: &SegmentFingerprint,
+        rule: &DuplicateConfig,
+    ) -> Result<EarlierLookup, LeasedLedgerError> {
         let ledger = self
             .ledger
             .lock()
             .map_err(|_| LeasedLedgerError::Poisoned)?;
-        Ok(ledger.earlier_segments(wallet.as_str(), session.as_str(), keys)?)
+        Ok(ledger.earlier_segments(wallet.as_str(), session.as_str(), fingerprint, rule)?)
     }
 
     fn record_session(

@@ -3,6 +3,7 @@
 
 CREATE TABLE segment_fingerprints (
     segment_row BIGINT PRIMARY KEY REFERENCES segments (id) ON DELETE CASCADE,
+    content_seq BIGINT NOT NULL CHECK (content_seq > 0),
     frames      BIGINT NOT NULL CHECK (frames >= 0),
     fingerprint BYTEA  NOT NULL
 );
@@ -10,7 +11,15 @@ CREATE TABLE segment_fingerprints (
 CREATE TABLE fingerprint_keys (
     key         BIGINT NOT NULL,
     segment_row BIGINT NOT NULL REFERENCES segments (id) ON DELETE CASCADE,
+    session_row BIGINT NOT NULL,
+    content_seq BIGINT NOT NULL,
     PRIMARY KEY (key, segment_row)
 );
 
 CREATE INDEX fingerprint_keys_by_segment ON fingerprint_keys (segment_row);
+
+CREATE TABLE fingerprint_sequence (
+    id   BIGINT PRIMARY KEY CHECK (id = 1),
+    last BIGINT NOT NULL CHECK (last >= 0)
+);
+INSERT INTO fingerprint_sequence (id, last) VALUES (1, 0);

@@ -73,7 +73,7 @@ pub fn accepted_session(
         frames: verdicts.len() * FRAMES,
         clock_confidence: Some(0.9),
         session_json: "{}".to_owned(),
-        duplicate_rule: None,
+        duplicate_recheck: None,
         segments: verdicts
             .iter()
             .enumerate()

@@ -34,8 +34,9 @@ pub struct SessionStatusResponse {
     /// Why a rejected session was rejected.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reject: Option<RejectReason>,
-    /// Every check a segment of a done session failed, with its reason (a `duplicate` names the
-    /// earlier session it repeats). Empty otherwise.
+    /// Why each failed segment of a done session failed: every check it failed, with its reason
+    /// (a `duplicate` names the earlier session it repeats), and `reviewer_override` when a
+    /// reviewer failed it. A segment a reviewer passed is not listed. Empty otherwise.
     #[serde(default)]
     pub failed_checks: Vec<FailedCheck>,
 }

@@ -482,7 +482,7 @@ async fn a_contributor_sees_where_each_session_is() {
             frames: segments.len() * 150,
             clock_confidence: Some(0.9),
             session_json: "{}".to_owned(),
-            duplicate_rule: None,
+            duplicate_recheck: None,
             segments,
         }
     };
