@@ -131,6 +131,32 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(path, serde_json::to_vec(&value).expect("serialise")).expect("write json");
 }
 
+/// Re-encodes `input` to VP8 WebM at `output` with ffmpeg as a cheat would (fast settings), with
+/// `before_input` (`-ss 2`) and `args` (`-b:v`, `-vf`, `-r`). Panics when ffmpeg fails: a test
+/// helper (`scripts/install-deps.sh` installs ffmpeg).
+pub fn ffmpeg_reencode(input: &Path, output: &Path, before_input: &[&str], args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-nostdin", "-y", "-loglevel", "error"])
+        .args(before_input)
+        .arg("-i")
+        .arg(input)
+        .args(args)
+        .args([
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-an",
+        ])
+        .args(["-f", "webm"])
+        .arg(output)
+        .status()
+        .expect("ffmpeg runs (scripts/install-deps.sh installs it)");
+    assert!(status.success(), "ffmpeg {args:?} on {}", input.display());
+}
+
 /// Runs the binary at `bin` with `args`, returning its output.
 ///
 /// The end-to-end tests are a test target of the `scale-diffusion` package, so cargo builds the

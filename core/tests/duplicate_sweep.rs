@@ -10,14 +10,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sd_core::{
     find_duplicate, probe_video, DuplicateConfig, DuplicateMatch, EarlierSegment, FingerprintFrame,
     Limits, SegmentFingerprint,
 };
 use sd_fixtures::{write_bundle, Naming, SyntheticSpec};
-use sd_tests::{real_sessions, report_figure, Dir};
+use sd_tests::{ffmpeg_reencode, real_sessions, report_figure, Dir};
 
 const WINDOW_MS: i64 = 5_000;
 const STALL_MS: i64 = 1_000;
@@ -116,28 +115,6 @@ fn compare(later: &Indexed, earlier: &Indexed) -> Vec<(bool, Option<DuplicateMat
         .collect()
 }
 
-fn ffmpeg(input: &Path, output: &Path, before_input: &[&str], args: &[&str]) {
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-y", "-loglevel", "error"])
-        .args(before_input)
-        .arg("-i")
-        .arg(input)
-        .args(args)
-        .args([
-            "-c:v",
-            "libvpx",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-an",
-        ])
-        .arg(output)
-        .status()
-        .expect("ffmpeg runs (scripts/install-deps.sh installs it)");
-    assert!(status.success(), "ffmpeg {args:?} on {}", input.display());
-}
-
 /// The bit rate of a video file over its frames' span, bits per second.
 fn bitrate(video: &Path, frames: &[FingerprintFrame]) -> u64 {
     let bytes = std::fs::metadata(video).expect("video size").len();
@@ -190,7 +167,7 @@ fn copies(video: &Path, dir: &Path, width: u32, height: u32) -> Vec<(&'static st
     let mut made = vec![("same_file", video.to_path_buf())];
     for (name, before, args) in plans {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        ffmpeg(video, &out(name), &before, &args);
+        ffmpeg_reencode(video, &out(name), &before, &args);
         made.push((name, out(name)));
     }
     made

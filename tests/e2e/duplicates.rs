@@ -4,10 +4,9 @@
 //! drive through the same scene is not caught.
 
 use std::path::Path;
-use std::process::Command;
 
 use sd_fixtures::{write_bundle, Naming, SyntheticSpec};
-use sd_tests::{report_figure, stdout_with_status, Dir, REAL_WALLET};
+use sd_tests::{ffmpeg_reencode, report_figure, stdout_with_status, Dir, REAL_WALLET};
 use serde_json::Value;
 
 use crate::process::Outputs;
@@ -30,31 +29,6 @@ fn write(raw: &Path, spec: &SyntheticSpec) -> std::path::PathBuf {
     let written = write_bundle(&folder, spec, Naming::UploadEpoch).expect("write bundle");
     std::fs::remove_file(&written.truth).expect("drop the truth file");
     written.video
-}
-
-/// Replaces `video` with ffmpeg's re-encoding of `original` under `args`.
-fn reencode(original: &Path, video: &Path, before_input: &[&str], args: &[&str]) {
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-y", "-loglevel", "error"])
-        .args(before_input)
-        .arg("-i")
-        .arg(original)
-        .args(args)
-        .args([
-            "-c:v",
-            "libvpx",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-an",
-            "-f",
-            "webm",
-        ])
-        .arg(video)
-        .status()
-        .expect("ffmpeg runs (scripts/install-deps.sh installs it)");
-    assert!(status.success(), "ffmpeg {args:?}");
 }
 
 fn process_json(out: &Outputs, raw: &Path) -> Value {
@@ -137,10 +111,10 @@ fn copies_of_a_drive_are_caught_and_not_paid() {
         match how {
             "a third of the bit rate" => {
                 let bits = std::fs::metadata(&original).expect("size").len() * 8 / 21 / 3;
-                reencode(&original, &video, &[], &["-b:v", &bits.to_string()]);
+                ffmpeg_reencode(&original, &video, &[], &["-b:v", &bits.to_string()]);
             }
-            "trimmed by 2 s" => reencode(&original, &video, &["-ss", "2"], &["-b:v", "2M"]),
-            "scaled to 960x528" => reencode(
+            "trimmed by 2 s" => ffmpeg_reencode(&original, &video, &["-ss", "2"], &["-b:v", "2M"]),
+            "scaled to 960x528" => ffmpeg_reencode(
                 &original,
                 &video,
                 &[],
