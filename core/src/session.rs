@@ -442,7 +442,7 @@ fn check_duplicates<L: SessionLedger>(
     ledger: &mut L,
 ) -> Result<DuplicateRecheck, SessionError> {
     let rule = &config.quality.duplicate;
-    let mut checked_through = i64::MAX;
+    let mut checked_through: Option<i64> = None;
     for (quality, (fingerprint, frames)) in session.verdicts.iter_mut().zip(fingerprints) {
         let lookup = ledger
             .earlier_segments(
@@ -452,18 +452,16 @@ fn check_duplicates<L: SessionLedger>(
                 rule,
             )
             .map_err(|err| SessionError::Ledger(Box::new(err)))?;
-        checked_through = checked_through.min(lookup.checked_through);
+        checked_through = Some(checked_through.map_or(lookup.checked_through, |seen| {
+            seen.min(lookup.checked_through)
+        }));
         let finding = find_duplicate(fingerprint, &lookup.segments, rule);
         quality.add_check(duplicate_check(&finding, rule, frames));
     }
     Ok(DuplicateRecheck {
         rule: rule.clone(),
         // No segment: nothing to check again.
-        checked_through: if checked_through == i64::MAX {
-            0
-        } else {
-            checked_through
-        },
+        checked_through: checked_through.unwrap_or(0),
     })
 }
 

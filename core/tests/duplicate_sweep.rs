@@ -115,6 +115,34 @@ fn compare(later: &Indexed, earlier: &Indexed) -> Vec<(bool, Option<DuplicateMat
         .collect()
 }
 
+/// What comparing later videos with earlier ones found: the window comparisons made, the ones
+/// taken for a duplicate, and every strongest run with where it came from.
+#[derive(Default)]
+struct CrossComparison {
+    compared: usize,
+    false_matches: Vec<String>,
+    runs: Vec<(String, DuplicateMatch)>,
+}
+
+/// Every window of each `later` against its `earlier` (pairs of distinct drives: none is a copy).
+fn cross_compare<'a>(pairs: impl Iterator<Item = (&'a Indexed, &'a Indexed)>) -> CrossComparison {
+    let mut out = CrossComparison::default();
+    for (later, earlier) in pairs {
+        for (i, (dup, run)) in compare(later, earlier).into_iter().enumerate() {
+            out.compared += 1;
+            let place = format!("{} window {} vs {}", later.label, i + 1, earlier.label);
+            if dup {
+                out.false_matches
+                    .push(format!("{place}: {}", run_line(&run)));
+            }
+            if let Some(run) = run {
+                out.runs.push((place, run));
+            }
+        }
+    }
+    out
+}
+
 /// The bit rate of a video file over its frames' span, bits per second.
 fn bitrate(video: &Path, frames: &[FingerprintFrame]) -> u64 {
     let bytes = std::fs::metadata(video).expect("video size").len();
@@ -268,43 +296,32 @@ fn copies_are_caught_and_distinct_drives_are_not() {
     }
 
     // False matches: every later drive's windows against every earlier drive.
-    let mut false_matches = Vec::new();
-    let mut compared = 0;
-    let mut longest: Option<DuplicateMatch> = None;
-    let mut closest: Vec<(f64, String)> = Vec::new();
-    for (j, later) in drives.iter().enumerate() {
-        for earlier in &drives[..j] {
-            for (i, (dup, run)) in compare(later, earlier).into_iter().enumerate() {
-                compared += 1;
-                if dup {
-                    false_matches.push(format!(
-                        "{} window {} matches {}: {}",
-                        later.label,
-                        i + 1,
-                        earlier.label,
-                        run_line(&run)
-                    ));
-                }
-                if let Some(r) = &run {
-                    let share = r.run_ms as f64 / r.comparable_ms.max(1) as f64;
-                    let matched = r.frames_matched as f64 / r.frames_in_run.max(1) as f64;
-                    closest.push((
-                        share.min(matched),
-                        format!(
-                            "{} window {} vs {}: {}",
-                            later.label,
-                            i + 1,
-                            earlier.label,
-                            run_line(&run)
-                        ),
-                    ));
-                }
-                if run.as_ref().map_or(0, |r| r.run_ms) > longest.as_ref().map_or(0, |r| r.run_ms) {
-                    longest = run;
-                }
-            }
-        }
-    }
+    let CrossComparison {
+        compared,
+        false_matches,
+        runs,
+    } = cross_compare(
+        drives
+            .iter()
+            .enumerate()
+            .flat_map(|(j, later)| drives[..j].iter().map(move |earlier| (later, earlier))),
+    );
+    let longest = runs
+        .iter()
+        .map(|(_, run)| run)
+        .max_by_key(|run| run.run_ms)
+        .cloned();
+    let mut closest: Vec<(f64, String)> = runs
+        .iter()
+        .map(|(place, r)| {
+            let share = r.run_ms as f64 / r.comparable_ms.max(1) as f64;
+            let matched = r.frames_matched as f64 / r.frames_in_run.max(1) as f64;
+            (
+                share.min(matched),
+                format!("{place}: {}", run_line(&Some(r.clone()))),
+            )
+        })
+        .collect();
     report_figure(&format!(
         "duplicate recall over copies: {caught} of {total} windows ({:.1}%)",
         100.0 * caught as f64 / total.max(1) as f64
@@ -360,27 +377,17 @@ fn real_sessions_do_not_match_each_other_and_their_copies_do() {
         "{} decodable real sessions",
         sessions.len()
     );
-    let mut false_matches = Vec::new();
-    let mut compared = 0;
-    for (j, later) in sessions.iter().enumerate() {
-        for (i, earlier) in sessions.iter().enumerate() {
-            if i == j {
-                continue;
-            }
-            for (w, (dup, run)) in compare(later, earlier).into_iter().enumerate() {
-                compared += 1;
-                if dup {
-                    false_matches.push(format!(
-                        "{} window {} matches {}: {}",
-                        later.label,
-                        w + 1,
-                        earlier.label,
-                        run_line(&run)
-                    ));
-                }
-            }
-        }
-    }
+    let CrossComparison {
+        compared,
+        false_matches,
+        ..
+    } = cross_compare(sessions.iter().enumerate().flat_map(|(j, later)| {
+        sessions
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i != j)
+            .map(move |(_, earlier)| (later, earlier))
+    }));
     report_figure(&format!(
         "duplicate false matches between the {} real sessions: {} of {compared} window comparisons",
         sessions.len(),
