@@ -19,6 +19,8 @@ check() {
   fi
 }
 check sd-core "$web|ureq|rustls|opentelemetry.*|tracing-opentelemetry"
+# The training export is a library over the clean layout's files, like the core.
+check sd-export "$web|ureq|rustls|opentelemetry.*|tracing-opentelemetry|rusqlite|postgres"
 # The offline binary never builds the server's web and AWS stacks (they live in
 # scale-diffusion-server and sd-bucket). It does build tokio, only as the PostgreSQL client's
 # (sd-ledger's `postgres`, for a ledger shared by several hosts): every Rust PostgreSQL client runs
@@ -33,4 +35,4 @@ if [ -n "$tokio_users" ]; then
   echo "layering: in scale-diffusion, tokio is the PostgreSQL client's only; also used by: $tokio_users" >&2
   exit 1
 fi
-echo "layering: sd-core is free of UI, web, async, network and cloud crates; the scale-diffusion CLI of all but the trace exporter's ureq and the PostgreSQL client's tokio"
+echo "layering: sd-core and sd-export are free of UI, web, async, network and cloud crates; the scale-diffusion CLI of all but the trace exporter's ureq and the PostgreSQL client's tokio"

@@ -34,73 +34,22 @@ requirements=(
   "flask-cors==6.0.5"
   "werkzeug==3.1.9"
 )
-# Written into the venv after a successful install: a venv whose stamp matches is left alone.
-stamp="$venv/.scale-diffusion-moto"
+# The venv's creation, install and stamp.
+# shellcheck source=scripts/venv.sh
+. "$(dirname "$0")/venv.sh"
 
 usage() {
   echo "usage: $0 install | check | start PORT DIR | stop DIR" >&2
   exit 2
 }
 
-# Debian's python3 leaves ensurepip (which `python3 -m venv` needs) to the python3-venv package:
-# installed the way scripts/install-deps.sh installs packages, only when missing.
-ensure_venv_module() {
-  if python3 -c 'import ensurepip, venv' 2>/dev/null; then
-    return
-  fi
-  command -v apt-get >/dev/null || {
-    echo "python3 cannot create a venv (no ensurepip) and apt-get is missing" >&2
-    exit 1
-  }
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || {
-      echo "need root (or sudo) to install: python3-venv" >&2
-      exit 1
-    }
-    sudo="sudo"
-  fi
-  echo "installing Debian packages: python3-venv" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    python3-venv >/dev/null
-}
-
 # Whether the pinned moto is installed (exit 0) or not (exit 1); installs nothing.
 installed() {
-  local wanted
-  wanted=$(printf '%s\n' "${requirements[@]}")
-  [ -x "$venv/bin/moto_server" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] \
-    && "$venv/bin/python" -c '' 2>/dev/null
+  venv_installed "$venv" bin/moto_server "${requirements[@]}"
 }
 
 install() {
-  if installed; then
-    return
-  fi
-  local wanted
-  wanted=$(printf '%s\n' "${requirements[@]}")
-  command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
-  ensure_venv_module
-  # A venv that is there but broken (its python gone or upgraded) is made again; only a folder
-  # that is a venv is ever removed.
-  if [ -e "$venv" ] && ! "$venv/bin/python" -c '' 2>/dev/null; then
-    if [ -f "$venv/pyvenv.cfg" ]; then
-      rm -rf "$venv"
-    else
-      echo "$venv exists and is not a venv: remove it or set SD_MOTO_VENV" >&2
-      exit 1
-    fi
-  fi
-  if [ ! -e "$venv" ]; then
-    mkdir -p "$(dirname "$venv")"
-    python3 -m venv "$venv"
-  fi
-  echo "installing moto into $venv" >&2
-  rm -f "$stamp"
-  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-    "$venv/bin/python" -m pip install --quiet --prefer-binary "${requirements[@]}" >&2
-  printf '%s\n' "$wanted" >"$stamp"
+  venv_install "$venv" bin/moto_server moto "${requirements[@]}"
 }
 
 # True when the pid in $1 is a live moto_server (not a recycled pid).

@@ -56,6 +56,26 @@ pub fn real_sessions(test: &str) -> Option<PathBuf> {
     None
 }
 
+/// The Python of the export readers' venv (`scripts/readers.sh`: `lerobot`, `webdataset`, and
+/// with them pyarrow, pandas and PyAV), or `None` after saying plainly that `test` is skipped;
+/// with `SD_REQUIRE_READERS=1` (CI sets it) their absence is a failure instead.
+pub fn readers_python(test: &str) -> Option<PathBuf> {
+    let script = workspace_root().join("scripts").join("readers.sh");
+    let output = Command::new("bash").arg(&script).arg("python").output();
+    if let Ok(output) = output {
+        let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if output.status.success() && !path.is_empty() {
+            return Some(PathBuf::from(path));
+        }
+    }
+    let message = "the Python readers are not installed: run `scripts/readers.sh install`";
+    if std::env::var_os("SD_REQUIRE_READERS").is_some_and(|v| v == "1") {
+        panic!("{test}: {message}, and SD_REQUIRE_READERS=1");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {message}");
+    None
+}
+
 /// A port of 127.0.0.1 free a moment ago, for a server a test starts.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

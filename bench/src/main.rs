@@ -11,7 +11,10 @@
 //!    `ffmpeg -i X -q:v 3 frames/%05d.jpg` (decode + JPEG), and `scale-diffusion process`.
 //! 3. Builds a 10-minute bundle from the 60 s one (the video's packets looped ten times without
 //!    re-encoding, the logs repeated with shifted times) and runs `process` on it once.
-//! 4. Prints wall times, ratios and peak RSS (the process's own `VmHWM`), and writes them to
+//! 4. Times `scale-diffusion export` of the 60 s bundle's clean layout (LeRobot v3, WebDataset
+//!    with JPEGs, WebDataset with MP4s) into a fresh folder each run, against `process` and
+//!    against ffmpeg encoding the same JPEGs with the same x264 settings.
+//! 5. Prints wall times, ratios and peak RSS (the process's own `VmHWM`), and writes them to
 //!    `--work/results.json`.
 
 use std::path::{Path, PathBuf};
@@ -102,6 +105,8 @@ fn main() -> anyhow::Result<()> {
     );
     let rss_60s = median(&mut rss_60s);
 
+    let exports = bench_exports(&bin, &args.work, args.runs.max(1))?;
+
     let long = if args.skip_long {
         None
     } else {
@@ -131,6 +136,7 @@ fn main() -> anyhow::Result<()> {
         "process_over_ffmpeg_decode_jpeg": process / extract,
         "process_over_ffmpeg_decode": process / decode,
         "process_peak_rss_mb_60s": rss_60s,
+        "export": exports.to_json(process),
         "process_10min": long.map(|(s, rss, frames)| json!({"seconds": s, "peak_rss_mb": rss, "frames": frames})),
     });
     std::fs::write(
@@ -154,11 +160,131 @@ fn main() -> anyhow::Result<()> {
         process / decode
     );
     println!("  peak RSS, 60 s bundle               {rss_60s:>7.1} MB (target < 200 MB)");
+    exports.print(process);
     if let Some((seconds, rss, frames)) = long {
         println!("  peak RSS, 10 min bundle             {rss:>7.1} MB ({frames} frames in {seconds:.1} s)");
     }
     println!("(written to {})", args.work.join("results.json").display());
     Ok(())
+}
+
+/// Export timings (medians, s) of the 60 s bundle's clean layout.
+#[derive(Debug)]
+struct Exports {
+    frames: u64,
+    lerobot: f64,
+    webdataset_jpg: f64,
+    webdataset_mp4: f64,
+    ffmpeg_x264: f64,
+}
+
+impl Exports {
+    fn to_json(&self, process: f64) -> Value {
+        let fps = |s: f64| self.frames as f64 / s;
+        json!({
+            "frames": self.frames,
+            "lerobot_s": self.lerobot, "lerobot_fps": fps(self.lerobot),
+            "webdataset_jpg_s": self.webdataset_jpg, "webdataset_jpg_fps": fps(self.webdataset_jpg),
+            "webdataset_mp4_s": self.webdataset_mp4, "webdataset_mp4_fps": fps(self.webdataset_mp4),
+            "ffmpeg_x264_s": self.ffmpeg_x264,
+            "lerobot_over_process": self.lerobot / process,
+            "lerobot_over_ffmpeg_x264": self.lerobot / self.ffmpeg_x264,
+        })
+    }
+
+    fn print(&self, process: f64) {
+        let fps = |s: f64| self.frames as f64 / s;
+        println!("export of its clean layout ({} frames):", self.frames);
+        println!(
+            "  ffmpeg JPEGs -> x264 veryfast MP4     {:>7.2} s   {:>6.0} frames/s (reference)",
+            self.ffmpeg_x264,
+            fps(self.ffmpeg_x264)
+        );
+        for (name, s) in [
+            ("export --format lerobot          ", self.lerobot),
+            ("export --format webdataset       ", self.webdataset_jpg),
+            ("export --format webdataset (mp4) ", self.webdataset_mp4),
+        ] {
+            println!(
+                "  {name}    {s:>7.2} s   {:>6.0} frames/s, {:.2} x process, {:.2} x ffmpeg",
+                fps(s),
+                s / process,
+                s / self.ffmpeg_x264
+            );
+        }
+    }
+}
+
+fn bench_exports(bin: &Path, work: &Path, runs: usize) -> anyhow::Result<Exports> {
+    let clean = work.join("out-60s").join("clean");
+    let frames_dir = std::fs::read_dir(clean.join(WALLET))?
+        .next()
+        .context("no session in the clean layout")??
+        .path();
+    let mut jpegs: Vec<PathBuf> = Vec::new();
+    for segment in std::fs::read_dir(&frames_dir)? {
+        let frames = segment?.path().join("frames");
+        if frames.is_dir() {
+            for frame in std::fs::read_dir(frames)? {
+                jpegs.push(frame?.path());
+            }
+        }
+    }
+    jpegs.sort();
+    ensure!(!jpegs.is_empty(), "no published frame to export");
+    // The reference: the same JPEGs through ffmpeg's own image reader and libx264, same settings.
+    // Absolute paths: ffmpeg's concat reader takes relative ones from the list's own folder.
+    let list = std::path::absolute(work.join("export-frames.txt"))?;
+    let jpegs: Vec<PathBuf> = jpegs
+        .iter()
+        .map(std::path::absolute)
+        .collect::<Result<_, _>>()?;
+    let lines: String = jpegs
+        .iter()
+        .map(|p| format!("file '{}'\nduration 0.0333333\n", p.display()))
+        .collect();
+    std::fs::write(&list, lines)?;
+    let mut timings: [Vec<f64>; 4] = Default::default();
+    for _ in 0..runs {
+        let reference = work.join("export-ffmpeg.mp4");
+        timings[0].push(time(
+            Command::new("ffmpeg")
+                .args(["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i"])
+                .arg(&list)
+                .args([
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-bf", "0", "-g", "30",
+                    "-pix_fmt", "yuvj420p",
+                ])
+                .arg(&reference),
+        )?);
+        for (i, extra) in [
+            &["--format", "lerobot"][..],
+            &["--format", "webdataset"][..],
+            &["--format", "webdataset", "--frames", "mp4"][..],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let out = work.join(format!("export-{i}"));
+            let _ = std::fs::remove_dir_all(&out);
+            timings[i + 1].push(time(
+                Command::new(bin)
+                    .arg("export")
+                    .args(extra)
+                    .arg(&clean)
+                    .arg(&out)
+                    .stdout(std::process::Stdio::null()),
+            )?);
+        }
+    }
+    let [mut reference, mut lerobot, mut jpg, mut mp4] = timings;
+    Ok(Exports {
+        frames: jpegs.len() as u64,
+        lerobot: median(&mut lerobot),
+        webdataset_jpg: median(&mut jpg),
+        webdataset_mp4: median(&mut mp4),
+        ffmpeg_x264: median(&mut reference),
+    })
 }
 
 fn time(command: &mut Command) -> anyhow::Result<f64> {

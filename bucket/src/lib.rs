@@ -16,7 +16,7 @@ pub mod review;
 pub mod session;
 
 pub use clients::{describe, Clients};
-pub use mirror::{mirror_session, MirrorDirs, Mirrored};
+pub use mirror::{mirror_session, published_sessions, MirrorDirs, Mirrored};
 pub use publish::{
     get_if_present, session_prefix, BucketError, BucketTarget, Fence, REVIEW_PREFIX,
 };

@@ -350,6 +350,68 @@ fn remove_unlisted(folder: &Path, listed: &HashSet<&str>) -> Result<usize, Bucke
     Ok(removed)
 }
 
+/// Every session the clean bucket publishes to consumers (`{wallet}/{sid}/`, not `review/`), by
+/// listing folders (two levels, no object listing). A folder name that is not a valid wallet or
+/// session id is not a session of ours: it comes back in the second list, said plainly.
+pub async fn published_sessions(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<(Vec<SessionRef>, Vec<String>), BucketError> {
+    let mut sessions = Vec::new();
+    let mut strays = Vec::new();
+    for wallet_prefix in folders(s3, bucket, "").await? {
+        if format!("{wallet_prefix}/") == crate::publish::REVIEW_PREFIX {
+            continue;
+        }
+        for session_prefix in folders(s3, bucket, &format!("{wallet_prefix}/")).await? {
+            let session_name = session_prefix
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            match SessionRef::parse(&wallet_prefix, &session_name) {
+                Ok(session) => sessions.push(session),
+                Err(why) => strays.push(format!("s3://{bucket}/{session_prefix}/: {why}")),
+            }
+        }
+    }
+    sessions.sort_by(|a, b| {
+        (a.wallet.as_str(), a.session.as_str()).cmp(&(b.wallet.as_str(), b.session.as_str()))
+    });
+    Ok((sessions, strays))
+}
+
+/// The "folders" directly under `prefix` (common prefixes, without their trailing `/`).
+async fn folders(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, BucketError> {
+    let pages: Vec<_> = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .delimiter("/")
+        .into_paginator()
+        .send()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|err| BucketError::S3 {
+            bucket: bucket.to_owned(),
+            key: prefix.to_owned(),
+            what: "list",
+            detail: crate::describe(&err),
+        })?;
+    Ok(pages
+        .iter()
+        .flat_map(|page| page.common_prefixes())
+        .filter_map(|p| p.prefix())
+        .map(|p| p.trim_end_matches('/').to_owned())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ mod align;
 mod args;
 mod clock;
 mod config;
+mod export;
 mod inspect;
 mod output;
 mod payouts;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Command::Align(args) => align::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Schema(args) => schema::run(&args),
+        Command::Export(args) => export::run(&args),
     };
     drop(telemetry);
     match result {

@@ -4,13 +4,13 @@
 use std::collections::BTreeSet;
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{CameraSample, InputEvent, InputKind, DRIVING_KEYS};
 use crate::timeline::{median, repeated_timestamps};
 
 /// How a frame's time is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FrameTiming {
     /// The frame's own presentation timestamp.
@@ -54,7 +54,7 @@ pub fn frame_at(
 }
 
 /// The W/A/S/D keys held, flagged one by one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DrivingKeys {
     pub w: bool,
     pub a: bool,
@@ -63,7 +63,7 @@ pub struct DrivingKeys {
 }
 
 /// The camera log interpolated at a frame's page time.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Pose {
     pub pos: [f64; 3],
     /// Radians, interpolated on the shortest arc.
@@ -78,7 +78,7 @@ pub struct Pose {
 }
 
 /// The driving controls of the latest camera sample at or before the frame.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Controls {
     pub throttle: Option<f64>,
     pub brake: Option<f64>,
@@ -87,7 +87,7 @@ pub struct Controls {
 }
 
 /// One row of the aligned frame table.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FrameAction {
     pub frame: usize,
     pub pts_ms: Option<f64>,

@@ -1,7 +1,7 @@
 //! ALIGN: a usable bundle in, its clock join and one action row per decoded frame out.
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::actions::{
     frame_actions, sorted_camera, ActionConfig, AnimationFrames, FrameAction, FrameTiming,
@@ -85,7 +85,7 @@ pub struct Alignment {
 pub const ALIGNED_SCHEMA_VERSION: u32 = 2;
 
 /// The decoded video an alignment is about.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AlignedVideo {
     pub codec: String,
     pub width: u32,

@@ -223,7 +223,9 @@ impl QualityConfig {
 }
 
 /// The checks, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckName {
     Blur,
@@ -286,7 +288,7 @@ impl CheckName {
 }
 
 /// How a value is held to its threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Bound {
     /// Passes when `value <= threshold`.
@@ -295,7 +297,7 @@ pub enum Bound {
     AtLeast,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckResult {
     pub check: CheckName,
     /// What `value` measures, with its unit.
@@ -326,7 +328,7 @@ impl CheckResult {
 }
 
 /// The per-frame lines the picture checks hold each frame to, for a reviewer's metric lanes.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FrameThresholds {
     /// Under this sharpness (Laplacian variance) a plain frame is blurred.
     pub min_sharpness: f64,

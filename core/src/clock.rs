@@ -16,7 +16,7 @@
 //! the recorder's clock (SPEC section 8).
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::actions::{
     frame_timing, ground_distance, shortest_arc, sorted_camera, AnimationFrames, FrameTiming,
@@ -97,7 +97,7 @@ impl Default for ClockConfig {
 }
 
 /// Where a run's offset came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OffsetSource {
     RecordingStartT,
@@ -139,7 +139,7 @@ pub struct Prior {
 }
 
 /// Correlation of one measured signal with one predicted signal at the chosen offset.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChannelFit {
     /// `measured~predicted`, e.g. `shift_x~camera_yaw`.
     pub channel: String,
@@ -147,7 +147,7 @@ pub struct ChannelFit {
 }
 
 /// The motion-correlation fit of one run.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MotionFit {
     pub offset_ms: f64,
     /// Mean squared correlation over the active channels at the peak, 0-1.
@@ -168,7 +168,7 @@ pub struct MotionFit {
 }
 
 /// How the lag `R - S` of a run anchored by `recordingStartT` was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LagSource {
     /// The motion fit, searched inside the lag window.
@@ -179,7 +179,7 @@ pub enum LagSource {
 
 /// The lag through the network, the model and the capture path, for a run anchored by
 /// `recordingStartT`.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LagEstimate {
     /// `R - S`, ms.
     pub lag_ms: f64,
@@ -209,7 +209,7 @@ impl LagEstimate {
 }
 
 /// The clock of one continuous run of frames.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunClock {
     pub run: usize,
     pub first_frame: usize,

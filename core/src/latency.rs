@@ -5,12 +5,12 @@
 //! estimated clock offset.
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::LatencyLog;
 
 /// Which latency model was used, recorded with every alignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LatencySource {
     /// `rttSamples` interpolated linearly at `T`, held flat before the first and after the last.
@@ -21,7 +21,7 @@ pub enum LatencySource {
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LatencyModel {
     pub source: LatencySource,
     /// The model's mean over the samples (or `avgRtt`).

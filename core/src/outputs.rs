@@ -61,7 +61,7 @@ pub struct RunInfo {
 }
 
 /// A segment's fate: its CLEAN verdict, the override that applies, and where it goes.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Placement {
     pub segment: usize,
     pub clean_passed: bool,
@@ -99,7 +99,7 @@ pub fn place_segments(session: &AcceptedSession, overrides: &[OverrideNote]) -> 
 }
 
 /// One row of a segment's `aligned.json`: the frame's file and its action state.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SegmentFrame {
     /// Relative to the segment folder: `frames/{frame:06}.jpg`.
     pub file: String,
@@ -109,7 +109,7 @@ pub struct SegmentFrame {
 
 /// `segment_NNN/aligned.json`: the frame -> action table of one segment, with the clock it rests
 /// on.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SegmentAlignedFile {
     pub schema_version: u32,
     pub session_id: String,
@@ -123,7 +123,7 @@ pub struct SegmentAlignedFile {
 }
 
 /// `segment_NNN/quality.json`: every check of one segment and the verdict that counts.
-#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SegmentQualityFile {
     pub schema_version: u32,
     pub session_id: String,

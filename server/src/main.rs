@@ -5,6 +5,7 @@
 mod api;
 mod args;
 mod event;
+mod export;
 mod fetch;
 mod review;
 mod setup;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
             Command::Status(args) => status::run(&clients, &args).await,
             Command::Review(args) => review::run(&clients, &args).await,
             Command::Api(args) => api::serve(clients, args).await,
+            Command::Export(args) => export::run(&clients, &args).await,
             Command::Openapi => Ok(()),
         }
     });

@@ -14,6 +14,7 @@ fn run(args: &[&str]) -> Output {
 
 mod align;
 mod duplicates;
+mod export;
 mod process;
 mod report;
 mod traces;

@@ -28,6 +28,10 @@ impl Outputs {
         }
     }
 
+    pub(crate) fn clean_dir(&self) -> &Path {
+        &self.clean
+    }
+
     pub(crate) fn review_dir(&self) -> &Path {
         &self.review
     }
@@ -56,7 +60,7 @@ impl Outputs {
     }
 
     /// `process --json`, parsed.
-    fn process_json(&self, raw: &Path) -> Value {
+    pub(crate) fn process_json(&self, raw: &Path) -> Value {
         let output = self.process(raw, &["--json"]);
         serde_json::from_str(&stdout_with_status(&output, 0)).expect("process --json prints JSON")
     }

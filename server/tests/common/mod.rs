@@ -188,6 +188,15 @@ impl Emulator {
         }
     }
 
+    /// `DELETE`s an object of `bucket` (there or not).
+    pub fn delete(&self, bucket: &str, key: &str) {
+        let url = format!("{}/{bucket}/{key}", self.endpoint);
+        ureq::delete(&url)
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00")
+            .call()
+            .unwrap_or_else(|err| panic!("DELETE {url}: {err}"));
+    }
+
     /// Every key of `bucket` under `prefix` (ListObjectsV2 over plain HTTP, page by page).
     pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         let mut keys = Vec::new();
