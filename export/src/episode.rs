@@ -110,6 +110,21 @@ impl Episode {
             .iter()
             .find_map(|row| row.action.pts_ms)
             .unwrap_or(0.0);
+        // A time no session has (not finite, or beyond a day) is damage, not a frame's time.
+        const MAX_MS: f64 = 86_400_000.0;
+        for row in &aligned.frames {
+            for (what, value) in [
+                ("pts_ms", row.action.pts_ms),
+                ("page_t_ms", row.action.page_t_ms),
+            ] {
+                if let Some(v) = value.filter(|v| !v.is_finite() || v.abs() > MAX_MS) {
+                    return Err(format!(
+                        "{}: frame {} has {what} {v}, not a time a session has",
+                        segment.key, row.action.frame
+                    ));
+                }
+            }
+        }
         let mut rows = Vec::with_capacity(aligned.frames.len());
         let mut last_s = 0.0f64;
         for row in &aligned.frames {
@@ -347,6 +362,21 @@ mod tests {
         );
         let err = Episode::from_segment(&seg, None).expect_err("backwards");
         assert!(err.contains("before the frame ahead of it"), "{err}");
+    }
+
+    #[test]
+    fn times_no_session_has_are_refused_not_encoded() {
+        for bad in [1e300, f64::INFINITY, -2e9] {
+            let mut frame = row(11, Some(0.0), "measured", false);
+            frame["pts_ms"] = json!(bad);
+            if !bad.is_finite() {
+                // JSON has no infinity: the parser refuses it before the export sees it.
+                continue;
+            }
+            let seg = segment(vec![row(10, Some(0.0), "measured", false), frame], vec![]);
+            let err = Episode::from_segment(&seg, None).expect_err("refused");
+            assert!(err.contains("not a time a session has"), "{err}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::episode::{mask_bits, ACTION_NAMES, STATE_NAMES};
 use crate::parquet::{Table, Values};
 use crate::video::{Mp4Writer, PixelSums, VideoSettings};
 use crate::{
-    collect, load_state, read_frame, sha256_hex, temporary_beside, write_atomic, ExportError,
+    collect, load_state, remove_unlisted, sha256_hex, temporary_beside, write_atomic, ExportError,
     ExportOptions, ExportSummary, Format, Found, LocalClean,
 };
 
@@ -80,7 +80,8 @@ impl From<&VideoSettings> for VideoSettingsState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct EpisodeState {
     key: String,
-    frames_digest: String,
+    /// `Found::video_digest` when its video was encoded.
+    video_digest: String,
     /// SHA-256 of its rows and checks (`Episode::rows_digest`).
     rows_digest: String,
     frames: usize,
@@ -107,25 +108,76 @@ pub(crate) fn export(
     out: &Path,
     options: &ExportOptions,
 ) -> Result<ExportSummary, ExportError> {
-    let old: Option<State> = load_state(out, STATE_FILE, Format::LeRobot)?;
-    if let Some(old) = &old {
-        if old.version != STATE_VERSION || old.format != Format::LeRobot.as_str() {
-            return Err(ExportError::Target(format!(
-                "{}: written by another version of the export (state {} {}): export into a new folder",
-                out.display(),
-                old.format,
-                old.version
-            )));
+    let old: State = match load_state::<State>(out, STATE_FILE, Format::LeRobot)? {
+        Some(old) => {
+            if old.version != STATE_VERSION {
+                return Err(ExportError::Target(format!(
+                    "{}: written by another version of the export (state {}): export into a new folder",
+                    out.display(),
+                    old.version
+                )));
+            }
+            old
         }
-    }
+        None => {
+            // Written before anything else: a first run killed midway leaves a folder the next
+            // run recognises, and cleans.
+            let empty = State {
+                version: STATE_VERSION,
+                format: Format::LeRobot.as_str().to_owned(),
+                width: 0,
+                height: 0,
+                video: VideoSettingsState::from(&options.video),
+                episodes: Vec::new(),
+                data_files: BTreeMap::new(),
+                video_files: BTreeSet::new(),
+                next_data_file: 0,
+                next_video_file: 0,
+            };
+            save_state(out, &empty)?;
+            empty
+        }
+    };
+    // What an interrupted run wrote and never recorded goes first.
+    let listed: BTreeSet<PathBuf> = old
+        .data_files
+        .keys()
+        .map(|&id| relative_data_path(id))
+        .chain(old.video_files.iter().map(|&id| relative_video_path(id)))
+        .collect();
+    remove_unlisted(out, &listed, |path| {
+        path.starts_with("data") || path.starts_with("videos")
+    })?;
+
     let mut summary = ExportSummary::default();
-    let found = collect(source, &mut summary.problems)?;
-    if found.is_empty() && old.is_none() {
+    let collected = collect(source, &mut summary.problems)?;
+    if collected.found.is_empty() && collected.unreadable.is_empty() && old.episodes.is_empty() {
         return Err(crate::nothing_to_export(source, &summary.problems));
+    }
+    crate::refuse_emptying(source, out, &collected, old.episodes.len())?;
+    // An episode already exported whose segment cannot be read now stays out of this run's
+    // reach: its rows cannot be written again, and removing it would say it left the clean
+    // layout. Nothing is changed; the run says which and why.
+    let blocked: Vec<String> = old
+        .episodes
+        .iter()
+        .filter_map(|ep| {
+            collected
+                .unreadable
+                .get(&ep.key)
+                .map(|why| format!("{}: {why}", ep.key))
+        })
+        .collect();
+    if !blocked.is_empty() {
+        return Err(ExportError::Source(format!(
+            "exported episodes cannot be read now, so nothing was changed (run again once they are published whole, or process their sessions again): {}",
+            blocked.join("; ")
+        )));
     }
 
     // One picture size per dataset: the first export's, the one asked for, or the most common.
-    if let (Some(old), Some(size)) = (&old, options.size) {
+    let set = old.width != 0;
+    if let (true, Some(size)) = (set, options.size) {
         if (old.width, old.height) != size {
             return Err(ExportError::Target(format!(
                 "{} holds {}x{} pictures, not {}x{}: export into another folder",
@@ -137,23 +189,24 @@ pub(crate) fn export(
             )));
         }
     }
-    let (width, height) = match (&old, options.size) {
-        (Some(old), _) => (old.width, old.height),
-        (None, Some(size)) => size,
-        (None, None) => {
+    let (width, height) = match (set, options.size) {
+        (true, _) => (old.width, old.height),
+        (false, Some(size)) => size,
+        (false, None) => {
             let mut sizes: BTreeMap<(u32, u32), usize> = BTreeMap::new();
-            for f in found.values() {
+            for f in collected.found.values() {
                 *sizes
                     .entry((f.episode.width, f.episode.height))
                     .or_default() += 1;
             }
-            match sizes.into_iter().max_by_key(|(_, n)| *n) {
-                Some((size, _)) => size,
-                None => (0, 0),
-            }
+            sizes
+                .into_iter()
+                .max_by_key(|(_, n)| *n)
+                .map_or((0, 0), |(size, _)| size)
         }
     };
-    let found: BTreeMap<&String, &Found> = found
+    let found: BTreeMap<&String, &Found> = collected
+        .found
         .iter()
         .filter(|(key, f)| {
             let fits = (f.episode.width, f.episode.height) == (width, height);
@@ -168,34 +221,33 @@ pub(crate) fn export(
         .collect();
 
     // The plan: episodes still published keep their order and data file; new ones follow.
-    let mut next_data_file = old.as_ref().map_or(0, |s| s.next_data_file);
-    let mut next_video_file = old.as_ref().map_or(0, |s| s.next_video_file);
+    let mut next_data_file = old.next_data_file;
+    let mut next_video_file = old.next_video_file;
     let settings_state = VideoSettingsState::from(&options.video);
+    if !old.episodes.is_empty() && old.video != settings_state {
+        tracing::info!(
+            "video settings changed: only episodes encoded from now on use the new ones"
+        );
+    }
     let mut plan: Vec<Planned> = Vec::new();
     let mut kept: BTreeSet<&str> = BTreeSet::new();
-    if let Some(old) = &old {
-        if old.video != settings_state {
-            tracing::info!(
-                "video settings changed: only episodes encoded from now on use the new ones"
-            );
-        }
-        for ep in &old.episodes {
-            match found.get(&ep.key) {
-                Some(f) => {
-                    let same_pictures = f.frames_digest == ep.frames_digest;
-                    let same_rows = f.episode.rows_digest() == ep.rows_digest;
-                    kept.insert(ep.key.as_str());
-                    plan.push(Planned {
-                        found: f,
-                        data_file: ep.data_file,
-                        video: same_pictures
-                            .then(|| (ep.video_file, ep.from_s, ep.to_s, ep.pixels.clone())),
-                        new: false,
-                        changed: !same_pictures || !same_rows,
-                    });
-                }
-                None => summary.removed += 1,
+    for ep in &old.episodes {
+        match found.get(&ep.key) {
+            Some(f) => {
+                let same_video = f.video_digest == ep.video_digest
+                    && out.join(relative_video_path(ep.video_file)).is_file();
+                let same_rows = f.episode.rows_digest() == ep.rows_digest;
+                kept.insert(ep.key.as_str());
+                plan.push(Planned {
+                    found: f,
+                    data_file: ep.data_file,
+                    video: same_video
+                        .then(|| (ep.video_file, ep.from_s, ep.to_s, ep.pixels.clone())),
+                    new: false,
+                    changed: !same_video || !same_rows,
+                });
             }
+            None => summary.removed += 1,
         }
     }
     let mut rows_in_new_file = 0usize;
@@ -225,13 +277,26 @@ pub(crate) fn export(
         next_data_file += 1;
     }
 
-    // Encode what has no video yet, into new files.
+    // Encode what has no video yet, into new files. An episode whose frames cannot be read is
+    // named and left out before any of it is written.
     let nominal_fps = nominal_fps(plan.iter().map(|p| p.found.episode.median_step_s));
     let mut writer: Option<(u32, PathBuf, Mp4Writer)> = None;
     let mut written_videos: Vec<(u32, PathBuf)> = Vec::new();
     let mut frames_in_file = 0usize;
-    for planned in plan.iter_mut().filter(|p| p.video.is_none()) {
+    let mut unreadable_frames: BTreeSet<usize> = BTreeSet::new();
+    for (index, planned) in plan.iter_mut().enumerate() {
+        if planned.video.is_some() {
+            continue;
+        }
         let episode = &planned.found.episode;
+        let jpegs = match crate::read_frames(planned.found) {
+            Ok(jpegs) => jpegs,
+            Err(problem) => {
+                summary.problems.push(problem);
+                unreadable_frames.insert(index);
+                continue;
+            }
+        };
         if writer.is_some() && frames_in_file + episode.rows.len() > options.video_file_frames {
             if let Some((id, path, w)) = writer.take() {
                 finish_video(w, &path)?;
@@ -241,23 +306,34 @@ pub(crate) fn export(
         if writer.is_none() {
             let id = next_video_file;
             next_video_file += 1;
-            let path = video_path(out, id);
-            let tmp = temporary_beside(&path);
+            let path = out.join(relative_video_path(id));
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent).map_err(|err| ExportError::io(parent, err))?;
             }
-            let w = Mp4Writer::create(&tmp, width, height, nominal_fps, &options.video)
-                .map_err(ExportError::Target)?;
+            let w = Mp4Writer::create(
+                &temporary_beside(&path),
+                width,
+                height,
+                nominal_fps,
+                &options.video,
+            )
+            .map_err(ExportError::Target)?;
             writer = Some((id, path, w));
             frames_in_file = 0;
         }
-        let Some((id, _, w)) = writer.as_mut() else {
+        let Some((id, path, w)) = writer.as_mut() else {
             continue;
         };
-        let found = planned.found;
-        let (span, pixels) = w
-            .append(episode, |row| read_frame(found, row))
-            .map_err(|err| ExportError::Target(format!("encoding {err}")))?;
+        let appended = w.append(episode, &jpegs);
+        let (span, pixels) = match appended {
+            Ok(done) => done,
+            Err(err) => {
+                // A JPEG that passed its checks and still would not decode: the file is
+                // abandoned whole (the next run starts a new one), and the run stops.
+                let _ = fs::remove_file(temporary_beside(path));
+                return Err(ExportError::Target(format!("encoding {err}")));
+            }
+        };
         frames_in_file += episode.rows.len();
         summary.frames_written += episode.rows.len();
         planned.video = Some((*id, span.from_s, span.to_s, pixels));
@@ -267,6 +343,15 @@ pub(crate) fn export(
         written_videos.push((id, path));
     }
     summary.files_written += written_videos.len();
+    let mut index = 0;
+    plan.retain(|p| {
+        let keep = !unreadable_frames.contains(&index);
+        index += 1;
+        if !keep && !p.new {
+            summary.removed += 1;
+        }
+        keep
+    });
 
     // Data files: rows by file, written when their bytes change.
     let tasks = task_table(&plan);
@@ -281,10 +366,6 @@ pub(crate) fn export(
         first_rows.push(first_index);
         first_index += p.found.episode.rows.len() as i64;
     }
-    let old_digests = old
-        .as_ref()
-        .map(|s| s.data_files.clone())
-        .unwrap_or_default();
     for (&file, members) in &by_file {
         let (table, groups) = data_table(&plan, members, &first_rows, &tasks);
         let mut bytes = Vec::new();
@@ -292,8 +373,8 @@ pub(crate) fn export(
             .write(&mut bytes, &groups, Vec::new())
             .map_err(|err| ExportError::Target(format!("writing data file {file}: {err}")))?;
         let digest = sha256_hex(&bytes);
-        let path = data_path(out, file);
-        if old_digests.get(&file) == Some(&digest) && path.is_file() {
+        let path = out.join(relative_data_path(file));
+        if old.data_files.get(&file) == Some(&digest) && path.is_file() {
             summary.files_kept += 1;
         } else {
             write_atomic(&path, &bytes)?;
@@ -301,28 +382,18 @@ pub(crate) fn export(
         }
         data_files.insert(file, digest);
     }
-    for (file, _) in old_digests
-        .iter()
-        .filter(|(f, _)| !data_files.contains_key(f))
-    {
-        remove_if_there(&data_path(out, *file))?;
-    }
     let video_files: BTreeSet<u32> = plan
         .iter()
         .filter_map(|p| p.video.as_ref().map(|v| v.0))
         .collect();
-    if let Some(old) = &old {
-        for file in old.video_files.difference(&video_files) {
-            remove_if_there(&video_path(out, *file))?;
-        }
-        summary.files_kept += old.video_files.intersection(&video_files).count();
-    }
+    summary.files_kept += old.video_files.intersection(&video_files).count();
     summary.changed = plan.iter().filter(|p| p.changed).count();
     summary.added = plan.iter().filter(|p| p.new).count();
     summary.episodes = plan.len();
     summary.frames = plan.iter().map(|p| p.found.episode.rows.len()).sum();
 
-    // Metadata, then the state.
+    // Metadata, then the state, then what no episode refers to any more: a run killed before
+    // the state is written leaves every file the old state lists.
     write_meta(out, &plan, &first_rows, &tasks, width, height, nominal_fps)?;
     summary.files_written += 4;
     let state = State {
@@ -337,7 +408,7 @@ pub(crate) fn export(
                 let (video_file, from_s, to_s, pixels) = p.video.clone()?;
                 Some(EpisodeState {
                     key: crate::episode_key(&p.found.episode),
-                    frames_digest: p.found.frames_digest.clone(),
+                    video_digest: p.found.video_digest.clone(),
                     rows_digest: p.found.episode.rows_digest(),
                     frames: p.found.episode.rows.len(),
                     data_file: p.data_file,
@@ -348,15 +419,29 @@ pub(crate) fn export(
                 })
             })
             .collect(),
-        data_files,
-        video_files,
+        data_files: data_files.clone(),
+        video_files: video_files.clone(),
         next_data_file,
         next_video_file,
     };
-    let bytes = serde_json::to_vec_pretty(&state)
-        .map_err(|err| ExportError::Target(format!("the export's state: {err}")))?;
-    write_atomic(&out.join(STATE_FILE), &bytes)?;
+    save_state(out, &state)?;
+    for file in old
+        .data_files
+        .keys()
+        .filter(|f| !data_files.contains_key(f))
+    {
+        remove_if_there(&out.join(relative_data_path(*file)))?;
+    }
+    for file in old.video_files.difference(&video_files) {
+        remove_if_there(&out.join(relative_video_path(*file)))?;
+    }
     Ok(summary)
+}
+
+fn save_state(out: &Path, state: &State) -> Result<(), ExportError> {
+    let bytes = serde_json::to_vec_pretty(state)
+        .map_err(|err| ExportError::Target(format!("the export's state: {err}")))?;
+    write_atomic(&out.join(STATE_FILE), &bytes)
 }
 
 fn finish_video(writer: Mp4Writer, path: &Path) -> Result<(), ExportError> {
@@ -380,14 +465,16 @@ fn chunk_file(id: u32) -> (u32, u32) {
     (id / CHUNKS_SIZE, id % CHUNKS_SIZE)
 }
 
-pub fn data_path(out: &Path, id: u32) -> PathBuf {
+/// A data file's path in the dataset.
+pub fn relative_data_path(id: u32) -> PathBuf {
     let (chunk, file) = chunk_file(id);
-    out.join(format!("data/chunk-{chunk:03}/file-{file:03}.parquet"))
+    PathBuf::from(format!("data/chunk-{chunk:03}/file-{file:03}.parquet"))
 }
 
-pub fn video_path(out: &Path, id: u32) -> PathBuf {
+/// A video file's path in the dataset.
+pub fn relative_video_path(id: u32) -> PathBuf {
     let (chunk, file) = chunk_file(id);
-    out.join(format!(
+    PathBuf::from(format!(
         "videos/{CAMERA}/chunk-{chunk:03}/file-{file:03}.mp4"
     ))
 }
@@ -504,7 +591,8 @@ fn features(width: u32, height: u32, fps: u32) -> Value {
                 "variable_frame_rate": true,
                 "nominal_fps": fps,
                 "tolerance_s": 1e-4,
-                "unknown_time": "a frame whose time is unknown (quality.mask bit 'bursts') keeps the last recorded time; its action is NaN; drop it"
+                "unknown_time": "a frame whose time is unknown (quality.mask bit 'bursts') keeps the last recorded time; its action is NaN; drop it",
+                "video_backend": "pyav: torchcodec maps times to frame numbers with one frame rate, which a variable-rate video does not have"
             }
         },
         "frame_index": scalar("int64"),

@@ -292,54 +292,73 @@ fn lock(out: &Path) -> Result<fs::File, ExportError> {
 #[derive(Debug, Clone)]
 pub(crate) struct Found {
     pub episode: Episode,
-    /// SHA-256 over the frames' checksums, in order: the pictures.
-    pub frames_digest: String,
+    /// SHA-256 over what its video holds: each frame's checksum and the tick it sits at, and the
+    /// episode's nominal step. Equal digests: the episode's video can be kept.
+    pub video_digest: String,
     /// Where the frames are read from.
     pub session_folder: PathBuf,
 }
 
+/// What the clean layout publishes now.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    pub found: BTreeMap<String, Found>,
+    /// Segments a manifest lists that cannot be read now (being published again, damaged), by
+    /// key, with why: not "removed", only not readable.
+    pub unreadable: BTreeMap<String, String>,
+}
+
 /// Every clean segment of `source` as an episode, by key; what could not be read goes to
-/// `problems`.
+/// `problems` (and, for a listed segment, to `unreadable`).
 pub(crate) fn collect(
     source: &LocalClean,
     problems: &mut Vec<String>,
-) -> Result<BTreeMap<String, Found>, ExportError> {
+) -> Result<Collected, ExportError> {
     let (sessions, session_problems) = source.sessions()?;
     problems.extend(session_problems);
-    let mut found = BTreeMap::new();
+    let mut collected = Collected::default();
     for session in &sessions {
-        let prompt = match source.prompt(session) {
-            Ok(prompt) => prompt,
-            Err(problem) => {
-                problems.push(problem);
-                continue;
-            }
-        };
+        let prompt = source.prompt(session);
         for listed in &session.manifest.segments {
-            let episode = source
-                .segment(session, listed)
-                .and_then(|segment| Episode::from_segment(&segment, prompt.as_deref()));
+            let key = format!(
+                "{}/{}/segment_{:03}",
+                session.manifest.wallet, session.manifest.session_id, listed.segment
+            );
+            let episode = prompt.clone().and_then(|prompt| {
+                source
+                    .segment(session, listed)
+                    .and_then(|segment| Episode::from_segment(&segment, prompt.as_deref()))
+            });
             match episode {
                 Ok(episode) => {
-                    let mut hash = Sha256::new();
-                    for object in &episode.frame_objects {
-                        hash.update(object.sha256.as_bytes());
-                        hash.update(b"\n");
-                    }
-                    found.insert(
-                        episode_key(&episode),
+                    collected.found.insert(
+                        key,
                         Found {
-                            frames_digest: source::hex(&hash.finalize()),
+                            video_digest: video_digest(&episode),
                             session_folder: session.folder.clone(),
                             episode,
                         },
                     );
                 }
-                Err(problem) => problems.push(problem),
+                Err(problem) => {
+                    problems.push(problem.clone());
+                    collected.unreadable.insert(key, problem);
+                }
             }
         }
     }
-    Ok(found)
+    Ok(collected)
+}
+
+fn video_digest(episode: &Episode) -> String {
+    let mut hash = Sha256::new();
+    for (object, row) in episode.frame_objects.iter().zip(&episode.rows) {
+        hash.update(object.sha256.as_bytes());
+        hash.update(video::seconds_to_ticks(row.timestamp_s).to_le_bytes());
+        hash.update([u8::from(row.time_known)]);
+    }
+    hash.update(video::seconds_to_ticks(episode.median_step_s).to_le_bytes());
+    source::hex(&hash.finalize())
 }
 
 /// A first export of a layout that publishes nothing: said rather than written as an empty dataset.
@@ -353,6 +372,77 @@ pub(crate) fn nothing_to_export(source: &LocalClean, problems: &[String]) -> Exp
         "{} publishes no segment{unreadable}: nothing to export (`process` publishes passing segments there; a reviewer's `review override --pass` others)",
         source.root().display()
     ))
+}
+
+/// Refuses what would take every episode out of an export: a SOURCE that publishes nothing is
+/// far more often the wrong folder (or an empty bucket listing) than the end of a dataset.
+pub(crate) fn refuse_emptying(
+    source: &LocalClean,
+    out: &Path,
+    collected: &Collected,
+    exported: usize,
+) -> Result<(), ExportError> {
+    if exported > 0 && collected.found.is_empty() && collected.unreadable.is_empty() {
+        return Err(ExportError::Source(format!(
+            "{} publishes no segment, and {} holds {exported} episodes: not removing them all (is SOURCE the clean layout, `process --out`?). To empty the export, delete its folder",
+            source.root().display(),
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads every frame of an episode (checked against the manifest) and checks that each is a
+/// JPEG of the episode's size, before anything of it is written.
+pub(crate) fn read_frames(found: &Found) -> Result<Vec<Vec<u8>>, String> {
+    let episode = &found.episode;
+    let mut frames = Vec::with_capacity(episode.rows.len());
+    for (i, row) in episode.rows.iter().enumerate() {
+        let bytes = read_frame(found, i)?;
+        video::check_jpeg(&bytes, episode.width, episode.height)
+            .map_err(|err| format!("{}: frame {}: {err}", episode.key, row.frame))?;
+        frames.push(bytes);
+    }
+    Ok(frames)
+}
+
+/// Deletes what an earlier run that was killed may have left: files matching `ours` that the
+/// state does not list (`listed`, relative to `out`), and any half-written `.partial` file.
+pub(crate) fn remove_unlisted(
+    out: &Path,
+    listed: &std::collections::BTreeSet<PathBuf>,
+    ours: impl Fn(&Path) -> bool,
+) -> Result<usize, ExportError> {
+    let mut removed = 0;
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(ExportError::io(&dir, err)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|err| ExportError::io(&dir, err))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|err| ExportError::io(&path, err))?;
+            if kind.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(out).unwrap_or(&path).to_path_buf();
+            let partial = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(".partial"));
+            if partial || (ours(&relative) && !listed.contains(&relative)) {
+                fs::remove_file(&path).map_err(|err| ExportError::io(&path, err))?;
+                tracing::info!("removed {} (left by an interrupted export)", path.display());
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// `{wallet}/{session_id}/segment_{NNN}`: an episode's name, stable across runs.
@@ -411,13 +501,31 @@ pub(crate) fn load_state<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, ExportError> {
     let path = out.join(state_file);
     match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|err| {
-            ExportError::Target(format!(
-                "{}: not a {} export's state ({err}); export into a new folder",
-                path.display(),
-                format.as_str()
-            ))
-        }),
+        Ok(bytes) => {
+            let not_state = |err: String| {
+                ExportError::Target(format!(
+                    "{}: not a {} export's state ({err}); export into a new folder",
+                    path.display(),
+                    format.as_str()
+                ))
+            };
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|err| not_state(err.to_string()))?;
+            match value.get("format").and_then(|f| f.as_str()) {
+                Some(found) if found == format.as_str() => {}
+                Some(found) => {
+                    return Err(ExportError::Target(format!(
+                        "{} holds a {found} export, not {}: export into another folder",
+                        out.display(),
+                        format.as_str()
+                    )))
+                }
+                None => return Err(not_state("no format".into())),
+            }
+            serde_json::from_value(value)
+                .map(Some)
+                .map_err(|err| not_state(err.to_string()))
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let occupied = fs::read_dir(out).is_ok_and(|entries| {
                 entries

@@ -232,6 +232,13 @@ fn read_manifest(path: &Path, wallet: &Path, folder: &Path) -> Result<SessionMan
             manifest.session_id
         ));
     }
+    // The names become file names and sample keys: only valid ids (base58, `session_..._xxxxxx`).
+    if let Err(why) = sd_core::WalletAddress::parse(&manifest.wallet)
+        .map(|_| ())
+        .and_then(|()| sd_core::SessionId::parse(&manifest.session_id).map(|_| ()))
+    {
+        return Err(format!("{}: {why}", path.display()));
+    }
     if manifest.location != Location::Clean {
         return Err(format!(
             "{}: a {} manifest in the clean layout",

@@ -198,13 +198,21 @@ impl Mp4Writer {
         self.next_start as f64 / TICKS_PER_SECOND as f64
     }
 
-    /// Appends an episode's frames (`jpeg(i)` gives row `i`'s JPEG); returns where it sits, and
-    /// the pixel sums of a sample of its frames.
+    /// Appends an episode's frames (`jpegs[i]` is row `i`'s JPEG, read and checked by
+    /// `read_frames`); returns where it sits, and the pixel sums of a sample of its frames.
     pub fn append(
         &mut self,
         episode: &Episode,
-        mut jpeg: impl FnMut(usize) -> Result<Vec<u8>, String>,
+        jpegs: &[Vec<u8>],
     ) -> Result<(EpisodeSpan, PixelSums), String> {
+        if jpegs.len() != episode.rows.len() {
+            return Err(format!(
+                "{}: {} frames for {} rows",
+                episode.key,
+                jpegs.len(),
+                episode.rows.len()
+            ));
+        }
         if (episode.width as usize, episode.height as usize) != (self.width, self.height) {
             return Err(format!(
                 "{}: {}x{}, the video is {}x{}",
@@ -222,9 +230,9 @@ impl Mp4Writer {
         let mut ticks = Vec::with_capacity(rows);
         let mut last = self.last_tick;
         for row in &episode.rows {
-            let wanted = start + seconds_to_ticks(row.timestamp_s);
+            let wanted = start.saturating_add(seconds_to_ticks(row.timestamp_s));
             let tick = match last {
-                Some(prev) if wanted <= prev => prev + 1,
+                Some(prev) if wanted <= prev => prev.saturating_add(1),
                 _ => wanted,
             };
             if row.time_known && tick != wanted {
@@ -238,12 +246,14 @@ impl Mp4Writer {
         }
         let step = seconds_to_ticks(episode.median_step_s).max(1);
         for (i, &tick) in ticks.iter().enumerate() {
-            let next = ticks.get(i + 1).copied().unwrap_or(tick + step);
-            self.durations.insert(tick, next - tick);
+            let next = ticks
+                .get(i + 1)
+                .copied()
+                .unwrap_or(tick.saturating_add(step));
+            self.durations.insert(tick, next.saturating_sub(tick));
         }
         for (i, (row, &tick)) in episode.rows.iter().zip(&ticks).enumerate() {
-            let bytes = jpeg(i)?;
-            self.decode(&bytes)
+            self.decode(&jpegs[i])
                 .map_err(|err| format!("{}: frame {}: {err}", episode.key, row.frame))?;
             if i % sample_every == 0 {
                 self.sample_into(&mut sums);
@@ -253,7 +263,7 @@ impl Mp4Writer {
         }
         let end = last.unwrap_or(start);
         self.last_tick = last;
-        self.next_start = end + step;
+        self.next_start = end.saturating_add(step);
         Ok((
             EpisodeSpan {
                 from_s: start as f64 / TICKS_PER_SECOND as f64,
@@ -373,6 +383,21 @@ impl Mp4Writer {
         }
         Ok(())
     }
+}
+
+/// Checks that `bytes` is a 4:2:0 JPEG of `width` x `height` (its header only).
+pub fn check_jpeg(bytes: &[u8], width: u32, height: u32) -> Result<(), String> {
+    let header = turbojpeg::read_header(bytes).map_err(|err| format!("not a JPEG: {err}"))?;
+    if (header.width, header.height) != (width as usize, height as usize) {
+        return Err(format!(
+            "the JPEG is {}x{}, the segment {width}x{height}",
+            header.width, header.height
+        ));
+    }
+    if header.subsamp != Subsamp::Sub2x2 {
+        return Err(format!("the JPEG is {:?}, not 4:2:0", header.subsamp));
+    }
+    Ok(())
 }
 
 pub fn seconds_to_ticks(seconds: f64) -> i64 {

@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use crate::episode::{mask_bits, mask_names, ACTION_NAMES, STATE_NAMES};
 use crate::video::Mp4Writer;
 use crate::{
-    collect, load_state, read_frame, temporary_beside, ExportError, ExportOptions, ExportSummary,
-    Format, Found, LocalClean, SampleFrames,
+    collect, load_state, remove_unlisted, temporary_beside, ExportError, ExportOptions,
+    ExportSummary, Format, Found, LocalClean, SampleFrames,
 };
 
 /// The state file, beside the shards.
@@ -43,7 +43,8 @@ struct State {
 struct SampleState {
     key: String,
     sample_key: String,
-    frames_digest: String,
+    /// `Found::video_digest`: its frames and their times.
+    video_digest: String,
     rows_digest: String,
     shard: u32,
 }
@@ -61,8 +62,9 @@ pub fn sample_key(episode: &crate::Episode) -> String {
     format!("{}_{}_segment_{:03}", k.wallet, k.session_id, k.segment)
 }
 
-pub fn shard_path(out: &Path, id: u32) -> PathBuf {
-    out.join(format!("shard-{id:06}.tar"))
+/// A shard's file name in the export folder.
+pub fn shard_name(id: u32) -> PathBuf {
+    PathBuf::from(format!("shard-{id:06}.tar"))
 }
 
 pub(crate) fn export(
@@ -70,57 +72,81 @@ pub(crate) fn export(
     out: &Path,
     options: &ExportOptions,
 ) -> Result<ExportSummary, ExportError> {
-    let old: Option<State> = load_state(out, STATE_FILE, Format::WebDataset)?;
     let frames_mode = frames_name(options.sample_frames);
-    if let Some(old) = &old {
-        if old.version != STATE_VERSION || old.format != Format::WebDataset.as_str() {
-            return Err(ExportError::Target(format!(
-                "{}: written by another version of the export: export into a new folder",
-                out.display()
-            )));
+    let old: State = match load_state::<State>(out, STATE_FILE, Format::WebDataset)? {
+        Some(old) => {
+            if old.version != STATE_VERSION {
+                return Err(ExportError::Target(format!(
+                    "{}: written by another version of the export: export into a new folder",
+                    out.display()
+                )));
+            }
+            if old.frames != frames_mode {
+                return Err(ExportError::Target(format!(
+                    "{}: its samples carry {} frames, not {frames_mode}: export into a new folder",
+                    out.display(),
+                    old.frames
+                )));
+            }
+            old
         }
-        if old.frames != frames_mode {
-            return Err(ExportError::Target(format!(
-                "{}: its samples carry {} frames, not {frames_mode}: export into a new folder",
-                out.display(),
-                old.frames
-            )));
+        None => {
+            // Written first: a first run killed midway leaves a folder the next run cleans.
+            let empty = State {
+                version: STATE_VERSION,
+                format: Format::WebDataset.as_str().to_owned(),
+                frames: frames_mode.to_owned(),
+                samples: Vec::new(),
+                shards: BTreeSet::new(),
+                next_shard: 0,
+            };
+            save_state(out, &empty)?;
+            empty
         }
-    }
+    };
+    let listed: BTreeSet<PathBuf> = old.shards.iter().map(|&id| shard_name(id)).collect();
+    remove_unlisted(out, &listed, |path| {
+        path.components().count() == 1 && path.to_string_lossy().ends_with(".tar")
+    })?;
+
     let mut summary = ExportSummary::default();
-    let found = collect(source, &mut summary.problems)?;
-    if found.is_empty() && old.is_none() {
+    let collected = collect(source, &mut summary.problems)?;
+    if collected.found.is_empty() && collected.unreadable.is_empty() && old.samples.is_empty() {
         return Err(crate::nothing_to_export(source, &summary.problems));
     }
+    crate::refuse_emptying(source, out, &collected, old.samples.len())?;
+    let found = &collected.found;
 
-    // Which old shards must be written again, and what each keeps.
+    // Which old shards must be written again, and what each keeps. A sample whose segment is
+    // listed but cannot be read now is kept as it was (its shard's copy is the last good one).
     let mut samples: Vec<SampleState> = Vec::new();
     let mut dirty: BTreeSet<u32> = BTreeSet::new();
     let mut kept: BTreeSet<&str> = BTreeSet::new();
     let mut regenerate: BTreeSet<String> = BTreeSet::new();
-    if let Some(old) = &old {
-        for s in &old.samples {
-            match found.get(&s.key) {
-                Some(f) => {
-                    kept.insert(s.key.as_str());
-                    let rows_digest = f.episode.rows_digest();
-                    if f.frames_digest != s.frames_digest || rows_digest != s.rows_digest {
-                        dirty.insert(s.shard);
-                        regenerate.insert(s.sample_key.clone());
-                        summary.changed += 1;
-                    }
-                    samples.push(SampleState {
-                        key: s.key.clone(),
-                        sample_key: s.sample_key.clone(),
-                        frames_digest: f.frames_digest.clone(),
-                        rows_digest,
-                        shard: s.shard,
-                    });
-                }
-                None => {
+    for s in &old.samples {
+        match found.get(&s.key) {
+            Some(f) => {
+                kept.insert(s.key.as_str());
+                let rows_digest = f.episode.rows_digest();
+                if f.video_digest != s.video_digest || rows_digest != s.rows_digest {
                     dirty.insert(s.shard);
-                    summary.removed += 1;
+                    regenerate.insert(s.sample_key.clone());
                 }
+                samples.push(SampleState {
+                    key: s.key.clone(),
+                    sample_key: s.sample_key.clone(),
+                    video_digest: f.video_digest.clone(),
+                    rows_digest,
+                    shard: s.shard,
+                });
+            }
+            None if collected.unreadable.contains_key(&s.key) => {
+                kept.insert(s.key.as_str());
+                samples.push(s.clone());
+            }
+            None => {
+                dirty.insert(s.shard);
+                summary.removed += 1;
             }
         }
     }
@@ -130,31 +156,24 @@ pub(crate) fn export(
         .collect();
 
     // Old shards with a change: written again, unchanged samples copied over.
-    let old_shards = old.as_ref().map(|s| s.shards.clone()).unwrap_or_default();
     let mut shards: BTreeSet<u32> = BTreeSet::new();
-    for &shard in &old_shards {
+    let mut dropped: BTreeSet<String> = BTreeSet::new();
+    for &shard in &old.shards {
         let live: BTreeSet<&str> = samples
             .iter()
             .filter(|s| s.shard == shard)
             .map(|s| s.sample_key.as_str())
             .collect();
-        let path = shard_path(out, shard);
-        if !dirty.contains(&shard) {
-            if path.is_file() {
-                shards.insert(shard);
-                summary.files_kept += 1;
-                continue;
-            }
-            // A shard missing from the folder: written again from the source.
-            for key in &live {
-                regenerate.insert((*key).to_owned());
-            }
-        }
-        if live.is_empty() {
-            remove_if_there(&path)?;
+        let path = out.join(shard_name(shard));
+        if !dirty.contains(&shard) && path.is_file() {
+            shards.insert(shard);
+            summary.files_kept += 1;
             continue;
         }
-        rewrite_shard(
+        if live.is_empty() {
+            continue;
+        }
+        let written = rewrite_shard(
             &path,
             &live,
             &regenerate,
@@ -162,30 +181,44 @@ pub(crate) fn export(
             options,
             &mut summary,
         )?;
+        summary.changed += written.regenerated;
+        dropped.extend(written.dropped);
         shards.insert(shard);
         summary.files_written += 1;
     }
+    // A changed sample whose frames cannot be read now left its shard: it is gone from the
+    // export (named in the problems).
+    samples.retain(|s| {
+        let keep = !dropped.contains(&s.sample_key);
+        if !keep {
+            summary.removed += 1;
+        }
+        keep
+    });
 
     // New samples into new shards.
-    let mut next_shard = old.as_ref().map_or(0, |s| s.next_shard);
+    let mut next_shard = old.next_shard;
     let mut current: Option<(u32, ShardWriter)> = None;
-    for (key, f) in &found {
+    for (key, f) in found {
         if kept.contains(key.as_str()) {
             continue;
         }
         if current.is_none() {
             let id = next_shard;
             next_shard += 1;
-            current = Some((id, ShardWriter::create(&shard_path(out, id))?));
+            current = Some((id, ShardWriter::create(&out.join(shard_name(id)))?));
         }
         let Some((id, writer)) = current.as_mut() else {
             continue;
         };
-        write_sample(writer, f, options, &mut summary)?;
+        if let Err(problem) = write_sample(writer, f, options, &mut summary)? {
+            summary.problems.push(problem);
+            continue;
+        }
         samples.push(SampleState {
             key: key.clone(),
             sample_key: sample_key(&f.episode),
-            frames_digest: f.frames_digest.clone(),
+            video_digest: f.video_digest.clone(),
             rows_digest: f.episode.rows_digest(),
             shard: *id,
         });
@@ -199,9 +232,13 @@ pub(crate) fn export(
         }
     }
     if let Some((id, writer)) = current.take() {
-        writer.finish()?;
-        shards.insert(id);
-        summary.files_written += 1;
+        if writer.bytes > 0 {
+            writer.finish()?;
+            shards.insert(id);
+            summary.files_written += 1;
+        } else {
+            writer.abandon();
+        }
     }
     summary.episodes = samples.len();
     summary.frames = samples
@@ -214,13 +251,21 @@ pub(crate) fn export(
         format: Format::WebDataset.as_str().to_owned(),
         frames: frames_mode.to_owned(),
         samples,
-        shards,
+        shards: shards.clone(),
         next_shard,
     };
-    let bytes = serde_json::to_vec_pretty(&state)
-        .map_err(|err| ExportError::Target(format!("the export's state: {err}")))?;
-    crate::write_atomic(&out.join(STATE_FILE), &bytes)?;
+    save_state(out, &state)?;
+    // Only now, with the state saying so, what no sample is in any more goes.
+    for shard in old.shards.difference(&shards) {
+        remove_if_there(&out.join(shard_name(*shard)))?;
+    }
     Ok(summary)
+}
+
+fn save_state(out: &Path, state: &State) -> Result<(), ExportError> {
+    let bytes = serde_json::to_vec_pretty(state)
+        .map_err(|err| ExportError::Target(format!("the export's state: {err}")))?;
+    crate::write_atomic(&out.join(STATE_FILE), &bytes)
 }
 
 fn remove_if_there(path: &Path) -> Result<(), ExportError> {
@@ -231,8 +276,18 @@ fn remove_if_there(path: &Path) -> Result<(), ExportError> {
     }
 }
 
+/// What rewriting one shard did.
+#[derive(Debug, Default)]
+struct Rewritten {
+    /// Samples written again from the source.
+    regenerated: usize,
+    /// Samples that were to be written again and whose frames cannot be read: left out.
+    dropped: Vec<String>,
+}
+
 /// Writes `path` again with the samples in `live`: those in `regenerate` from the source, the
-/// others copied from the shard as it is.
+/// others copied from the shard as it is. An old shard that cannot be read whole is written
+/// again from the source entirely.
 fn rewrite_shard(
     path: &Path,
     live: &BTreeSet<&str>,
@@ -240,51 +295,85 @@ fn rewrite_shard(
     by_sample_key: &BTreeMap<String, &Found>,
     options: &ExportOptions,
     summary: &mut ExportSummary,
-) -> Result<(), ExportError> {
+) -> Result<Rewritten, ExportError> {
     let mut writer = ShardWriter::create(path)?;
+    let mut result = Rewritten::default();
     let mut done: BTreeSet<String> = BTreeSet::new();
-    if path.is_file() {
-        let file = fs::File::open(path).map_err(|err| ExportError::io(path, err))?;
-        let mut archive = tar::Archive::new(file);
-        let entries = archive
-            .entries()
-            .map_err(|err| ExportError::io(path, err))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|err| ExportError::io(path, err))?;
-            let name = entry
-                .path()
-                .map_err(|err| ExportError::io(path, err))?
-                .to_string_lossy()
-                .into_owned();
-            let key = name.split('.').next().unwrap_or_default().to_owned();
-            if !live.contains(key.as_str()) {
-                continue;
-            }
-            if regenerate.contains(&key) {
-                if done.insert(key.clone()) {
-                    if let Some(f) = by_sample_key.get(&key) {
-                        write_sample(&mut writer, f, options, summary)?;
-                    }
-                }
-                continue;
-            }
-            let mut data = Vec::new();
-            entry
-                .read_to_end(&mut data)
-                .map_err(|err| ExportError::io(path, err))?;
-            writer.append(&name, &data)?;
-            done.insert(key);
-        }
+    let copied = copy_members(path, live, regenerate, &mut writer);
+    if let Err(err) = copied {
+        tracing::warn!(
+            "{}: cannot be read whole ({err}): written again from the clean layout",
+            path.display()
+        );
+        writer.abandon();
+        writer = ShardWriter::create(path)?;
+    } else if let Ok(copied) = copied {
+        done = copied;
     }
-    // Samples the old shard did not have (it was missing, or cut short): from the source.
     for key in live {
-        if !done.contains(*key) {
-            if let Some(f) = by_sample_key.get(*key) {
-                write_sample(&mut writer, f, options, summary)?;
+        if done.contains(*key) {
+            continue;
+        }
+        let Some(f) = by_sample_key.get(*key) else {
+            // Kept as it was (its segment cannot be read now) but its old copy is gone too.
+            summary.problems.push(format!(
+                "{key}: neither its segment nor its old copy can be read"
+            ));
+            result.dropped.push((*key).to_owned());
+            continue;
+        };
+        match write_sample(&mut writer, f, options, summary)? {
+            Ok(()) => {
+                if regenerate.contains(*key) {
+                    result.regenerated += 1;
+                }
+            }
+            Err(problem) => {
+                summary.problems.push(problem);
+                result.dropped.push((*key).to_owned());
             }
         }
     }
-    writer.finish()
+    writer.finish()?;
+    Ok(result)
+}
+
+/// Copies the members of `live` samples not in `regenerate` from the shard at `path` into
+/// `writer`; answers the keys copied.
+fn copy_members(
+    path: &Path,
+    live: &BTreeSet<&str>,
+    regenerate: &BTreeSet<String>,
+    writer: &mut ShardWriter,
+) -> Result<BTreeSet<String>, ExportError> {
+    let mut copied = BTreeSet::new();
+    if !path.is_file() {
+        return Ok(copied);
+    }
+    let file = fs::File::open(path).map_err(|err| ExportError::io(path, err))?;
+    let mut archive = tar::Archive::new(file);
+    let entries = archive
+        .entries()
+        .map_err(|err| ExportError::io(path, err))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|err| ExportError::io(path, err))?;
+        let name = entry
+            .path()
+            .map_err(|err| ExportError::io(path, err))?
+            .to_string_lossy()
+            .into_owned();
+        let key = name.split('.').next().unwrap_or_default().to_owned();
+        if !live.contains(key.as_str()) || regenerate.contains(&key) {
+            continue;
+        }
+        let mut data = Vec::new();
+        entry
+            .read_to_end(&mut data)
+            .map_err(|err| ExportError::io(path, err))?;
+        writer.append(&name, &data)?;
+        copied.insert(key);
+    }
+    Ok(copied)
 }
 
 /// One tar shard, written under a temporary name and renamed into place by `finish`.
@@ -328,6 +417,12 @@ impl ShardWriter {
         Ok(())
     }
 
+    /// Drops the half-written shard.
+    fn abandon(self) {
+        drop(self.builder);
+        let _ = fs::remove_file(&self.tmp);
+    }
+
     fn finish(self) -> Result<(), ExportError> {
         let file = self
             .builder
@@ -339,43 +434,54 @@ impl ShardWriter {
     }
 }
 
-/// A sample's members: its JSON, then its frames (JPEGs, or one MP4).
+/// A sample's members: its JSON, then its frames (JPEGs, or one MP4). Its frames are read and
+/// checked before anything of it is written: `Ok(Err(why))` when they cannot be, and the shard
+/// is as it was.
 fn write_sample(
     writer: &mut ShardWriter,
     found: &Found,
     options: &ExportOptions,
     summary: &mut ExportSummary,
-) -> Result<(), ExportError> {
+) -> Result<Result<(), String>, ExportError> {
     let key = sample_key(&found.episode);
     let episode = &found.episode;
-    let doc = sample_json(found, options.sample_frames);
-    let bytes =
-        serde_json::to_vec(&doc).map_err(|err| ExportError::Target(format!("{key}: {err}")))?;
-    writer.append(&format!("{key}.json"), &bytes)?;
-    match options.sample_frames {
-        SampleFrames::Jpg => {
-            for (i, row) in episode.rows.iter().enumerate() {
-                let jpeg = read_frame(found, i).map_err(ExportError::Target)?;
-                writer.append(&format!("{key}.{:06}.jpg", row.frame), &jpeg)?;
-            }
-        }
+    let jpegs = match crate::read_frames(found) {
+        Ok(jpegs) => jpegs,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let mp4 = match options.sample_frames {
+        SampleFrames::Jpg => None,
         SampleFrames::Mp4 => {
-            let tmp = writer.tmp.with_extension("sample.mp4");
+            let tmp = writer.tmp.with_extension("sample.mp4.partial");
             let encoded = (|| {
                 let fps = (1.0 / episode.median_step_s).round().max(1.0) as u32;
                 let mut mp4 =
                     Mp4Writer::create(&tmp, episode.width, episode.height, fps, &options.video)?;
-                mp4.append(episode, |row| read_frame(found, row))?;
+                mp4.append(episode, &jpegs)?;
                 mp4.finish()?;
                 fs::read(&tmp).map_err(|err| format!("{}: {err}", tmp.display()))
             })();
             let _ = fs::remove_file(&tmp);
-            let data = encoded.map_err(|err| ExportError::Target(format!("encoding {err}")))?;
-            writer.append(&format!("{key}.mp4"), &data)?;
+            match encoded {
+                Ok(data) => Some(data),
+                Err(err) => return Ok(Err(format!("encoding {err}"))),
+            }
+        }
+    };
+    let doc = sample_json(found, options.sample_frames);
+    let bytes =
+        serde_json::to_vec(&doc).map_err(|err| ExportError::Target(format!("{key}: {err}")))?;
+    writer.append(&format!("{key}.json"), &bytes)?;
+    match mp4 {
+        Some(data) => writer.append(&format!("{key}.mp4"), &data)?,
+        None => {
+            for (row, jpeg) in episode.rows.iter().zip(&jpegs) {
+                writer.append(&format!("{key}.{:06}.jpg", row.frame), jpeg)?;
+            }
         }
     }
     summary.frames_written += episode.rows.len();
-    Ok(())
+    Ok(Ok(()))
 }
 
 fn number(v: f32) -> Value {

@@ -2,7 +2,8 @@
 //! into a local layout through its manifests (`sd_bucket::mirror_session`: objects checked, the
 //! unchanged ones kept, what the bucket no longer lists removed), then the same export as
 //! `scale-diffusion export` runs on that layout (`sd_export`). A session that cannot be mirrored
-//! keeps its last checked copy and is named; the others go on.
+//! is named; the export reads its segments whose local copy no longer matches their manifest as
+//! unreadable (kept as they were, or the run changes nothing: docs/EXPORT.md).
 
 use std::path::Path;
 use std::time::Instant;

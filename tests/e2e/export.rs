@@ -308,10 +308,92 @@ fn export_reads_back_frame_for_frame_and_follows_every_change() {
             .unwrap_or_else(|e| panic!("after adding: {e}"));
     }
 
-    // A reprocess that changes nothing a trainer sees: nothing changed in the export.
+    // What a killed run leaves (files no state lists, half-written ones) is cleaned by the
+    // next; a reprocess that changes nothing a trainer sees changes nothing in the export.
+    let strays = [
+        lerobot.join("data/chunk-000/file-099.parquet"),
+        lerobot.join("videos/observation.images.front/chunk-000/file-099.mp4"),
+        lerobot.join("videos/observation.images.front/chunk-000/.file-100.mp4.partial"),
+        wds.join("shard-000099.tar"),
+    ];
+    for stray in &strays {
+        std::fs::write(stray, b"left by a killed run").expect("write a stray file");
+    }
     out.process_json(&raw);
     let reprocessed = export("lerobot", clean, &lerobot, &[]);
     assert_eq!(counts(&reprocessed)[1..], [0, 0, 0], "{reprocessed}");
-    read_back(&python, "lerobot", clean, &lerobot, Lerobot::Load)
+    export("webdataset", clean, &wds, &["--shard-size-mb", "1"]);
+    for stray in &strays {
+        assert!(!stray.exists(), "{} was left", stray.display());
+    }
+    read_back(&python, "webdataset", clean, &wds, Lerobot::Skip)
         .unwrap_or_else(|e| panic!("after a reprocess: {e}"));
+
+    // A segment published again with other frame times (same pictures): its rows change and its
+    // frames are encoded again at their new times.
+    let shifted = now
+        .iter()
+        .find(|k| k.contains(&defects))
+        .expect("a defect segment");
+    let frames = republish_shifted(clean, shifted, 20.0);
+    let changed = export("lerobot", clean, &lerobot, &[]);
+    assert_eq!(counts(&changed)[1..], [0, 1, 0], "{changed}");
+    assert_eq!(changed["frames_written"], frames, "{changed}");
+    let wds_changed = export("webdataset", clean, &wds, &["--shard-size-mb", "1"]);
+    assert_eq!(counts(&wds_changed)[1..], [0, 1, 0], "{wds_changed}");
+    for (format, folder) in [("lerobot", &lerobot), ("webdataset", &wds)] {
+        read_back(&python, format, clean, folder, Lerobot::Load)
+            .unwrap_or_else(|e| panic!("after new frame times: {e}"));
+    }
+
+    // The wrong SOURCE (an empty folder) never empties an export.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("empty folder");
+    let before = files(&lerobot);
+    let output = run(&[
+        "export",
+        "--format",
+        "lerobot",
+        empty.to_str().expect("utf-8"),
+        lerobot.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "an empty SOURCE is refused");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("not removing them all"), "{said}");
+    assert!(before == files(&lerobot), "a refused run changed files");
+}
+
+/// Publishes `segment` again as a reprocess would with its frames after the first shown
+/// `shift_ms` later (the same pictures): `aligned.json` edited, the manifest's entry updated.
+/// Answers the segment's frame count.
+fn republish_shifted(clean: &Path, segment: &str, shift_ms: f64) -> usize {
+    use sha2::Digest as _;
+    let (session, name) = segment.rsplit_once('/').expect("wallet/session/segment");
+    let folder = clean.join(session);
+    let aligned_path = folder.join(name).join("aligned.json");
+    let mut aligned: Value =
+        serde_json::from_slice(&std::fs::read(&aligned_path).expect("aligned.json")).expect("json");
+    let rows = aligned["frames"].as_array_mut().expect("frames");
+    let frames = rows.len();
+    for row in rows.iter_mut().skip(1) {
+        if let Some(pts) = row["pts_ms"].as_f64() {
+            row["pts_ms"] = Value::from(pts + shift_ms);
+        }
+    }
+    let bytes = serde_json::to_vec(&aligned).expect("serialise");
+    std::fs::write(&aligned_path, &bytes).expect("write aligned.json");
+    let manifest_path = folder.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("json");
+    let wanted = format!("{name}/aligned.json");
+    for seg in manifest["segments"].as_array_mut().expect("segments") {
+        for object in seg["objects"].as_array_mut().expect("objects") {
+            if object["path"] == wanted.as_str() {
+                object["bytes"] = Value::from(bytes.len());
+                object["sha256"] = Value::from(format!("{:x}", sha2::Sha256::digest(&bytes)));
+            }
+        }
+    }
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+    frames
 }

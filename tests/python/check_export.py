@@ -27,11 +27,12 @@ import pyarrow.parquet as pq
 ACTION = ["key_w", "key_a", "key_s", "key_d", "mouse_dx", "mouse_dy", "throttle", "brake", "steer"]
 STATE = ["x", "y", "z", "yaw", "speed"]
 CAMERA = "observation.images.front"
-# The frame-flagging checks and the pose bit every export must name (docs/EXPORT.md).
-MASK_NAMES = {
-    "blur", "black", "washed_out", "frozen", "glitch", "impossible_inputs", "inconsistent_inputs",
-    "frame_gap", "bursts", "duplicate", "pose_from_gap",
-}
+# The mask's bits as docs/EXPORT.md gives them: bit i is CLEAN's check i, then pose_from_gap.
+MASK_BITS = {name: bit for bit, name in enumerate([
+    "blur", "black", "washed_out", "frozen", "glitch", "key_spam", "impossible_inputs",
+    "inconsistent_inputs", "no_driving_action", "frame_rate", "frame_gap", "bursts",
+    "decode_errors", "alignment_confidence", "duplicate", "pose_from_gap",
+])}
 
 problems = []
 
@@ -152,9 +153,9 @@ def check_lerobot(clean, out, lerobot_mode):
     features = info["features"]
     if features["action"]["names"] != ACTION or features["observation.state"]["names"] != STATE:
         fail("action or state names")
-    bits = features["quality.mask"]["info"]["bits"]
-    if not MASK_NAMES <= set(bits):
-        fail(f"mask bits {sorted(bits)} lack {sorted(MASK_NAMES - set(bits))}")
+    if features["quality.mask"]["info"]["bits"] != MASK_BITS:
+        fail(f"mask bits {features['quality.mask']['info']['bits']}, documented {MASK_BITS}")
+    bits = MASK_BITS
     expected = segments(clean)
     episodes = pq.read_table(sorted((out / "meta/episodes").glob("*/*.parquet"))[0]).to_pylist()
     if len(episodes) != len(expected) or info["total_episodes"] != len(expected):
@@ -180,6 +181,7 @@ def check_lerobot(clean, out, lerobot_mode):
     task_of = {int(row.task_index): task for task, row in tasks.iterrows()}
 
     videos = {}
+    jpeg_of_row = {}
     frames_checked = 0
     worst_picture = 0.0
     worst_time = 0.0
@@ -198,6 +200,7 @@ def check_lerobot(clean, out, lerobot_mode):
             fail(f"{key}: tasks {episode['tasks']}, the prompt is {prompt!r}")
         for n, row in enumerate(rows):
             i = lo + n
+            jpeg_of_row[i] = folder / row["file"]
             got_ts = columns["timestamp"][i]
             if np.float32(got_ts) != np.float32(row["ts"]):
                 fail(f"{key}: frame {row['frame']} timestamp {got_ts}, expected {row['ts']}")
@@ -259,6 +262,16 @@ def check_lerobot(clean, out, lerobot_mode):
             shape = tuple(item[CAMERA].shape)
             if shape != (3, features[CAMERA]["shape"][0], features[CAMERA]["shape"][1]):
                 fail(f"LeRobotDataset[{i}] picture {shape}")
+            else:
+                # Its picture is its row's JPEG (block means at the comparison scale).
+                picture = (item[CAMERA].numpy() * 255.0).transpose(1, 2, 0)
+                h, w = picture.shape[0] // SCALE * SCALE, picture.shape[1] // SCALE * SCALE
+                small = picture[:h, :w].reshape(h // SCALE, SCALE, w // SCALE, SCALE, 3).mean(axis=(1, 3))
+                jpeg = rgb_of_jpeg(jpeg_of_row[i])
+                hh, ww = min(small.shape[0], jpeg.shape[0]), min(small.shape[1], jpeg.shape[1])
+                off = float(np.abs(small[:hh, :ww] - jpeg[:hh, :ww]).mean())
+                if off > 12.0:
+                    fail(f"LeRobotDataset[{i}] picture differs from its JPEG by {off:.1f} of 255")
             if item["task"] != task_of[columns["task_index"][i]]:
                 fail(f"LeRobotDataset[{i}] task {item['task']!r}")
         loaded = f"lerobot {__import__('lerobot').__version__}: {len(picks)} items loaded"
@@ -284,7 +297,9 @@ def check_webdataset(clean, out):
             continue
         key, aligned, quality, prompt, folder, objects = expected[skey]
         doc = json.loads(sample["json"])
-        bits = doc["mask_bits"]
+        if doc["mask_bits"] != MASK_BITS:
+            fail(f"{key}: mask bits {doc['mask_bits']}")
+        bits = MASK_BITS
         rows = expected_rows(aligned, quality, bits)
         if len(doc["frames"]) != len(rows) or doc["task"] != prompt:
             fail(f"{key}: {len(doc['frames'])} frames, task {doc['task']!r}")
