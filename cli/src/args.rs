@@ -66,37 +66,14 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// lerobot (LeRobot v3: parquet frame tables, H.264 MP4 videos, meta/) or webdataset (tar
-    /// shards, a sample per segment: a JSON frame table with the JPEGs or an MP4).
-    #[arg(long, value_parser = sd_export::Format::NAMES)]
-    pub format: String,
+    #[command(flatten)]
+    pub request: sd_export::ExportRequest,
 
     /// The clean layout (`process --out`).
     pub source: PathBuf,
 
     /// The dataset's folder: new or empty, or an earlier export of the same format.
     pub out: PathBuf,
-
-    /// LeRobot: the dataset's picture size, WIDTHxHEIGHT (default: an earlier export's, else the
-    /// most common). Segments of another size are named and left out.
-    #[arg(long, value_name = "WxH")]
-    pub size: Option<String>,
-
-    /// WebDataset: close a shard once it holds this many MB.
-    #[arg(long, value_name = "MB", default_value_t = 1024)]
-    pub shard_size_mb: u64,
-
-    /// WebDataset: carry each sample's frames as the published JPEGs or as one MP4.
-    #[arg(long, default_value = "jpg", value_parser = ["jpg", "mp4"])]
-    pub frames: String,
-
-    /// H.264 quality (x264 CRF, 0-51, lower is better and bigger).
-    #[arg(long, default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
-    pub crf: u8,
-
-    /// x264 preset (ultrafast, superfast, veryfast, faster, fast, medium, slow...).
-    #[arg(long, default_value = "veryfast", value_parser = sd_export::PRESETS)]
-    pub preset: String,
 
     /// Print what the run did as JSON on stdout (problems included) instead of sentences.
     #[arg(long)]

@@ -4,21 +4,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use sd_export::{ExportRequest, LocalClean};
+use sd_export::LocalClean;
 
 use crate::args::ExportArgs;
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
-    let options = ExportRequest {
-        format: args.format.clone(),
-        frames: args.frames.clone(),
-        shard_size_mb: args.shard_size_mb,
-        crf: args.crf,
-        preset: args.preset.clone(),
-        size: args.size.clone(),
-    }
-    .options()
-    .map_err(anyhow::Error::msg)?;
+    let options = args.request.options().map_err(anyhow::Error::msg)?;
     let source = LocalClean::new(&args.source)?;
     let started = Instant::now();
     let summary = sd_export::export(&source, &args.out, &options)

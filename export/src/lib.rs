@@ -91,16 +91,39 @@ pub const PRESETS: [&str; 10] = [
     "placebo",
 ];
 
-/// What a command line asks of an export, as text: checked by [`ExportRequest::options`].
+/// What a command line asks of an export, as text: checked by [`ExportRequest::options`]. With
+/// the `clap` feature it is the flags both binaries' `export` commands take (one definition).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct ExportRequest {
+    /// lerobot (LeRobot v3: parquet frame tables, H.264 MP4 videos, meta/) or webdataset (tar
+    /// shards, a sample per segment: a JSON frame table with the JPEGs or an MP4).
+    #[cfg_attr(feature = "clap", arg(long, value_parser = Format::NAMES))]
     pub format: String,
-    /// `jpg` or `mp4`.
+    /// WebDataset: carry each sample's frames as the published JPEGs or as one MP4.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value = "jpg", value_parser = ["jpg", "mp4"])
+    )]
     pub frames: String,
+    /// WebDataset: close a shard once it holds this many MB.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "MB", default_value_t = 1024))]
     pub shard_size_mb: u64,
+    /// H.264 quality (x264 CRF, 0-51, lower is better and bigger).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))
+    )]
     pub crf: u8,
+    /// x264 preset (ultrafast, superfast, veryfast, faster, fast, medium, slow...).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value = "veryfast", value_parser = PRESETS)
+    )]
     pub preset: String,
-    /// `WIDTHxHEIGHT`.
+    /// LeRobot: the dataset's picture size, WIDTHxHEIGHT (default: an earlier export's, else the
+    /// most common). Segments of another size are named and left out.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "WxH"))]
     pub size: Option<String>,
 }
 

@@ -208,31 +208,14 @@ pub struct ApiArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// lerobot or webdataset (docs/EXPORT.md).
-    #[arg(long, value_parser = sd_export::Format::NAMES)]
-    pub format: String,
+    #[command(flatten)]
+    pub request: sd_export::ExportRequest,
     /// Where the clean bucket is mirrored (`{mirror}/clean`, `{mirror}/review`): keep it between
     /// runs, only what changed is fetched again.
     #[arg(long, value_name = "DIR")]
     pub mirror: PathBuf,
     /// The dataset's folder: new or empty, or an earlier export of the same format.
     pub out: PathBuf,
-    /// LeRobot: the dataset's picture size, WIDTHxHEIGHT (default: an earlier export's, else the
-    /// most common).
-    #[arg(long, value_name = "WxH")]
-    pub size: Option<String>,
-    /// WebDataset: close a shard once it holds this many MB.
-    #[arg(long, value_name = "MB", default_value_t = 1024)]
-    pub shard_size_mb: u64,
-    /// WebDataset: carry each sample's frames as the published JPEGs or as one MP4.
-    #[arg(long, default_value = "jpg", value_parser = ["jpg", "mp4"])]
-    pub frames: String,
-    /// H.264 quality (x264 CRF, 0-51).
-    #[arg(long, default_value_t = 23, value_parser = clap::value_parser!(u8).range(0..=51))]
-    pub crf: u8,
-    /// x264 preset.
-    #[arg(long, default_value = "veryfast", value_parser = sd_export::PRESETS)]
-    pub preset: String,
     #[command(flatten)]
     pub resources: Resources,
 }

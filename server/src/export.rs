@@ -10,21 +10,12 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use sd_bucket::{mirror_session, published_sessions, Clients, MirrorDirs, SessionRef};
-use sd_export::{ExportRequest, LocalClean};
+use sd_export::LocalClean;
 
 use crate::args::ExportArgs;
 
 pub async fn run(clients: &Clients, args: &ExportArgs) -> anyhow::Result<()> {
-    let options = ExportRequest {
-        format: args.format.clone(),
-        frames: args.frames.clone(),
-        shard_size_mb: args.shard_size_mb,
-        crf: args.crf,
-        preset: args.preset.clone(),
-        size: args.size.clone(),
-    }
-    .options()
-    .map_err(anyhow::Error::msg)?;
+    let options = args.request.options().map_err(anyhow::Error::msg)?;
     let bucket = &args.resources.clean_bucket;
     let dirs = MirrorDirs::under(&args.mirror);
     std::fs::create_dir_all(&dirs.clean)
