@@ -134,7 +134,7 @@ pub(crate) fn export(
                 next_data_file: 0,
                 next_video_file: 0,
             };
-            save_state(out, &empty)?;
+            crate::save_state(out, STATE_FILE, &empty)?;
             empty
         }
     };
@@ -424,24 +424,18 @@ pub(crate) fn export(
         next_data_file,
         next_video_file,
     };
-    save_state(out, &state)?;
+    crate::save_state(out, STATE_FILE, &state)?;
     for file in old
         .data_files
         .keys()
         .filter(|f| !data_files.contains_key(f))
     {
-        remove_if_there(&out.join(relative_data_path(*file)))?;
+        crate::remove_if_there(&out.join(relative_data_path(*file)))?;
     }
     for file in old.video_files.difference(&video_files) {
-        remove_if_there(&out.join(relative_video_path(*file)))?;
+        crate::remove_if_there(&out.join(relative_video_path(*file)))?;
     }
     Ok(summary)
-}
-
-fn save_state(out: &Path, state: &State) -> Result<(), ExportError> {
-    let bytes = serde_json::to_vec_pretty(state)
-        .map_err(|err| ExportError::Target(format!("the export's state: {err}")))?;
-    write_atomic(&out.join(STATE_FILE), &bytes)
 }
 
 fn finish_video(writer: Mp4Writer, path: &Path) -> Result<(), ExportError> {
@@ -451,14 +445,6 @@ fn finish_video(writer: Mp4Writer, path: &Path) -> Result<(), ExportError> {
         .and_then(|f| f.sync_all())
         .and_then(|()| fs::rename(&tmp, path))
         .map_err(|err| ExportError::io(path, err))
-}
-
-fn remove_if_there(path: &Path) -> Result<(), ExportError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(ExportError::io(path, err)),
-    }
 }
 
 fn chunk_file(id: u32) -> (u32, u32) {

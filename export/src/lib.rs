@@ -569,6 +569,26 @@ pub(crate) fn load_state<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Writes the export's state whole.
+pub(crate) fn save_state<T: serde::Serialize>(
+    out: &Path,
+    state_file: &str,
+    state: &T,
+) -> Result<(), ExportError> {
+    let bytes = serde_json::to_vec_pretty(state)
+        .map_err(|err| ExportError::Target(format!("the export's state: {err}")))?;
+    write_atomic(&out.join(state_file), &bytes)
+}
+
+/// Deletes a file; one already gone is fine.
+pub(crate) fn remove_if_there(path: &Path) -> Result<(), ExportError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(ExportError::io(path, err)),
+    }
+}
+
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     source::hex(&Sha256::digest(bytes))
 }

@@ -100,7 +100,7 @@ pub(crate) fn export(
                 shards: BTreeSet::new(),
                 next_shard: 0,
             };
-            save_state(out, &empty)?;
+            crate::save_state(out, STATE_FILE, &empty)?;
             empty
         }
     };
@@ -254,26 +254,12 @@ pub(crate) fn export(
         shards: shards.clone(),
         next_shard,
     };
-    save_state(out, &state)?;
+    crate::save_state(out, STATE_FILE, &state)?;
     // Only now, with the state saying so, what no sample is in any more goes.
     for shard in old.shards.difference(&shards) {
-        remove_if_there(&out.join(shard_name(*shard)))?;
+        crate::remove_if_there(&out.join(shard_name(*shard)))?;
     }
     Ok(summary)
-}
-
-fn save_state(out: &Path, state: &State) -> Result<(), ExportError> {
-    let bytes = serde_json::to_vec_pretty(state)
-        .map_err(|err| ExportError::Target(format!("the export's state: {err}")))?;
-    crate::write_atomic(&out.join(STATE_FILE), &bytes)
-}
-
-fn remove_if_there(path: &Path) -> Result<(), ExportError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(ExportError::io(path, err)),
-    }
 }
 
 /// What rewriting one shard did.
